@@ -1,0 +1,31 @@
+# microemo-jax developer commands. `make test` is what CI runs (.ci/run).
+PYTHON ?= $(shell command -v python3.12 || echo python3)
+VENV := .venv
+STAMP := $(VENV)/.installed
+REF_VENV := .venv-ref
+REF_PYTHON ?= $(shell command -v python3.11 || ls /root/.pyenv/versions/3.11*/bin/python3 2>/dev/null | head -1 || echo python3.11)
+PYTEST_ARGS ?=
+
+.PHONY: venv test fixtures clean-venv
+
+venv: $(STAMP)
+
+# Re-install only when the lock file or the package metadata changed.
+$(STAMP): requirements.lock setup.cfg pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] >= (3, 12), f"Python >= 3.12 needed, found {sys.version}"'
+	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+test: venv
+	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# Reference fixtures: PyTorch + transformers on Python 3.11 (never a dependency of the package).
+fixtures:
+	@test -x $(REF_VENV)/bin/python || $(REF_PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install -q torch==2.13.0 $$(grep -E '^(transformers|tokenizers|safetensors|huggingface.hub)==' requirements.lock) numpy
+	$(REF_VENV)/bin/python tools/make_reference_fixtures.py
+
+clean-venv:
+	rm -rf $(VENV) $(REF_VENV)

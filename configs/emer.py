@@ -1,0 +1,133 @@
+r"""MicroEmo on EMER-style data (big_vision-style config).
+
+    python -m microemo_jax.convert --config configs/emer.py:paper ...
+    --config configs/emer.py:demo --config.model.llm.num_layers=2     # any field, from the command line
+
+Variants:
+  demo   tiny widths for 2 CPU cores (minutes), same architecture and switches as the paper model.
+  paper  EVA ViT-g/14 224 px, BERT-base Q-Formers (InstructBLIP layout), LLaMA-2-7B-chat, Whisper-large-v3
+         encoder, T=32 frames (TimeChat goes to 96), K=4 face crops per anchor, U_max=8 utterances.
+"""
+import ml_collections
+
+VARIANTS = ('demo', 'paper')
+
+
+def _vision(hidden, intermediate, layers, heads, patch, image, eps):
+    return ml_collections.ConfigDict(dict(hidden_size=hidden, intermediate_size=intermediate, num_layers=layers,
+                                          num_heads=heads, patch_size=patch, image_size=image,
+                                          layer_norm_eps=eps))
+
+
+def _qformer(hidden, layers, heads, intermediate, cross_freq, queries, vocab=0, max_pos=512, eps=1e-12,
+             dropout=0.1):
+    return ml_collections.ConfigDict(dict(hidden_size=hidden, num_layers=layers, num_heads=heads,
+                                          intermediate_size=intermediate, cross_attention_frequency=cross_freq,
+                                          num_query_tokens=queries, vocab_size=vocab,
+                                          max_position_embeddings=max_pos, pad_token_id=0, layer_norm_eps=eps,
+                                          dropout=dropout))
+
+
+def get_config(arg=None):
+    variant = arg or 'demo'
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r} of configs/emer.py; choose one of {VARIANTS}")
+    paper = variant == 'paper'
+    c = ml_collections.ConfigDict()
+    c.variant = variant
+    c.seed = 0
+    c.stage = 1  # 1: alignment (LLM frozen); 2: instruction tuning (+ LoRA on the LLM)
+    c.total_steps = 20000 if paper else 300
+    c.log_every = 50 if paper else 10
+    c.checkpoint_every = 1000 if paper else 100
+
+    m = c.model = ml_collections.ConfigDict()
+    m.dtype = 'bfloat16' if paper else 'float32'            # compute dtype
+    m.param_dtype = 'float32'                               # trained weights (master copy)
+    m.frozen_param_dtype = 'bfloat16' if paper else 'float32'  # frozen towers (ViT, Whisper, LLM base)
+    m.scan_layers = True
+    m.remat_policy = 'nothing_saveable' if paper else 'none'
+    m.attention_impl = ''  # '' lets JAX choose; 'cudnn' on GPUs; 'xla'; 'reference'
+
+    # 1. Timestamp-bound frame encoder: EVA ViT-g -> image Q-Former reading "This frame is sampled at {t} second."
+    m.vision = (_vision(1408, 6144, 39, 16, 14, 224, 1e-6) if paper else _vision(64, 128, 2, 4, 16, 64, 1e-6))
+    m.image_qformer = (_qformer(768, 12, 12, 3072, 2, 32, vocab=30523) if paper
+                       else _qformer(64, 2, 4, 128, 2, 8, vocab=512, max_pos=64))
+    m.frame_encoder = ml_collections.ConfigDict(dict(
+        timestamp_text=True,          # feed the timestamp sentence to the image Q-Former (TimeChat)
+        timestamp_tokenizer='bert',   # 'llm' reproduces TimeChat's quirk 1 (LLaMA tokenizer ids); used by prepare
+        keep_text_tokens=False,       # True reproduces TimeChat's quirk 2 (text positions kept in the output)
+        max_timestamp_tokens=16,
+    ))
+    # 2. Micro-expression local branch over face tubelets (K consecutive crops per anchor).
+    m.micro_expression = ml_collections.ConfigDict(dict(
+        enabled=True,
+        face_encoder='shared',        # 'shared': the frozen frame ViT; 'separate': the smaller ViT below
+        face_vision=_vision(64, 128, 2, 4, 16, 64, 1e-6) if not paper else _vision(768, 3072, 12, 12, 16, 224, 1e-6),
+        num_crops=4,                  # K
+        use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics)
+        hidden_size=768 if paper else 64,
+        num_layers=2,
+        num_heads=12 if paper else 4,
+        dropout=0.1,
+    ))
+    # 3. Gated global-local attention (tanh gates start at 0: the global pipeline is unchanged at init).
+    m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0))
+    # 4. Utterance-aware video Q-Former: once over all frames, once per utterance slot (+ optional windows).
+    m.video_qformer = _qformer(768, 2, 12, 3072, 1, 32) if paper else _qformer(64, 2, 4, 128, 1, 8)
+    m.video_qformer.max_frames = 96 if paper else 16          # size of the frame-position embedding
+    m.num_frames = 32 if paper else 8                         # T
+    m.max_utterances = 8 if paper else 3                      # U_max
+    m.utterance_scale = True                                  # False: whole-video tokens only (ablation)
+    m.window_size = 0                                         # >0 adds TimeChat's fixed windows
+    m.window_stride = 0
+    # 5. Audio: Whisper encoder -> audio Q-Former (whole clip and per utterance).
+    m.audio = ml_collections.ConfigDict(dict(
+        enabled=True,
+        num_mel_bins=128 if paper else 16,
+        d_model=1280 if paper else 64,
+        encoder_layers=32 if paper else 2,
+        encoder_attention_heads=20 if paper else 4,
+        encoder_ffn_dim=5120 if paper else 128,
+        max_source_positions=1500 if paper else 400,
+        seconds_per_position=0.02,                            # Whisper: 10 ms hop, stride-2 conv
+    ))
+    m.audio_qformer = _qformer(768, 2, 12, 3072, 1, 8) if paper else _qformer(64, 2, 4, 128, 1, 4)
+    # 6. LLM (LLaMA family) + LoRA.
+    m.llm = ml_collections.ConfigDict(dict(
+        vocab_size=32000 if paper else 512,
+        hidden_size=4096 if paper else 128,
+        intermediate_size=11008 if paper else 256,
+        num_layers=32 if paper else 2,
+        num_heads=32 if paper else 4,
+        num_kv_heads=32 if paper else 2,
+        head_dim=128 if paper else 32,
+        rms_norm_eps=1e-5,
+        rope_theta=10000.0,
+        rope_type='default',          # 'default' or 'llama3' (then the four fields below apply)
+        rope_factor=8.0,
+        rope_low_freq_factor=1.0,
+        rope_high_freq_factor=4.0,
+        rope_original_max_position_embeddings=8192,
+        max_position_embeddings=4096 if paper else 1024,
+        tie_word_embeddings=False,
+    ))
+    m.lora = ml_collections.ConfigDict(dict(rank=32 if paper else 8, alpha=32.0 if paper else 16.0, dropout=0.1,
+                                            targets=('q_proj', 'k_proj', 'v_proj', 'o_proj')))
+
+    # Device mesh and the one table that maps logical parameter/activation axes to mesh axes.
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.sharding_rules = (
+        ('batch', ('data', 'fsdp')),
+        ('embed', 'fsdp'),
+        ('mlp', 'tensor'),
+        ('heads', 'tensor'),
+        ('kv_heads', 'tensor'),
+        ('vocab', 'tensor'),
+        ('layers', None),
+        ('norm', None),
+        ('pos', None),
+        ('patch', None),
+        ('query', None),
+    )
+    return c

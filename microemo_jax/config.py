@@ -1,0 +1,179 @@
+"""Loading ``configs/*.py`` (big_vision style) and applying ``--config.KEY=VALUE`` overrides.
+
+``load_config('configs/emer.py:demo', ['model.llm.num_layers=2'])`` imports the file, calls
+``get_config('demo')``, applies each override with the type of the field it replaces, validates and
+locks the result. Unknown keys (with a did-you-mean), unparsable values and wrong types raise
+``ConfigError`` naming the key; nothing is silently ignored.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import os
+import sys
+from typing import Sequence
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message says which and what is accepted."""
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """``spec`` is 'path/to/config.py' or 'path/to/config.py:ARG'; overrides are 'a.b.c=value'."""
+    path, _, arg = spec.partition(':')
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} not found")
+    module_spec = importlib.util.spec_from_file_location(f'_microemo_config_{abs(hash(path))}', path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # a broken config file: say which
+        raise ConfigError(f"{path}: could not be imported: {e}") from e
+    if not hasattr(module, 'get_config'):
+        raise ConfigError(f"{path} defines no get_config(arg)")
+    try:
+        cfg = module.get_config(arg or None)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from e
+    for item in overrides:
+        key, sep, value = item.partition('=')
+        if not sep:
+            raise ConfigError(f"override {item!r} must look like KEY=VALUE")
+        set_value(cfg, key.strip(), value)
+    validate(cfg)
+    cfg.lock()
+    return cfg
+
+
+def set_value(cfg: ml_collections.ConfigDict, dotted: str, text: str) -> None:
+    """Set ``cfg.<dotted>`` from command-line text, converted to the type of the current value."""
+    parts = dotted.split('.')
+    node = cfg
+    for i, part in enumerate(parts):
+        where = '.'.join(parts[:i]) or '<root>'
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise ConfigError(f"config key {dotted!r}: {where} is a {type(node).__name__}, not a section")
+        if part not in node:
+            close = difflib.get_close_matches(part, list(node.keys()), n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ''
+            raise ConfigError(f"unknown config key {dotted!r}: {where} has no field {part!r}{hint} "
+                              f"(fields: {', '.join(sorted(node.keys()))})")
+        if i < len(parts) - 1:
+            node = node[part]
+    current = node[parts[-1]]
+    if isinstance(current, ml_collections.ConfigDict):
+        raise ConfigError(f"config key {dotted!r} is a section; set one of its fields "
+                          f"({', '.join(sorted(current.keys()))})")
+    node[parts[-1]] = parse_value(dotted, text, current)
+
+
+def parse_value(key: str, text: str, current):
+    """Convert ``text`` to the type of ``current`` (bool, int, float, str, tuple or None)."""
+    text = text.strip()
+    if isinstance(current, bool):
+        lowered = text.lower()
+        if lowered in ('true', '1', 'yes'):
+            return True
+        if lowered in ('false', '0', 'no'):
+            return False
+        raise ConfigError(f"config key {key!r} is a bool; got {text!r} (use true/false)")
+    if isinstance(current, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"config key {key!r} is an int; got {text!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"config key {key!r} is a float; got {text!r}") from None
+    if isinstance(current, str):
+        return text
+    if isinstance(current, (tuple, list)) or current is None:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            if current is None:
+                return text
+            raise ConfigError(f"config key {key!r} is a tuple; got {text!r} (write e.g. \"('a', 'b')\")") from None
+        if current is not None and not isinstance(value, (tuple, list)):
+            raise ConfigError(f"config key {key!r} is a tuple; got {type(value).__name__} {text!r}")
+        return tuple(value) if isinstance(value, list) else value
+    raise ConfigError(f"config key {key!r} holds a {type(current).__name__}, which cannot be set from the command line")
+
+
+DTYPES = ('float32', 'bfloat16', 'float16')
+
+
+def validate(cfg: ml_collections.ConfigDict) -> None:
+    """Cross-field checks that would otherwise fail deep inside model construction."""
+    m = cfg.get('model')
+    if m is None:
+        return
+    problems = []
+    for key in ('dtype', 'param_dtype', 'frozen_param_dtype'):
+        if m.get(key) not in DTYPES:
+            problems.append(f"model.{key}={m.get(key)!r} is not one of {DTYPES}")
+    if cfg.get('stage') not in (1, 2):
+        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment) or 2 (instruction tuning)")
+    for name in ('vision', 'image_qformer', 'video_qformer', 'audio_qformer'):
+        sub = m.get(name)
+        if sub is not None and sub.hidden_size % sub.num_heads:
+            problems.append(f"model.{name}.hidden_size={sub.hidden_size} is not divisible by num_heads={sub.num_heads}")
+    llm = m.get('llm')
+    if llm is not None:
+        if llm.num_heads % llm.num_kv_heads:
+            problems.append(f"model.llm.num_heads={llm.num_heads} is not a multiple of num_kv_heads={llm.num_kv_heads}")
+        if llm.rope_type not in ('default', 'llama3'):
+            problems.append(f"model.llm.rope_type={llm.rope_type!r} must be 'default' or 'llama3'")
+    if m.get('audio') is not None and m.audio.d_model % m.audio.encoder_attention_heads:
+        problems.append("model.audio.d_model is not divisible by encoder_attention_heads")
+    me = m.get('micro_expression')
+    if me is not None:
+        if me.face_encoder not in ('shared', 'separate'):
+            problems.append(f"model.micro_expression.face_encoder={me.face_encoder!r} must be 'shared' or 'separate'")
+        if me.hidden_size % me.num_heads:
+            problems.append("model.micro_expression.hidden_size is not divisible by num_heads")
+    fe = m.get('frame_encoder')
+    if fe is not None and fe.timestamp_tokenizer not in ('bert', 'llm'):
+        problems.append(f"model.frame_encoder.timestamp_tokenizer={fe.timestamp_tokenizer!r} must be 'bert' or 'llm'")
+    if m.get('num_frames', 1) > m.video_qformer.max_frames:
+        problems.append(f"model.num_frames={m.num_frames} exceeds model.video_qformer.max_frames="
+                        f"{m.video_qformer.max_frames} (size of the frame-position embedding)")
+    if problems:
+        raise ConfigError('invalid config:\n  ' + '\n  '.join(problems))
+
+
+def config_from_argv(argv: Sequence[str]) -> tuple[ml_collections.ConfigDict, list[str]]:
+    """Split ``--config SPEC`` and ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) out of argv."""
+    spec, overrides, rest = None, [], []
+    it = iter(argv)
+    for arg in it:
+        if arg == '--config':
+            spec = next(it, None)
+        elif arg.startswith('--config='):
+            spec = arg.split('=', 1)[1]
+        elif arg.startswith('--config.'):
+            body = arg[len('--config.'):]
+            if '=' not in body:
+                value = next(it, None)
+                if value is None:
+                    raise ConfigError(f"{arg} needs a value")
+                body = f'{body}={value}'
+            overrides.append(body)
+        else:
+            rest.append(arg)
+    if spec is None:
+        raise ConfigError("--config PATH[:VARIANT] is required (e.g. --config configs/emer.py:demo)")
+    return load_config(spec, overrides), rest
+
+
+if __name__ == '__main__':  # print a resolved config: python -m microemo_jax.config --config ... [--config.X=Y]
+    try:
+        resolved, _ = config_from_argv(sys.argv[1:])
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+    print(resolved)

@@ -1,0 +1,163 @@
+"""Building blocks shared by every tower: parameters with logical axis names, dense, norms, attention.
+
+Each parameter carries its logical axis names in the Variable metadata key ``axes`` (e.g.
+``('embed', 'mlp')``); ``microemo_jax.sharding`` maps them to mesh axes with the rules table of the
+config. Modules take ``dtype`` (compute) and ``param_dtype`` (storage) so that frozen towers can be
+stored in bfloat16 while trained parts keep float32 master weights.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Axes = tuple[str | None, ...]
+Dtype = Any
+
+default_kernel_init = nnx.initializers.normal(stddev=0.02)
+
+
+def param(rngs: nnx.Rngs | None, init: Callable, shape: Sequence[int], axes: Axes, param_dtype: Dtype,
+          kind: type[nnx.Param] = nnx.Param) -> nnx.Param:
+    """A parameter of ``shape`` initialised by ``init`` and annotated with logical ``axes``."""
+    if len(axes) != len(shape):
+        raise ValueError(f"axes {axes} do not match parameter shape {tuple(shape)}")
+    key = rngs.params() if rngs is not None else jax.random.key(0)
+    return kind(init(key, tuple(shape), param_dtype), axes=tuple(axes))
+
+
+class Dense(nnx.Module):
+    """y = x @ kernel + bias, with an optional LoRA adapter (see ``lora.py``).
+
+    ``axes`` names the (in, out) dimensions of the kernel; the bias takes the out name.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, axes: Axes, use_bias: bool = True,
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32,
+                 kernel_init: Callable = default_kernel_init, lora=None, rngs: nnx.Rngs):
+        self.in_features, self.out_features = in_features, out_features
+        self.dtype = dtype
+        self.kernel = param(rngs, kernel_init, (in_features, out_features), axes, param_dtype)
+        self.bias = (param(rngs, nnx.initializers.zeros, (out_features,), (axes[1],), param_dtype)
+                     if use_bias else None)
+        if lora is not None and lora.rank > 0:
+            from microemo_jax.models.lora import LoRAAdapter  # local import: lora imports layers
+            self.lora = LoRAAdapter(in_features, out_features, lora, axes=axes, param_dtype=param_dtype,
+                                    rngs=rngs)
+        else:
+            self.lora = None
+
+    def __call__(self, x: jax.Array, *, dropout_rng: jax.Array | None = None) -> jax.Array:
+        x = x.astype(self.dtype)
+        y = jnp.einsum('...i,io->...o', x, self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        if self.lora is not None:
+            y = y + self.lora(x, dropout_rng=dropout_rng).astype(self.dtype)
+        return y
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm computed in float32 (as the PyTorch references do under autocast)."""
+
+    def __init__(self, features: int, *, eps: float = 1e-5, use_bias: bool = True, axis_name: str = 'norm',
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        self.eps, self.dtype = eps, dtype
+        self.scale = param(rngs, nnx.initializers.ones, (features,), (axis_name,), param_dtype)
+        self.bias = (param(rngs, nnx.initializers.zeros, (features,), (axis_name,), param_dtype)
+                     if use_bias else None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = x32.mean(-1, keepdims=True)
+        var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...].astype(jnp.float32)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(jnp.float32)
+        return y.astype(self.dtype)
+
+
+class RMSNorm(nnx.Module):
+    """LLaMA RMSNorm: normalise in float32, cast back, then scale (transformers' order)."""
+
+    def __init__(self, features: int, *, eps: float = 1e-6, dtype: Dtype = jnp.float32,
+                 param_dtype: Dtype = jnp.float32, rngs: nnx.Rngs):
+        self.eps, self.dtype = eps, dtype
+        self.scale = param(rngs, nnx.initializers.ones, (features,), ('norm',), param_dtype)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.square(x32).mean(-1, keepdims=True) + self.eps)
+        return self.scale[...].astype(self.dtype) * y.astype(self.dtype)
+
+
+class Embed(nnx.Module):
+    """Token embedding table of shape (num_embeddings, features)."""
+
+    def __init__(self, num_embeddings: int, features: int, *, axes: Axes = ('vocab', 'embed'),
+                 dtype: Dtype = jnp.float32, param_dtype: Dtype = jnp.float32,
+                 init: Callable = default_kernel_init, rngs: nnx.Rngs):
+        self.num_embeddings, self.features, self.dtype = num_embeddings, features, dtype
+        self.embedding = param(rngs, init, (num_embeddings, features), axes, param_dtype)
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        """Logits against the table (tied output head)."""
+        return jnp.einsum('...d,vd->...v', x, self.embedding[...].astype(x.dtype))
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+    """Inverted dropout; a no-op when ``rng`` is None (evaluation) or ``rate`` is 0."""
+    if rng is None or rate <= 0.0:
+        return x
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def split_rng(rng: jax.Array | None, n: int) -> list[jax.Array | None]:
+    """n independent keys from ``rng``, or n Nones when dropout is off."""
+    if rng is None:
+        return [None] * n
+    return list(jax.random.split(rng, n))
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None, *,
+              implementation: str | None = None) -> jax.Array:
+    """Multi-head attention on (B, S, H, D) tensors; k/v may have fewer heads (GQA).
+
+    ``mask`` is boolean, broadcastable to (B, H, Sq, Sk); True means "may attend". Softmax runs in
+    float32. Query rows with no allowed key return zeros instead of an average of masked values.
+    ``implementation`` is passed to ``jax.nn.dot_product_attention`` ('xla', 'cudnn' or None).
+    """
+    if implementation not in (None, 'xla', 'cudnn', 'reference'):
+        raise ValueError(f"unknown attention implementation {implementation!r}")
+    if implementation == 'reference':
+        out = _reference_attention(q, k, v, mask)
+    else:
+        out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    if mask is not None:
+        any_key = jnp.swapaxes(jnp.any(mask, axis=-1), 1, 2)  # (B|1, Sq|1, H|1)
+        out = jnp.where(any_key[..., None], out, jnp.zeros_like(out))
+    return out
+
+
+def _reference_attention(q, k, v, mask):
+    h, hk = q.shape[2], k.shape[2]
+    if h != hk:
+        k = jnp.repeat(k, h // hk, axis=2)
+        v = jnp.repeat(v, h // hk, axis=2)
+    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum('bhqk,bkhd->bqhd', probs, v)
+
+
+def key_mask(valid: jax.Array) -> jax.Array:
+    """(B, Sk) validity -> attention mask (B, 1, 1, Sk)."""
+    return valid.astype(bool)[:, None, None, :]

@@ -1,0 +1,222 @@
+"""MicroEmo assembled: video, face and audio tokens spliced into a LLaMA prompt.
+
+    frames --ViT--> image Q-Former(+timestamp text) --global-local attn <-- micro-expression branch <-- faces
+           --> utterance-aware video Q-Former --> Linear --> LLM prompt slots
+    log-mel --Whisper--> utterance-aware audio Q-Former --> Linear --> LLM prompt slots
+
+The prompt (built by the data pipeline) holds ``num_video_tokens + num_audio_tokens`` placeholder
+positions, given per example in ``modality_positions``; the projected tokens replace their embeddings.
+Tokens of empty slots (padded utterances, clips without audio) are masked out of the LLM's attention,
+and positions count only attended tokens, so padding never changes what the model computes.
+
+Pretrained towers can be passed in (``MicroEmo.from_parts``), which is how converted Hugging Face weights
+enter without materialising a second copy of the model.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from microemo_jax.models.audio import AudioBranch
+from microemo_jax.models.frame_encoder import FrameEncoder
+from microemo_jax.models.global_local import GlobalLocalAttention
+from microemo_jax.models.layers import Dense, split_rng
+from microemo_jax.models.llama import Llama, LlamaConfig
+from microemo_jax.models.lora import LoRAConfig
+from microemo_jax.models.micro_expression import MicroExpressionBranch
+from microemo_jax.models.qformer import QFormer, QFormerConfig
+from microemo_jax.models.slots import num_slots
+from microemo_jax.models.video_qformer import VideoQFormer
+from microemo_jax.models.vit import VisionConfig, VisionTransformer
+from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
+
+BATCH_KEYS = ('frames', 'frame_mask', 'timestamps', 'timestamp_ids', 'timestamp_mask', 'faces', 'face_mask',
+              'audio_mel', 'audio_mask', 'utterances', 'utterance_mask', 'input_ids', 'attention_mask',
+              'modality_positions')
+
+
+def dtype_of(name: str):
+    return jnp.dtype(name)
+
+
+def vision_config(c) -> VisionConfig:
+    return VisionConfig(hidden_size=c.hidden_size, intermediate_size=c.intermediate_size, num_layers=c.num_layers,
+                        num_heads=c.num_heads, patch_size=c.patch_size, image_size=c.image_size,
+                        layer_norm_eps=c.layer_norm_eps)
+
+
+def qformer_config(c, encoder_hidden_size: int) -> QFormerConfig:
+    return QFormerConfig(hidden_size=c.hidden_size, num_layers=c.num_layers, num_heads=c.num_heads,
+                         intermediate_size=c.intermediate_size, cross_attention_frequency=c.cross_attention_frequency,
+                         encoder_hidden_size=encoder_hidden_size, layer_norm_eps=c.layer_norm_eps,
+                         vocab_size=c.vocab_size, max_position_embeddings=c.max_position_embeddings,
+                         pad_token_id=c.pad_token_id, hidden_dropout=c.dropout, attention_dropout=c.dropout,
+                         text_ffn=c.vocab_size > 0)
+
+
+def whisper_config(c) -> WhisperEncoderConfig:
+    return WhisperEncoderConfig(num_mel_bins=c.num_mel_bins, d_model=c.d_model, encoder_layers=c.encoder_layers,
+                                encoder_attention_heads=c.encoder_attention_heads, encoder_ffn_dim=c.encoder_ffn_dim,
+                                max_source_positions=c.max_source_positions)
+
+
+def llama_config(c) -> LlamaConfig:
+    rope_scaling = None
+    if c.rope_type == 'llama3':
+        rope_scaling = (('rope_type', 'llama3'), ('factor', c.rope_factor),
+                        ('low_freq_factor', c.rope_low_freq_factor), ('high_freq_factor', c.rope_high_freq_factor),
+                        ('original_max_position_embeddings', c.rope_original_max_position_embeddings))
+    return LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
+                       num_layers=c.num_layers, num_heads=c.num_heads, num_kv_heads=c.num_kv_heads,
+                       head_dim=c.head_dim, rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta,
+                       rope_scaling=rope_scaling, max_position_embeddings=c.max_position_embeddings,
+                       tie_word_embeddings=c.tie_word_embeddings)
+
+
+def lora_config(c) -> LoRAConfig:
+    return LoRAConfig(rank=c.rank, alpha=c.alpha, dropout=c.dropout)
+
+
+class MicroEmo(nnx.Module):
+
+    def __init__(self, cfg: ml_collections.ConfigDict, *, use_lora: bool = False, rngs: nnx.Rngs,
+                 vit: VisionTransformer | None = None, image_qformer: QFormer | None = None,
+                 whisper: WhisperEncoder | None = None, llm: Llama | None = None):
+        """``cfg`` is the ``model`` section of configs/emer.py; prebuilt towers replace fresh ones."""
+        self.cfg = cfg
+        dtype = dtype_of(cfg.dtype)
+        trained = dict(dtype=dtype, param_dtype=dtype_of(cfg.param_dtype))
+        frozen = dict(dtype=dtype, param_dtype=dtype_of(cfg.frozen_param_dtype))
+        impl = cfg.attention_impl or None
+        stack = dict(scan=cfg.scan_layers, remat_policy=cfg.remat_policy)
+
+        # 1. timestamp-bound frame encoder
+        vit = vit or VisionTransformer(vision_config(cfg.vision), attention_impl=impl, rngs=rngs, **stack, **frozen)
+        image_qformer = image_qformer or QFormer(qformer_config(cfg.image_qformer, cfg.vision.hidden_size),
+                                                 attention_impl=impl, rngs=rngs, **trained)
+        self.frame_encoder = FrameEncoder(vit, image_qformer, cfg.image_qformer.num_query_tokens,
+                                          timestamp_text=cfg.frame_encoder.timestamp_text,
+                                          keep_text_tokens=cfg.frame_encoder.keep_text_tokens,
+                                          param_dtype=trained['param_dtype'], rngs=rngs)
+        q_width = cfg.image_qformer.hidden_size
+        # 2-3. micro-expression branch and global-local attention
+        me = cfg.micro_expression
+        if me.enabled:
+            if me.face_encoder == 'separate':
+                self.face_vit = VisionTransformer(vision_config(me.face_vision), attention_impl=impl, rngs=rngs,
+                                                  **stack, **trained)
+                face_dim = me.face_vision.hidden_size
+            else:
+                self.face_vit = None  # the frame ViT (frame_encoder.vit) encodes the faces too
+                face_dim = cfg.vision.hidden_size
+            self.micro_expression = MicroExpressionBranch(face_dim, me.hidden_size, me.num_crops, me.num_layers,
+                                                          me.num_heads, use_differences=me.use_differences,
+                                                          dropout_rate=me.dropout, attention_impl=impl, rngs=rngs,
+                                                          **trained)
+            self.global_local = (GlobalLocalAttention(q_width, me.hidden_size, cfg.global_local.num_heads,
+                                                      neighbours=cfg.global_local.neighbours, attention_impl=impl,
+                                                      rngs=rngs, **trained)
+                                 if cfg.global_local.enabled else None)
+        else:
+            self.face_vit = self.micro_expression = self.global_local = None
+        # 4. utterance-aware video Q-Former
+        vq = cfg.video_qformer
+        self.video_qformer = VideoQFormer(QFormer(qformer_config(vq, q_width), attention_impl=impl, rngs=rngs, **trained),
+                                          vq.num_query_tokens, vq.max_frames, cfg.max_utterances, cfg.num_frames,
+                                          utterance_scale=cfg.utterance_scale, window_size=cfg.window_size,
+                                          window_stride=cfg.window_stride, param_dtype=trained['param_dtype'],
+                                          rngs=rngs)
+        # 5. audio
+        if cfg.audio.enabled:
+            whisper = whisper or WhisperEncoder(whisper_config(cfg.audio), attention_impl=impl, rngs=rngs,
+                                                **stack, **frozen)
+            aq = cfg.audio_qformer
+            self.audio = AudioBranch(whisper, QFormer(qformer_config(aq, cfg.audio.d_model), attention_impl=impl,
+                                                      rngs=rngs, **trained),
+                                     aq.num_query_tokens, cfg.max_utterances,
+                                     seconds_per_position=cfg.audio.seconds_per_position,
+                                     utterance_scale=cfg.utterance_scale, param_dtype=trained['param_dtype'],
+                                     rngs=rngs)
+            self.audio_proj = Dense(aq.hidden_size, cfg.llm.hidden_size, axes=('embed', 'embed'), rngs=rngs, **trained)
+        else:
+            self.audio = self.audio_proj = None
+        # 6. projection and LLM
+        self.video_proj = Dense(vq.hidden_size, cfg.llm.hidden_size, axes=('embed', 'embed'), rngs=rngs, **trained)
+        self.llm = llm or Llama(llama_config(cfg.llm), lora=lora_config(cfg.lora) if use_lora else None,
+                                lora_targets=tuple(cfg.lora.targets), attention_impl=impl, rngs=rngs,
+                                **stack, **frozen)
+
+    @classmethod
+    def from_parts(cls, cfg, *, use_lora=False, rngs, **towers) -> 'MicroEmo':
+        return cls(cfg, use_lora=use_lora, rngs=rngs, **towers)
+
+    # ----- token budget the prompt must reserve -----
+    @property
+    def num_video_tokens(self) -> int:
+        return self.video_qformer.slots.num_slots * self.cfg.video_qformer.num_query_tokens
+
+    @property
+    def num_audio_tokens(self) -> int:
+        return 0 if self.audio is None else self.audio.slots.num_slots * self.cfg.audio_qformer.num_query_tokens
+
+    @property
+    def num_modality_tokens(self) -> int:
+        return self.num_video_tokens + self.num_audio_tokens
+
+    # ----- encoders -----
+    def encode_faces(self, faces, face_mask, *, dropout_rng=None):
+        """faces (B, T, K, C, H, W) -> local tokens (B, T, K, D), mask (B, T, K)."""
+        if faces.ndim != 6:
+            raise ValueError(f"faces must be (batch, frames, crops, channels, height, width), got {faces.shape}")
+        b, t, k = faces.shape[:3]
+        vit = self.face_vit if self.face_vit is not None else self.frame_encoder.vit
+        feats = vit(faces.reshape((b * t * k,) + faces.shape[3:]))[:, 0]  # class token per crop
+        return self.micro_expression(feats.reshape(b, t, k, -1), face_mask, dropout_rng=dropout_rng)
+
+    def encode(self, batch, *, dropout_rng=None):
+        """Modality tokens (B, num_modality_tokens, d_llm) and their validity (B, num_modality_tokens)."""
+        r_frame, r_face, r_video, r_audio = split_rng(dropout_rng, 4)
+        frames = batch['frames']
+        b, t = frames.shape[:2]
+        if t != self.cfg.num_frames:
+            raise ValueError(f"batch has {t} frames per clip, the model was built for model.num_frames="
+                             f"{self.cfg.num_frames}")
+        tokens = self.frame_encoder(frames, batch.get('timestamp_ids'), batch.get('timestamp_mask'),
+                                    dropout_rng=r_frame)
+        if self.micro_expression is not None and self.global_local is not None:
+            local, local_mask = self.encode_faces(batch['faces'], batch['face_mask'], dropout_rng=r_face)
+            tokens = self.global_local(tokens, local, local_mask)
+        video, video_valid = self.video_qformer(tokens, batch['frame_mask'], batch['timestamps'], batch['utterances'],
+                                                batch['utterance_mask'], dropout_rng=r_video)
+        out = [self.video_proj(video.reshape(b, -1, video.shape[-1]))]
+        valid = [jnp.repeat(video_valid, video.shape[2], axis=1)]
+        if self.audio is not None:
+            audio, audio_valid = self.audio(batch['audio_mel'], batch['audio_mask'], batch['utterances'],
+                                            batch['utterance_mask'], dropout_rng=r_audio)
+            out.append(self.audio_proj(audio.reshape(b, -1, audio.shape[-1])))
+            valid.append(jnp.repeat(audio_valid, audio.shape[2], axis=1))
+        return jnp.concatenate(out, axis=1), jnp.concatenate(valid, axis=1)
+
+    def prompt_embeddings(self, batch, *, dropout_rng=None):
+        """LLM input embeddings with modality tokens spliced in, and the attention mask to use."""
+        r_enc, _ = split_rng(dropout_rng, 2)
+        ids, positions = batch['input_ids'], batch['modality_positions']
+        if positions.shape != (ids.shape[0], self.num_modality_tokens):
+            raise ValueError(f"modality_positions must be (batch, {self.num_modality_tokens}) "
+                             f"({self.num_video_tokens} video + {self.num_audio_tokens} audio placeholders), "
+                             f"got {positions.shape}")
+        tokens, valid = self.encode(batch, dropout_rng=r_enc)
+        embeds = self.llm.embed(ids)
+        rows = jnp.arange(ids.shape[0])[:, None]
+        embeds = embeds.at[rows, positions].set(tokens.astype(embeds.dtype))
+        mask = batch['attention_mask'].astype(bool)
+        mask = mask.at[rows, positions].set(mask[rows, positions] & valid)
+        return embeds, mask
+
+    def __call__(self, batch, *, dropout_rng=None):
+        """float32 logits (B, S, vocab) for a batch dict (see BATCH_KEYS)."""
+        r_prompt, r_llm = split_rng(dropout_rng, 2)
+        embeds, mask = self.prompt_embeddings(batch, dropout_rng=r_prompt)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask, dropout_rng=r_llm)

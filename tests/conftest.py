@@ -1,0 +1,13 @@
+"""Test-wide settings: 4 CPU devices for mesh tests, a persistent compile cache, parsed absl flags."""
+import os
+
+os.environ.setdefault('JAX_NUM_CPU_DEVICES', '4')
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.expanduser('~/.cache/microemo-jax/jax-compile'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+
+import absl.flags  # noqa: E402
+
+absl.flags.FLAGS.mark_as_parsed()

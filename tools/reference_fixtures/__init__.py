@@ -1,0 +1,1 @@
+"""One module per checkpoint kind; each defines ``make(out_root)`` (see ../make_reference_fixtures.py)."""
