@@ -1,0 +1,84 @@
+"""The batch contract between the data pipeline and the model: names, shapes, dtypes.
+
+``batch_spec`` gives abstract arrays (for ahead-of-time compilation and planning); ``synthetic_batch``
+fills them with random but well-formed values (valid masks, sorted timestamps, utterance spans inside
+the clip, modality placeholders after the first token) for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from microemo_jax.models.slots import num_slots
+
+
+def token_budget(m) -> tuple[int, int]:
+    """(video tokens, audio tokens) the prompt must reserve for model config ``m``."""
+    slots = num_slots(m.max_utterances, m.num_frames, utterance_scale=m.utterance_scale, window_size=m.window_size,
+                      window_stride=m.window_stride)
+    video = slots * m.video_qformer.num_query_tokens
+    audio = (num_slots(m.max_utterances, 0, utterance_scale=m.utterance_scale) * m.audio_qformer.num_query_tokens
+             if m.audio.enabled else 0)
+    return video, audio
+
+
+def batch_spec(m, batch_size: int, seq_len: int, *, mel_frames: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
+    """Abstract batch for model config ``m`` (the ``model`` section)."""
+    b, t, u = batch_size, m.num_frames, m.max_utterances
+    img, k = m.vision.image_size, m.micro_expression.num_crops
+    face = m.micro_expression.face_vision.image_size if m.micro_expression.face_encoder == 'separate' else img
+    mel_frames = mel_frames or 2 * m.audio.max_source_positions
+    f32, i32 = jnp.float32, jnp.int32
+    video, audio = token_budget(m)
+    spec = dict(
+        frames=((b, t, 3, img, img), f32), frame_mask=((b, t), jnp.bool_), timestamps=((b, t), f32),
+        timestamp_ids=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
+        timestamp_mask=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
+        faces=((b, t, k, 3, face, face), f32), face_mask=((b, t, k), jnp.bool_),
+        audio_mel=((b, m.audio.num_mel_bins, mel_frames), f32), audio_mask=((b, (mel_frames + 1) // 2), jnp.bool_),
+        utterances=((b, u, 2), f32), utterance_mask=((b, u), jnp.bool_),
+        input_ids=((b, seq_len), i32), attention_mask=((b, seq_len), jnp.bool_), loss_mask=((b, seq_len), jnp.bool_),
+        modality_positions=((b, video + audio), i32),
+    )
+    if seq_len < video + audio + 2:
+        raise ValueError(f"seq_len={seq_len} cannot hold {video} video + {audio} audio placeholders and text")
+    return {name: jax.ShapeDtypeStruct(shape, dtype) for name, (shape, dtype) in spec.items()}
+
+
+def synthetic_batch(m, batch_size: int, seq_len: int, *, seed: int = 0, mel_frames: int | None = None) -> dict:
+    """Random, well-formed numpy batch matching ``batch_spec``; the second half of each clip is padding."""
+    spec = batch_spec(m, batch_size, seq_len, mel_frames=mel_frames)
+    rng = np.random.default_rng(seed)
+    b, t = spec['frame_mask'].shape
+    out = {}
+    for name, s in spec.items():
+        if s.dtype == jnp.float32:
+            out[name] = rng.standard_normal(s.shape).astype(np.float32)
+    duration = 4.0
+    out['timestamps'] = np.broadcast_to(np.linspace(0, duration, t, endpoint=False, dtype=np.float32), (b, t)).copy()
+    out['frame_mask'] = np.ones((b, t), bool)
+    out['frame_mask'][1:, t // 2 + 1:] = False              # later clips are shorter: padded frames
+    out['timestamp_ids'] = rng.integers(1, max(m.image_qformer.vocab_size, 2), spec['timestamp_ids'].shape).astype(np.int32)
+    out['timestamp_mask'] = np.ones(spec['timestamp_mask'].shape, np.int32)
+    out['timestamp_mask'][..., -2:] = 0                     # padded text
+    k = spec['face_mask'].shape[-1]
+    out['face_mask'] = np.ones((b, t, k), bool)
+    out['face_mask'][:, ::2, k - 1:] = False                # some tubelets are short
+    out['face_mask'][:, 1, :] = False                       # a frame without a face
+    n_pos = spec['audio_mask'].shape[1]
+    out['audio_mask'] = np.zeros((b, n_pos), bool)
+    out['audio_mask'][:, : n_pos * 3 // 4] = True
+    u = spec['utterance_mask'].shape[1]
+    starts = np.sort(rng.uniform(0, duration * 0.5, (b, u)), axis=1)
+    out['utterances'] = np.stack([starts, starts + rng.uniform(0.2, 1.5, (b, u))], -1).astype(np.float32)
+    out['utterance_mask'] = np.arange(u)[None, :] < np.maximum(1, u - np.arange(b)[:, None])  # row i has u-i
+    out['input_ids'] = rng.integers(3, m.llm.vocab_size, (b, seq_len)).astype(np.int32)
+    out['attention_mask'] = np.ones((b, seq_len), bool)
+    out['attention_mask'][1:, -3:] = False                  # right padding
+    n_mod = spec['modality_positions'].shape[1]
+    out['modality_positions'] = np.broadcast_to(np.arange(1, 1 + n_mod, dtype=np.int32), (b, n_mod)).copy()
+    out['loss_mask'] = np.zeros((b, seq_len), bool)
+    out['loss_mask'][:, 1 + n_mod + (seq_len - 1 - n_mod) // 2:] = True
+    out['loss_mask'] &= out['attention_mask']
+    return out

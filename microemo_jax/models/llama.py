@@ -1,0 +1,294 @@
+"""LLaMA-family decoder (transformers' ``LlamaForCausalLM``): GQA, RoPE (default or LLaMA-3 scaling),
+RMSNorm, SwiGLU, tied or untied head, optional LoRA, and a static-shape KV cache for generation.
+
+Padding is a mask, never a shift: positions default to ``cumsum(attention_mask) - 1`` so that masked
+slots (left padding, empty utterance slots spliced into a prompt) do not move the positions of the
+real tokens after them, and masked keys are never attended to. The KV cache keeps one validity bit per
+slot for the same reason, so a padded prompt can be prefilled and then extended one token per call
+under ``jax.jit`` with fixed shapes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from microemo_jax.models.layers import RMSNorm, Dense, Embed, attention, split_rng
+from microemo_jax.models.lora import LoRAConfig, lora_config_for
+from microemo_jax.models.stack import LayerStack
+
+LORA_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
+LLAMA3_ROPE_KEYS = ('factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings')
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+    """Architecture of a LLaMA decoder. ``rope_scaling`` is None (plain RoPE) or the LLaMA-3 parameters
+    (rope_type 'llama3', factor, low_freq_factor, high_freq_factor, original_max_position_embeddings),
+    given as a mapping or pairs and stored as sorted pairs so the config stays hashable."""
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: Any = None
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    mlp_bias: bool = False
+
+    def __post_init__(self):
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
+        scaling = self.rope_scaling
+        if scaling is not None:
+            scaling = dict(scaling)
+            if scaling.get('rope_type', 'llama3') != 'llama3':
+                raise ValueError(f"rope_scaling type {scaling.get('rope_type')!r} is not supported "
+                                 f"(only None = default RoPE, or 'llama3')")
+            scaling['rope_type'] = 'llama3'
+            missing = [k for k in LLAMA3_ROPE_KEYS if k not in scaling]
+            if missing:
+                raise ValueError(f"llama3 rope_scaling lacks {missing}")
+            object.__setattr__(self, 'rope_scaling', tuple(sorted(scaling.items())))
+
+    @property
+    def rope_params(self) -> dict | None:
+        return None if self.rope_scaling is None else dict(self.rope_scaling)
+
+
+def rope_inv_freq(cfg: LlamaConfig) -> np.ndarray:
+    """Inverse RoPE frequencies (head_dim/2,), float32, following transformers' operation order."""
+    dim = cfg.head_dim
+    exponent = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
+    inv_freq = np.float32(1.0) / (np.float32(cfg.rope_theta) ** exponent)
+    p = cfg.rope_params
+    if p is None:
+        return inv_freq.astype(np.float32)
+    factor, low, high = float(p['factor']), float(p['low_freq_factor']), float(p['high_freq_factor'])
+    old_len = float(p['original_max_position_embeddings'])
+    low_freq_wavelen, high_freq_wavelen = old_len / low, old_len / high
+    wavelen = 2 * np.pi / inv_freq  # python scalars stay weak (NEP 50): float32 throughout, as in torch
+    scaled = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def rope_tables(cfg: LlamaConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """cos/sin of shape (B, S, head_dim) in float32 for integer ``positions`` (B, S)."""
+    freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(cfg))
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotate (B, S, H, D) by the (B, S, D) tables, halves layout (transformers' rotate_half)."""
+    x32 = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    return (x32 * cos[:, :, None, :] + rotated * sin[:, :, None, :]).astype(x.dtype)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=['k', 'v', 'valid', 'length'], meta_fields=[])
+@dataclasses.dataclass
+class KVCache:
+    """Keys (after RoPE) and values of every layer, (num_layers, B, max_len, num_kv_heads, head_dim);
+    ``valid`` (B, max_len) marks written, unmasked slots; ``length`` is the next slot to write."""
+    k: jax.Array
+    v: jax.Array
+    valid: jax.Array
+    length: jax.Array
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[2]
+
+
+class LlamaAttention(nnx.Module):
+    def __init__(self, cfg: LlamaConfig, *, dtype, param_dtype, lora, lora_targets, attention_impl, rngs):
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.attention_impl = attention_impl
+        q_dim, kv_dim = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+
+        def dense(name, i, o, axes):
+            return Dense(i, o, axes=axes, use_bias=cfg.attention_bias, dtype=dtype, param_dtype=param_dtype,
+                         lora=lora_config_for(name, lora, lora_targets), rngs=rngs)
+        self.q_proj = dense('q_proj', cfg.hidden_size, q_dim, ('embed', 'heads'))
+        self.k_proj = dense('k_proj', cfg.hidden_size, kv_dim, ('embed', 'kv_heads'))
+        self.v_proj = dense('v_proj', cfg.hidden_size, kv_dim, ('embed', 'kv_heads'))
+        self.o_proj = dense('o_proj', q_dim, cfg.hidden_size, ('heads', 'embed'))
+
+    def __call__(self, x, *, cos, sin, mask, cache_kv=None, cache_index=None, rngs=(None,) * 4):
+        b, s, _ = x.shape
+        q = self.q_proj(x, dropout_rng=rngs[0]).reshape(b, s, self.num_heads, self.head_dim)
+        k = self.k_proj(x, dropout_rng=rngs[1]).reshape(b, s, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x, dropout_rng=rngs[2]).reshape(b, s, self.num_kv_heads, self.head_dim)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        new_kv = None
+        if cache_kv is not None:
+            ck, cv = cache_kv
+            ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, cache_index, 0, 0))
+            cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, cache_index, 0, 0))
+            new_kv = (ck, cv)
+            k, v = ck.astype(q.dtype), cv.astype(q.dtype)
+        out = attention(q, k, v, mask, implementation=self.attention_impl)
+        return self.o_proj(out.reshape(b, s, -1), dropout_rng=rngs[3]), new_kv
+
+
+class LlamaMLP(nnx.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: LlamaConfig, *, dtype, param_dtype, lora, lora_targets, rngs):
+        def dense(name, i, o, axes):
+            return Dense(i, o, axes=axes, use_bias=cfg.mlp_bias, dtype=dtype, param_dtype=param_dtype,
+                         lora=lora_config_for(name, lora, lora_targets), rngs=rngs)
+        self.gate_proj = dense('gate_proj', cfg.hidden_size, cfg.intermediate_size, ('embed', 'mlp'))
+        self.up_proj = dense('up_proj', cfg.hidden_size, cfg.intermediate_size, ('embed', 'mlp'))
+        self.down_proj = dense('down_proj', cfg.intermediate_size, cfg.hidden_size, ('mlp', 'embed'))
+
+    def __call__(self, x, *, rngs=(None,) * 3):
+        h = jax.nn.silu(self.gate_proj(x, dropout_rng=rngs[0])) * self.up_proj(x, dropout_rng=rngs[1])
+        return self.down_proj(h, dropout_rng=rngs[2])
+
+
+class LlamaBlock(nnx.Module):
+    """Pre-norm decoder layer. ``xs`` = {'rng': key|None, 'k': cache keys|None, 'v': cache values|None}."""
+
+    def __init__(self, cfg: LlamaConfig, *, dtype, param_dtype, lora, lora_targets, attention_impl, rngs):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, **kw)
+        self.self_attn = LlamaAttention(cfg, lora=lora, lora_targets=lora_targets,
+                                        attention_impl=attention_impl, **kw)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, **kw)
+        self.mlp = LlamaMLP(cfg, lora=lora, lora_targets=lora_targets, **kw)
+
+    def __call__(self, x, xs, *, cos, sin, mask, cache_index=None):
+        rngs = split_rng(xs['rng'], 7)
+        cache_kv = None if xs['k'] is None else (xs['k'], xs['v'])
+        h, new_kv = self.self_attn(self.input_layernorm(x), cos=cos, sin=sin, mask=mask, cache_kv=cache_kv,
+                                   cache_index=cache_index, rngs=rngs[:4])
+        x = x + h
+        x = x + self.mlp(self.post_attention_layernorm(x), rngs=rngs[4:])
+        return x, new_kv
+
+
+class Llama(nnx.Module):
+    """``LlamaForCausalLM``: token ids or embeddings -> float32 logits (and an updated KV cache)."""
+
+    def __init__(self, cfg: LlamaConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, scan: bool = False,
+                 remat_policy: str = 'none', lora: LoRAConfig | None = None,
+                 lora_targets=('q_proj', 'k_proj', 'v_proj', 'o_proj'), attention_impl: str | None = None,
+                 rngs: nnx.Rngs):
+        lora_targets = tuple(lora_targets)
+        unknown = sorted(set(lora_targets) - set(LORA_TARGETS))
+        if unknown:
+            raise ValueError(f"unknown LoRA targets {unknown}; choose from {LORA_TARGETS}")
+        self.cfg, self.dtype, self.lora_targets = cfg, dtype, lora_targets
+        self.embed_tokens = Embed(cfg.vocab_size, cfg.hidden_size, axes=('vocab', 'embed'), dtype=dtype,
+                                  param_dtype=param_dtype, rngs=rngs)
+        self.layers = LayerStack(
+            lambda r: LlamaBlock(cfg, dtype=dtype, param_dtype=param_dtype, lora=lora, lora_targets=lora_targets,
+                                 attention_impl=attention_impl, rngs=r),
+            cfg.num_layers, scan=scan, remat_policy=remat_policy, rngs=rngs)
+        self.norm = RMSNorm(cfg.hidden_size, eps=cfg.rms_norm_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.lm_head = None if cfg.tie_word_embeddings else Dense(
+            cfg.hidden_size, cfg.vocab_size, axes=('embed', 'vocab'), use_bias=False, dtype=dtype,
+            param_dtype=param_dtype, rngs=rngs)
+
+    def embed(self, input_ids: jax.Array) -> jax.Array:
+        """Token embeddings (B, S, hidden) in the compute dtype, for splicing other modalities in."""
+        return self.embed_tokens(input_ids)
+
+    def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
+        """An empty cache for ``batch`` rows of up to ``max_len`` tokens (prompt + generated)."""
+        c = self.cfg
+        shape = (c.num_layers, batch, max_len, c.num_kv_heads, c.head_dim)
+        dtype = dtype or self.dtype
+        return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
+                       valid=jnp.zeros((batch, max_len), bool), length=jnp.zeros((), jnp.int32))
+
+    def __call__(self, input_ids: jax.Array | None = None, *, inputs_embeds: jax.Array | None = None,
+                 attention_mask: jax.Array | None = None, positions: jax.Array | None = None,
+                 cache: KVCache | None = None, dropout_rng: jax.Array | None = None):
+        x = self._input_embeddings(input_ids, inputs_embeds)
+        b, s = x.shape[:2]
+        valid = self._check_bs('attention_mask', attention_mask, b, s)
+        valid = jnp.ones((b, s), bool) if valid is None else valid.astype(bool)
+        chunk_pos = jnp.maximum(jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
+        xs = {'rng': None if dropout_rng is None else jax.random.split(dropout_rng, self.cfg.num_layers),
+              'k': None, 'v': None}
+        if cache is None:
+            cache_index = None
+            causal = jnp.tril(jnp.ones((s, s), bool))
+            mask = causal[None, None] & valid[:, None, None, :]
+        else:
+            self._check_cache(cache, b, s)
+            cache_index = cache.length
+            chunk_pos = chunk_pos + cache.valid.sum(-1, dtype=jnp.int32)[:, None]
+            key_valid = jax.lax.dynamic_update_slice(cache.valid, valid, (0, cache_index))
+            causal = jnp.arange(cache.max_len)[None, :] <= (cache_index + jnp.arange(s))[:, None]
+            mask = causal[None, None] & key_valid[:, None, None, :]
+            xs['k'], xs['v'] = cache.k, cache.v
+        if positions is None:
+            positions = chunk_pos
+        else:
+            positions = jnp.broadcast_to(self._check_bs('positions', positions, b, s, allow_1d=True), (b, s))
+        cos, sin = rope_tables(self.cfg, positions)
+        x, new_kv = self.layers(x, xs, cos=cos, sin=sin, mask=mask, cache_index=cache_index)
+        x = self.norm(x)
+        logits = self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
+        logits = logits.astype(jnp.float32)
+        if cache is None:
+            return logits
+        return logits, KVCache(k=new_kv[0], v=new_kv[1], valid=key_valid, length=cache_index + s)
+
+    def _input_embeddings(self, input_ids, inputs_embeds) -> jax.Array:
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Llama: pass exactly one of input_ids (B, S) or inputs_embeds (B, S, hidden)")
+        if input_ids is not None:
+            if input_ids.ndim != 2:
+                raise ValueError(f"Llama: input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}")
+            if not jnp.issubdtype(input_ids.dtype, jnp.integer):
+                raise ValueError(f"Llama: input_ids must be integers, got {input_ids.dtype}")
+            return self.embed(input_ids)
+        if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.cfg.hidden_size:
+            raise ValueError(f"Llama: inputs_embeds must be (batch, seq, {self.cfg.hidden_size}), "
+                             f"got shape {tuple(inputs_embeds.shape)}")
+        return inputs_embeds.astype(self.dtype)
+
+    @staticmethod
+    def _check_bs(what, arr, b, s, allow_1d=False):
+        if arr is None:
+            return None
+        ok = tuple(arr.shape) == (b, s) or (allow_1d and tuple(arr.shape) == (s,))
+        if not ok:
+            raise ValueError(f"Llama: {what} must have shape ({b}, {s}) like the input, got {tuple(arr.shape)}")
+        return arr
+
+    def _check_cache(self, cache: KVCache, b: int, s: int) -> None:
+        c = self.cfg
+        want = (c.num_layers, b, cache.max_len, c.num_kv_heads, c.head_dim)
+        if tuple(cache.k.shape) != want or tuple(cache.v.shape) != want:
+            raise ValueError(f"Llama: cache k/v have shape {tuple(cache.k.shape)}, expected {want} "
+                             f"(use model.init_cache(batch={b}, max_len=...))")
+        if s > cache.max_len:
+            raise ValueError(f"Llama: {s} new tokens do not fit a cache of max_len {cache.max_len}")
+        try:  # eager calls can check the fill level; under jit a full cache would overwrite the last slots
+            length = int(cache.length)
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+            return
+        if length + s > cache.max_len:
+            raise ValueError(f"Llama: cache holds {length} of {cache.max_len} slots; {s} more do not fit")
