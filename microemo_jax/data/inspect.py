@@ -1,0 +1,49 @@
+"""Print one JSON line per record of a prepared dataset: what each clip became.
+
+    python -m microemo_jax.data.inspect OUT [--split train|validation|all]
+
+Fields: name, split, num_frames, timestamps, faces_found (anchors with at least one face crop),
+num_utterances, utterance_source, num_tokens, num_answer_tokens.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from microemo_jax.data.tfds_builder import open_dataset
+
+
+def summarize(rec: dict) -> dict:
+    text = lambda v: v.decode('utf-8') if isinstance(v, bytes) else str(v)  # noqa: E731
+    return {
+        'name': text(rec['name']),
+        'num_frames': int(len(rec['timestamps'])),
+        'timestamps': [round(float(t), 3) for t in rec['timestamps']],
+        'faces_found': int(np.asarray(rec['face_mask']).any(axis=-1).sum()),
+        'num_utterances': int(len(rec['utterances'])),
+        'utterance_source': text(rec['utterance_source']),
+        'num_tokens': int(len(rec['input_ids'])),
+        'num_answer_tokens': int(np.asarray(rec['loss_mask']).sum()),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog='python -m microemo_jax.data.inspect', description=__doc__.split('\n')[0])
+    parser.add_argument('dir', help='the --out folder of prepare')
+    parser.add_argument('--split', default='all', choices=('train', 'validation', 'all'))
+    args = parser.parse_args(argv)
+    splits = ('train', 'validation') if args.split == 'all' else (args.split,)
+    try:
+        for split in splits:
+            source = open_dataset(args.dir, split)
+            for i in range(len(source)):
+                print(json.dumps({**summarize(source[i]), 'split': split}, ensure_ascii=False))
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == '__main__':
+    main()

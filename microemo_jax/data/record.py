@@ -1,0 +1,86 @@
+"""The schema of one prepared clip, shared by ``prepare`` (writer) and the Grain pipeline (reader).
+
+Variable-length fields stay variable along their first axis only (the pipeline pads them to the config's static shapes).
+Images are stored as JPEG bytes concatenated into one uint8 vector with offsets, which keeps records
+compact and needs only raw ``Tensor`` features (TFDS ``Image``/``Video`` features need TensorFlow).
+
+Per record, with T' sampled frames, K crops per anchor, U utterances, S prompt tokens, L timestamp tokens:
+
+    name               str     clip name (file stem / dataset name)
+    source             str     raw layout it came from (emer_v1, folder, ...)
+    timestamps         f32 (T',)          true presentation time of each sampled frame, seconds
+    frames_jpeg        u8  (bytes,)       T' JPEGs (RGB, model.vision.image_size square), concatenated
+    frame_offsets      i64 (T'+1,)        byte offsets of each JPEG in frames_jpeg
+    faces_jpeg         u8  (bytes,)       JPEGs of the face crops that exist, concatenated (row-major T', K)
+    face_offsets       i64 (n_faces+1,)
+    face_mask          bool (T', K)       which crops exist (crops are packed at the front of each tubelet)
+    face_boxes         f32 (T', 4)        x, y, w, h of the tracked face in the source frame (0 when none)
+    audio_mel          f16 (M, n_mels)    Whisper log-mel of the clip's audio, TIME-MAJOR (M may be 0: no audio;
+                                          TFDS Tensors allow only the first dimension to vary)
+    utterances         f32 (U, 2)         start, end seconds
+    utterance_source   str     'subtitles' | 'utterance_file' | 'vad' | 'whole_clip'
+    timestamp_ids      i32 (T', L)        image Q-Former tokens of "This frame is sampled at {t} second."
+    timestamp_mask     i32 (T', L)
+    input_ids          i32 (S,)           chat-template prompt (+ answer) with placeholder ids at modality slots
+    loss_mask          bool (S,)          answer tokens
+    modality_positions i32 (N_video + N_audio,)  where the projected video, then audio tokens go
+    subtitle, answer, openset   str      (openset as a JSON list; '' when unknown)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FIELDS = {
+    # name: (dtype, rank) ; shapes are variable along every axis except where noted in the docstring
+    'timestamps': (np.float32, 1),
+    'frames_jpeg': (np.uint8, 1),
+    'frame_offsets': (np.int64, 1),
+    'faces_jpeg': (np.uint8, 1),
+    'face_offsets': (np.int64, 1),
+    'face_mask': (np.bool_, 2),
+    'face_boxes': (np.float32, 2),
+    'audio_mel': (np.float16, 2),
+    'utterances': (np.float32, 2),
+    'timestamp_ids': (np.int32, 2),
+    'timestamp_mask': (np.int32, 2),
+    'input_ids': (np.int32, 1),
+    'loss_mask': (np.bool_, 1),
+    'modality_positions': (np.int32, 1),
+}
+TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset')
+
+
+def check_record(rec: dict) -> None:
+    """Raise ValueError naming the first field that is missing or has the wrong dtype/rank/consistency."""
+    name = rec.get('name', '<unnamed>')
+    for key, (dtype, rank) in FIELDS.items():
+        if key not in rec:
+            raise ValueError(f"record {name!r}: field {key!r} is missing")
+        arr = np.asarray(rec[key])
+        if arr.dtype != dtype or arr.ndim != rank:
+            raise ValueError(f"record {name!r}: field {key!r} is {arr.dtype}{arr.shape}, expected {np.dtype(dtype)} "
+                             f"of rank {rank}")
+    for key in TEXT_FIELDS:
+        if not isinstance(rec.get(key), str):
+            raise ValueError(f"record {name!r}: text field {key!r} is missing or not a str")
+    t = len(rec['timestamps'])
+    if len(rec['frame_offsets']) != t + 1 or rec['face_mask'].shape[0] != t or rec['timestamp_ids'].shape[0] != t:
+        raise ValueError(f"record {name!r}: {t} timestamps but frame/face/timestamp-token arrays disagree")
+    if len(rec['face_offsets']) != int(rec['face_mask'].sum()) + 1:
+        raise ValueError(f"record {name!r}: face_offsets does not match the number of crops in face_mask")
+    if rec['input_ids'].shape != rec['loss_mask'].shape:
+        raise ValueError(f"record {name!r}: input_ids and loss_mask differ in length")
+
+
+def split_jpegs(blob: np.ndarray, offsets: np.ndarray) -> list[bytes]:
+    """The individual JPEG byte strings of a concatenated blob."""
+    data = np.asarray(blob, np.uint8).tobytes()
+    return [data[int(a):int(b)] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def join_jpegs(jpegs: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate JPEG byte strings -> (uint8 blob, int64 offsets)."""
+    offsets = np.zeros(len(jpegs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(j) for j in jpegs])
+    blob = np.frombuffer(b''.join(jpegs), np.uint8).copy() if jpegs else np.zeros(0, np.uint8)
+    return blob, offsets

@@ -1,0 +1,113 @@
+"""The prepared dataset as a TFDS ArrayRecord dataset (raw Tensor/Text features, no TensorFlow).
+
+``prepare`` first turns clips into records and stores them shard by shard under ``OUT/work/``
+(so an interrupted run resumes without decoding again); this builder then only copies those records
+into TFDS's ArrayRecord files, split into ``train`` and ``validation`` by a stable hash of the name.
+Readers use ``tfds.builder_from_directory(dataset_dir(OUT)).as_data_source(split)`` (random access,
+numpy dicts, what Grain wants).
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import pickle
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from microemo_jax.data.record import FIELDS, TEXT_FIELDS
+
+NAME = 'microemo_clips'
+VERSION = '1.0.0'
+
+
+def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.features.FeaturesDict:
+    """TFDS features for the record schema; only the first axis of each tensor varies."""
+    trailing = {'face_mask': (num_crops,), 'face_boxes': (4,), 'audio_mel': (num_mel_bins,),
+                'utterances': (2,), 'timestamp_ids': (timestamp_tokens,), 'timestamp_mask': (timestamp_tokens,)}
+    feats = {}
+    for key, (dtype, rank) in FIELDS.items():
+        shape = (None,) + trailing.get(key, ())
+        assert len(shape) == rank, key
+        feats[key] = tfds.features.Tensor(shape=shape, dtype=dtype)
+    for key in TEXT_FIELDS:
+        feats[key] = tfds.features.Text()
+    return tfds.features.FeaturesDict(feats)
+
+
+def split_of(name: str, validation_fraction: float) -> str:
+    """'validation' for a stable ``validation_fraction`` of names, else 'train'."""
+    h = int.from_bytes(hashlib.sha256(name.encode('utf-8')).digest()[:8], 'big') / 2 ** 64
+    return 'validation' if h < validation_fraction else 'train'
+
+
+def iter_shard_records(work_dir: str):
+    """Records of every finished shard file, in shard order."""
+    for path in sorted(glob.glob(os.path.join(work_dir, 'shard-*.pkl'))):
+        with open(path, 'rb') as f:
+            shard = pickle.load(f)
+        yield from shard['records']
+
+
+class MicroEmoClips(tfds.core.GeneratorBasedBuilder):
+    """Prepared MicroEmo clips; built from ``work_dir`` shard files."""
+
+    VERSION = tfds.core.Version(VERSION)
+
+    def __init__(self, *, work_dir: str, num_crops: int, timestamp_tokens: int, num_mel_bins: int,
+                 validation_fraction: float, description: str = '', **kwargs):
+        self._work_dir = work_dir
+        self._dims = (num_crops, timestamp_tokens, num_mel_bins)
+        self._validation_fraction = validation_fraction
+        self._description = description
+        super().__init__(**kwargs)
+
+    @property
+    def name(self) -> str:  # TFDS derives names from the class; keep a stable snake_case name
+        return NAME
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, description=self._description, features=features(*self._dims))
+
+    def _split_generators(self, dl_manager):
+        # TFDS cannot write an empty split: a tiny corpus may have no validation clip.
+        present = {split_of(r['name'], self._validation_fraction) for r in iter_shard_records(self._work_dir)}
+        return {split: self._generate_examples(split) for split in ('train', 'validation') if split in present}
+
+    def _generate_examples(self, split):
+        for rec in iter_shard_records(self._work_dir):
+            if split_of(rec['name'], self._validation_fraction) == split:
+                yield rec['name'], {k: rec[k] for k in list(FIELDS) + list(TEXT_FIELDS)}
+
+
+def dataset_dir(out: str) -> str:
+    """Folder holding dataset_info.json of the prepared dataset under ``out``."""
+    return os.path.join(out, 'tfds', NAME, VERSION)
+
+
+def build(out: str, **kwargs) -> str:
+    """(Re)build the TFDS dataset from ``out/work`` shards; returns ``dataset_dir(out)``."""
+    import shutil
+    if next(iter_shard_records(os.path.join(out, 'work')), None) is None:
+        raise ValueError(f"no clip could be prepared into {out}: every input was skipped (see skipped.jsonl)")
+    target = dataset_dir(out)
+    shutil.rmtree(os.path.join(out, 'tfds'), ignore_errors=True)
+    builder = MicroEmoClips(work_dir=os.path.join(out, 'work'), data_dir=os.path.join(out, 'tfds'),
+                            file_format='array_record', **kwargs)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
+    if not os.path.isfile(os.path.join(target, 'dataset_info.json')):
+        raise RuntimeError(f"TFDS did not write {target}/dataset_info.json")
+    return target
+
+
+def open_dataset(out: str, split: str):
+    """Random-access numpy source of one split of the dataset prepared into ``out``."""
+    path = dataset_dir(out) if os.path.isdir(dataset_dir(out)) else out
+    if not os.path.isfile(os.path.join(path, 'dataset_info.json')):
+        raise FileNotFoundError(f"{out} is not a prepared dataset (no {dataset_dir(out)}/dataset_info.json); "
+                                f"run `python -m microemo_jax.prepare ... --out {out}` first")
+    builder = tfds.builder_from_directory(path)
+    if split not in builder.info.splits:
+        raise ValueError(f"{out} has splits {sorted(builder.info.splits)}, not {split!r}")
+    return builder.as_data_source(split=split)
