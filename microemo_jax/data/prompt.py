@@ -1,0 +1,224 @@
+"""The instruction prompt: LLaMA-2 chat template, modality placeholders, timestamps, loss mask.
+
+One prompt per clip, following TimeChat (template, timestamp sentences) and AffectGPT (questions,
+subtitle tag, OV answer)::
+
+    <s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n<Video>{Nv slots}</Video> <Audio>{Na slots}</Audio> The video
+    contains N frames sampled at t1, t2, ... seconds. Transcribed speech: s - e seconds, text; ... The
+    subtitle of this video is: <Subtitle>{subtitle}</Subtitle>. {question} [/INST] {answer}</s>
+
+The ids are built piece by piece (as TimeChat splits at ``<ImageHere>``) so the slots, which the model
+fills with projected video/audio tokens, never merge with neighbouring text. Each piece after the
+first starts with the template's space, which byte-level BPE and SentencePiece/Metaspace tokenizers
+both attach to the next word. Text from the data is encoded with ``split_special_tokens=True``: a
+subtitle that says ``</s>`` stays text.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+DESCRIPTION_QUESTION = "Please infer the person's emotional state and provide your reasoning process."
+OV_QUESTION = "Please recognize all possible emotional states of the character."
+DEFAULT_SYSTEM = ' '    # TimeChat's (empty) system prompt: "<<SYS>>\n \n<</SYS>>"
+
+
+def ov_answer(labels: Sequence[str]) -> str:
+    """AffectGPT's OV target: "The character's emotional state is a, b, c."."""
+    labels = [str(x).strip() for x in labels if str(x).strip()]
+    if not labels:
+        raise ValueError("ov_answer needs at least one label (MER's loaders use ['neutral'] for an empty set)")
+    return f"The character's emotional state is {', '.join(labels)}."
+
+
+def question_for(answer_kind: str) -> str:
+    """The question that goes with a target kind ('description' or 'ov')."""
+    questions = {'description': DESCRIPTION_QUESTION, 'ov': OV_QUESTION}
+    if answer_kind not in questions:
+        raise ValueError(f"unknown answer kind {answer_kind!r}; expected one of {sorted(questions)}")
+    return questions[answer_kind]
+
+
+def _check_times(values, what: str) -> list[float]:
+    out = [float(t) for t in values]
+    for t in out:
+        if not math.isfinite(t) or t < 0:
+            raise ValueError(f"{what} must be finite and >= 0 seconds, got {t!r}")
+    return out
+
+
+def _fmt(t: float) -> str:
+    return f"{round(t, 1) + 0.0:.1f}"     # + 0.0: never print "-0.0"
+
+
+def timestamp_sentences(timestamps: Sequence[float]) -> list[str]:
+    """TimeChat's per-frame text for the image Q-Former: 'This frame is sampled at 0.5 second.'."""
+    return [f"This frame is sampled at {_fmt(t)} second." for t in _check_times(timestamps, 'frame timestamps')]
+
+
+def _pad_id(tokenizer) -> int:
+    for attr in ('pad_token_id', 'unk_token_id'):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def timestamp_token_ids(qformer_tokenizer, timestamps: Sequence[float], max_tokens: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int32 (T, max_tokens), mask int32 (T, max_tokens)) of the timestamp sentences.
+
+    Encoded with the tokenizer's own special tokens ([CLS] ... [SEP] for BERT), right-padded with its pad
+    id. A sentence longer than ``max_tokens`` is an error rather than a silent cut of the time value.
+    """
+    sentences = timestamp_sentences(timestamps)
+    ids = np.full((len(sentences), max_tokens), _pad_id(qformer_tokenizer), np.int32)
+    mask = np.zeros((len(sentences), max_tokens), np.int32)
+    for i, sentence in enumerate(sentences):
+        tokens = qformer_tokenizer(sentence, add_special_tokens=True)['input_ids']
+        if len(tokens) > max_tokens:
+            raise ValueError(f"timestamp sentence {sentence!r} is {len(tokens)} tokens, more than max_tokens="
+                             f"{max_tokens}: raise model.frame_encoder.max_timestamp_tokens")
+        ids[i, :len(tokens)] = tokens
+        mask[i, :len(tokens)] = 1
+    return ids, mask
+
+
+class PromptTooLong(ValueError):
+    """The fixed part of the prompt (template, placeholders, timestamps, question) exceeds ``max_len``."""
+    reason = 'prompt_too_long'
+
+    def __init__(self, message: str, *, needed: int, max_len: int):
+        super().__init__(message)
+        self.needed, self.max_len = needed, max_len
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizedPrompt:
+    input_ids: np.ndarray           # int32 (S,)
+    loss_mask: np.ndarray           # bool (S,): answer tokens and the closing eos
+    modality_positions: np.ndarray  # int32 (Nv + Na,): video slots, then audio slots
+    shortened: tuple[str, ...] = ()  # which parts were cut to fit max_len: 'speech', 'subtitle', 'answer'
+
+
+def placeholder_id(tokenizer) -> int:
+    """The id written at modality slots (the model overwrites those embeddings): unk, else pad."""
+    for attr in ('unk_token_id', 'pad_token_id'):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    raise ValueError("the LLM tokenizer has neither an unk nor a pad token to mark modality slots with")
+
+
+def _collapse(text: str) -> str:
+    return ' '.join(str(text).split())
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    if not text:
+        return []
+    return list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
+
+
+@dataclasses.dataclass
+class _Part:
+    """A shortenable piece: prefix + body + suffix; dropped whole when the body would go."""
+    name: str
+    prefix: list[int]
+    body: list[int]
+    suffix: list[int]
+
+    def ids(self) -> list[int]:
+        return self.prefix + self.body + self.suffix if self.body else []
+
+
+def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence[tuple[float, float, str]],
+                 subtitle: str, question: str, answer: str | None = None, num_video_tokens: int,
+                 num_audio_tokens: int, max_len: int, system: str = DEFAULT_SYSTEM) -> TokenizedPrompt:
+    """Tokenize one clip's prompt (and answer, for training) with the LLaMA-2 chat template.
+
+    Over ``max_len`` the prompt is shortened in this order: the transcribed speech, the subtitle, then
+    the answer's tail (its eos first: a cut answer does not teach the model to stop there; at least one
+    answer token is kept). Slots, timestamps and the question are never cut; if they alone do not fit,
+    ``PromptTooLong`` is raised.
+    """
+    if num_video_tokens < 0 or num_audio_tokens < 0:
+        raise ValueError(f"token counts must be >= 0, got video={num_video_tokens} audio={num_audio_tokens}")
+    times = _check_times(timestamps, 'frame timestamps')
+    if not times:
+        raise ValueError("build_prompt needs at least one frame timestamp")
+    if answer is not None and not answer.strip():
+        raise ValueError("answer is empty: pass answer=None for an inference prompt")
+    eos = tokenizer.eos_token_id
+    if answer is not None and eos is None:
+        raise ValueError("the LLM tokenizer has no eos token; training prompts end with it")
+    slot = placeholder_id(tokenizer)
+    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
+
+    head = _encode(tokenizer, f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n<Video>")
+    if num_audio_tokens:
+        between = _encode(tokenizer, "</Video> <Audio>")
+        after = _encode(tokenizer, "</Audio>")
+    else:
+        between, after = [], _encode(tokenizer, "</Video>")
+    frames = _encode(tokenizer, f" The video contains {len(times)} frames sampled at "
+                                f"{', '.join(_fmt(t) for t in times)} seconds.")
+    spoken = []
+    for start, end, text in utterances:
+        start, end = _check_times((start, end), 'utterance times')
+        if _collapse(text):
+            spoken.append(f"{_fmt(start)} - {_fmt(end)} seconds, {_collapse(text)}")
+    ends_sentence = bool(spoken) and spoken[-1][-1] in '.!?…。！？'
+    speech = _Part('speech', _encode(tokenizer, " Transcribed speech:"), _encode(tokenizer, ' ' + '; '.join(spoken)),
+                   _encode(tokenizer, '' if ends_sentence else '.')) if spoken else None
+    subtitle = _collapse(subtitle or '')
+    sub = _Part('subtitle', _encode(tokenizer, " The subtitle of this video is: <Subtitle>"),
+                _encode(tokenizer, subtitle), _encode(tokenizer, "</Subtitle>.")) if subtitle else None
+    tail = _encode(tokenizer, f" {question.strip()} [/INST]")
+    target = [] if answer is None else _encode(tokenizer, ' ' + answer.strip()) + [int(eos)]
+
+    fixed = (len(bos) + len(head) + num_video_tokens + len(between) + num_audio_tokens + len(after) + len(frames)
+             + len(tail))
+    over = fixed + sum(len(p.ids()) for p in (speech, sub) if p) + len(target) - max_len
+    shortened = []
+    for part in (speech, sub):
+        if over <= 0 or part is None:
+            continue
+        shortened.append(part.name)
+        if over >= len(part.body):
+            over -= len(part.ids())
+            part.body = []
+        else:
+            part.body = part.body[:len(part.body) - over]
+            over = 0
+    if over > 0:
+        keep = len(target) - over
+        if answer is None or keep < 1:
+            needed = fixed + (1 if answer is not None else 0)
+            raise PromptTooLong(
+                f"prompt needs {needed} tokens with speech and subtitle dropped"
+                f"{' and the answer cut to one token' if answer is not None else ''}, but max_len={max_len} "
+                f"({num_video_tokens} video + {num_audio_tokens} audio slots, {len(times)} timestamps, "
+                f"{len(tail)} question tokens): raise data.max_seq_len or use fewer frames", needed=needed,
+                max_len=max_len)
+        target = target[:keep]
+        shortened.append('answer')
+
+    ids = bos + head
+    video_pos = list(range(len(ids), len(ids) + num_video_tokens))
+    ids += [slot] * num_video_tokens + between
+    audio_pos = list(range(len(ids), len(ids) + num_audio_tokens))
+    ids += [slot] * num_audio_tokens + after + frames
+    for part in (speech, sub):
+        if part is not None:
+            ids += part.ids()
+    ids += tail
+    loss = np.zeros(len(ids) + len(target), bool)
+    loss[len(ids):] = True
+    ids += target
+    assert len(ids) <= max_len, (len(ids), max_len)
+    return TokenizedPrompt(input_ids=np.asarray(ids, np.int32), loss_mask=loss,
+                           modality_positions=np.asarray(video_pos + audio_pos, np.int32), shortened=tuple(shortened))
