@@ -1,0 +1,313 @@
+"""Face tubelets for the micro-expression branch: the speaker's face, same box over K consecutive frames.
+
+Two sources, one output (``FaceTubelets``):
+  * ``face_tubelets(clip, detector)`` detects faces on each anchor frame of a ``DecodedClip`` with OpenCV's
+    Haar cascade (ships inside opencv-python-headless: offline, no model download), picks the speaker's
+    track across anchors, and crops the same margin-expanded square from the anchor's K frames (a box that
+    moved within the tubelet would add motion that is not facial motion);
+  * ``load_openface_tubelets`` maps a dataset's OpenFace crops (MER2025 ``openface_face/NAME/NAME.npy``)
+    onto the same anchors by time.
+
+Per clip with T' anchors and K frames per tubelet:
+    faces      uint8 (T', K, crop, crop, 3)  RGB crops (zeros where face_mask is False)
+    face_mask  bool (T', K)     valid crops, packed at the front of each tubelet
+    boxes      float32 (T', 4)  x, y, w, h of the speaker's face in source-frame pixels (upright frame at
+                                native resolution, see video.VideoInfo); zeros when unknown
+    detected   bool (T',)       True where the detector saw the face (False: interpolated or none)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from microemo_jax.data.video import DecodedClip, MediaError
+
+FACE_REASONS = ('missing_file', 'corrupt_faces')
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceTubelets:
+    faces: np.ndarray
+    face_mask: np.ndarray
+    boxes: np.ndarray
+    detected: np.ndarray
+
+    @property
+    def any_face(self) -> bool:
+        """Whether at least one crop exists (prepare skips clips without, when faces are required)."""
+        return bool(self.face_mask.any())
+
+
+# ----------------------------------------------------------------------------------------------- detector
+class FaceDetector:
+    """OpenCV frontal-face Haar cascade, returning (N, 5) boxes x, y, w, h, score in input pixels.
+
+    The score is the cascade's final-stage confidence (``detectMultiScale3(outputRejectLevels=True)``
+    level weight; ~5 for a clear frontal face, < 2 for most false alarms). Faces smaller than ``min_face``
+    x the shorter image side are ignored, so the image is first downscaled until that smallest face is the
+    cascade's 24 px window (and the longer side is at most ``max_side``): nothing is lost, and the cost
+    falls with the square of the scale. Talking-head faces are large: the default 0.15 keeps faces down to
+    ~1/7 of the frame height.
+    """
+
+    def __init__(self, cascade_path: str | None = None, *, min_face: float = 0.15, scale_factor: float = 1.1,
+                 min_neighbors: int = 5, min_score: float = 1.0, max_side: int = 384):
+        import cv2
+        if cascade_path is None:
+            cascade_path = os.path.join(cv2.data.haarcascades, 'haarcascade_frontalface_default.xml')
+        if not os.path.isfile(cascade_path):
+            raise FileNotFoundError(
+                f"Haar cascade {cascade_path!r} not found: it ships with opencv-python(-headless) in "
+                f"cv2.data.haarcascades; reinstall that package or pass cascade_path=")
+        try:
+            cascade = cv2.CascadeClassifier(cascade_path)
+        except (cv2.error, SystemError) as e:
+            raise RuntimeError(f"OpenCV could not load the Haar cascade {cascade_path!r}: {e}") from None
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV could not load the Haar cascade {cascade_path!r} (corrupt XML?)")
+        self._cv2, self._cascade = cv2, cascade
+        self.min_face, self.scale_factor, self.min_neighbors = min_face, scale_factor, min_neighbors
+        self.min_score, self.max_side = min_score, max_side
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        """Faces in one RGB (or grey) uint8 image, best score first: float32 (N, 5) x, y, w, h, score."""
+        cv2 = self._cv2
+        img = np.asarray(rgb)
+        if img.dtype != np.uint8 or img.ndim not in (2, 3):
+            raise ValueError(f"detect() wants a uint8 (H, W[, 3]) image, got {img.dtype}{img.shape}")
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+        h, w = grey.shape
+        window = 24                                   # the cascade's training window
+        scale = min(1.0, self.max_side / max(h, w), window / max(self.min_face * min(h, w), 1e-6))
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
+                              interpolation=cv2.INTER_AREA)
+        side = max(window, int(self.min_face * min(grey.shape)))
+        if min(grey.shape) < side:
+            return np.zeros((0, 5), np.float32)
+        boxes, _, weights = self._cascade.detectMultiScale3(
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
+            outputRejectLevels=True)
+        if len(boxes) == 0:
+            return np.zeros((0, 5), np.float32)
+        out = np.concatenate([np.asarray(boxes, np.float32) / scale,
+                              np.asarray(weights, np.float32).reshape(-1, 1)], axis=1)
+        out = out[out[:, 4] >= self.min_score]
+        return out[np.argsort(-out[:, 4], kind='stable')]
+
+
+# ----------------------------------------------------------------------------------------------- tracking
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _affinity(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU, or for boxes that moved further than they overlap (anchors can be a second apart: heads move),
+    closeness of centres relative to the face size, for faces of similar size: 1 at the same centre, 0.5 one
+    face size apart, 0 at two face sizes (two people side by side stay apart)."""
+    iou = _iou(a, b)
+    size_a, size_b = np.sqrt(a[2] * a[3]), np.sqrt(b[2] * b[3])
+    if min(size_a, size_b) <= 0 or max(size_a, size_b) / min(size_a, size_b) > 1.5:
+        return iou
+    dist = np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)
+    return max(iou, max(0.0, 1.0 - dist / (size_a + size_b)))
+
+
+def track_speaker(detections_per_anchor, *, times=None, max_gap: int = 2,
+                  min_affinity: float = 0.25) -> list[np.ndarray | None]:
+    """The speaker's face box (x, y, w, h float32) at each anchor, or None where no face is known.
+
+    Detections are linked into tracks greedily, anchor by anchor (best affinity first, against each track's
+    last box, however long ago: a face that comes back where it was is the same face). The speaker is the
+    track with the largest sum over its detections of the face side (sqrt of the area): the face that is
+    both big and present most often. Gaps of at most ``max_gap`` anchors *inside* that track are filled by
+    linear interpolation between its neighbours (by ``times`` if given, else by anchor index); before its
+    first and after its last detection the face is unknown.
+
+    Args:
+      detections_per_anchor: one array per anchor, (N, 4) or (N, 5) x, y, w, h[, score] (N may be 0).
+    """
+    tracks: list[dict[int, np.ndarray]] = []
+    last_seen: list[int] = []
+    for i, dets in enumerate(detections_per_anchor):
+        dets = np.asarray(dets, np.float32)
+        boxes = dets.reshape(-1, dets.shape[-1])[:, :4] if dets.size else np.zeros((0, 4), np.float32)
+        pairs = []
+        for t, track in enumerate(tracks):
+            ref = track[last_seen[t]]
+            for d, box in enumerate(boxes):
+                aff = _affinity(ref, box)
+                if aff >= min_affinity:
+                    pairs.append((aff, t, d))
+        used_t, used_d = set(), set()
+        for aff, t, d in sorted(pairs, key=lambda p: -p[0]):
+            if t in used_t or d in used_d:
+                continue
+            tracks[t][i] = boxes[d]
+            last_seen[t] = i
+            used_t.add(t)
+            used_d.add(d)
+        for d, box in enumerate(boxes):
+            if d not in used_d:
+                tracks.append({i: box})
+                last_seen.append(i)
+
+    n = len(detections_per_anchor)
+    result: list[np.ndarray | None] = [None] * n
+    if not tracks:
+        return result
+    best = max(tracks, key=lambda tr: (sum(float(np.sqrt(b[2] * b[3])) for b in tr.values()), len(tr)))
+    axis = np.asarray(times, np.float64) if times is not None else np.arange(n, dtype=np.float64)
+    known = sorted(best)
+    for a in known:
+        result[a] = np.asarray(best[a], np.float32)
+    for left, right in zip(known[:-1], known[1:]):
+        if 1 < right - left <= max_gap + 1:
+            span = axis[right] - axis[left]
+            for k in range(left + 1, right):
+                w = (axis[k] - axis[left]) / span if span > 0 else (k - left) / (right - left)
+                result[k] = ((1 - w) * best[left] + w * best[right]).astype(np.float32)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- cropping
+def crop_box(box, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    """The square (x0, y0, x1, y1) around ``box`` grown by ``margin`` x its side on every side, moved inside
+    the image (and shrunk only if the image is smaller than the square)."""
+    x, y, w, h = (float(v) for v in box[:4])
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    side = max(1.0, min(side, float(width), float(height)))
+    cx, cy = x + w / 2, y + h / 2
+    x0 = min(max(cx - side / 2, 0.0), width - side)
+    y0 = min(max(cy - side / 2, 0.0), height - side)
+    s = max(1, int(round(side)))
+    x0, y0 = int(round(x0)), int(round(y0))
+    x0, y0 = min(max(x0, 0), width - s), min(max(y0, 0), height - s)
+    return x0, y0, x0 + s, y0 + s
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+    if img.shape[0] == size and img.shape[1] == size:
+        return img
+    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def face_tubelets(clip: DecodedClip, detector: FaceDetector, *, crop_size: int, margin: float = 0.25,
+                  max_gap: int = 2) -> FaceTubelets:
+    """Detect on each anchor frame, track the speaker, crop the same box from the anchor's K frames.
+
+    Detection runs on the tubelet frames (longer side <= the clip's tubelet_max_side); boxes are returned in
+    source-frame pixels. ``margin`` grows the face box by that fraction of its side on each side (0.25: the
+    crop is 1.5x the face), as a square, kept inside the frame.
+    """
+    tub, tmask = clip.tubelets, clip.tubelet_mask
+    n, k, th, tw = tub.shape[:4]
+    scale = clip.tubelet_scale
+    dets = []
+    for i in range(n):
+        d = detector.detect(tub[i, 0]) if tmask[i, 0] else np.zeros((0, 5), np.float32)
+        d = d.copy()
+        d[:, :4] *= scale
+        dets.append(d)
+    track = track_speaker(dets, times=clip.timestamps, max_gap=max_gap)
+    detected = _is_detection(dets, track)
+
+    faces = np.zeros((n, k, crop_size, crop_size, 3), np.uint8)
+    mask = np.zeros((n, k), bool)
+    boxes = np.zeros((n, 4), np.float32)
+    for i, box in enumerate(track):
+        if box is None:
+            continue
+        boxes[i] = box
+        x0, y0, x1, y1 = crop_box(np.asarray(box) / scale, tw, th, margin)
+        for j in range(k):
+            if not tmask[i, j]:
+                break
+            faces[i, j] = _resize(tub[i, j, y0:y1, x0:x1], crop_size)
+            mask[i, j] = True
+    return FaceTubelets(faces=faces, face_mask=mask, boxes=boxes, detected=detected)
+
+
+def _is_detection(dets, track) -> np.ndarray:
+    """Whether each tracked box is one of that anchor's detections (not interpolated)."""
+    out = np.zeros(len(track), bool)
+    for i, box in enumerate(track):
+        if box is not None and len(dets[i]):
+            out[i] = bool(np.any(np.all(np.abs(dets[i][:, :4] - box) < 1e-3, axis=1)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- OpenFace
+def _as_rgb_uint8(arr: np.ndarray, path: str, channel_order: str) -> np.ndarray:
+    """(N, H, W[, C]) numeric -> uint8 (N, H, W, 3) RGB, or MediaError('corrupt_faces')."""
+    if arr.dtype.kind not in 'uif' or arr.ndim not in (3, 4) or min(arr.shape[1:3]) < 1:
+        raise MediaError('corrupt_faces', path, f"expected face crops (N, H, W[, 3]) of numbers, got "
+                         f"{arr.dtype}{arr.shape}")
+    if arr.ndim == 4 and arr.shape[-1] not in (1, 3, 4):
+        raise MediaError('corrupt_faces', path, f"face crops have {arr.shape[-1]} channels (want 1, 3 or 4)")
+    if arr.dtype.kind == 'f':
+        if not np.isfinite(arr).all():
+            raise MediaError('corrupt_faces', path, "face crops contain NaN or inf")
+        if arr.size and arr.max() <= 1.0 + 1e-6 and arr.min() >= 0.0:
+            arr = arr * 255.0                        # floats in [0, 1]
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise MediaError('corrupt_faces', path, f"integer face crops outside 0..255 ({arr.dtype})")
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.shape[-1] == 1:
+        return np.repeat(arr, 3, axis=-1)
+    arr = arr[..., :3]
+    return np.ascontiguousarray(arr[..., ::-1]) if channel_order == 'bgr' else np.ascontiguousarray(arr)
+
+
+def load_openface_tubelets(npy_path: str | os.PathLike, timestamps, duration: float, *, tubelet_length: int,
+                           crop_size: int, channel_order: str = 'bgr') -> FaceTubelets:
+    """Dataset-shipped OpenFace crops as face tubelets on the clip's anchors.
+
+    OpenFace writes one aligned crop per frame in which it found a face; MERTools stacks them with
+    ``cv2.imread`` into ``NAME.npy``, hence BGR by default (``channel_order='rgb'`` for arrays saved as RGB;
+    grey (N, H, W) and float arrays are accepted). Anchor time t maps to crop floor(t / duration * N) and
+    the tubelet takes the K crops from there (fewer at the end: masked). The crops are already aligned, so
+    ``boxes`` (source-frame positions) are unknown: zeros. An empty array means "no face in this clip":
+    an all-False mask, not an error. A file that is not a numeric array of crops raises
+    MediaError('corrupt_faces').
+    """
+    path = os.fspath(npy_path)
+    if channel_order not in ('bgr', 'rgb'):
+        raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    if not os.path.isfile(path):
+        raise MediaError('missing_file', path, "OpenFace crops file not found")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise MediaError('corrupt_faces', path, f"not a readable .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray):
+        raise MediaError('corrupt_faces', path, "expected a single .npy array, found an archive")
+    timestamps = np.asarray(timestamps, np.float64).reshape(-1)
+    n_anchor, k = len(timestamps), tubelet_length
+    faces = np.zeros((n_anchor, k, crop_size, crop_size, 3), np.uint8)
+    mask = np.zeros((n_anchor, k), bool)
+    boxes = np.zeros((n_anchor, 4), np.float32)
+    if arr.size == 0 or arr.shape[0] == 0:
+        return FaceTubelets(faces, mask, boxes, np.zeros(n_anchor, bool))
+    crops = _as_rgb_uint8(arr, path, channel_order)
+    n = len(crops)
+    if not duration or duration <= 0:
+        raise ValueError(f"{path}: duration must be > 0 to map crops to times, got {duration}")
+    start = np.clip(np.floor(timestamps / duration * n), 0, n - 1).astype(int)
+    for i, s in enumerate(start):
+        for j in range(min(k, n - s)):
+            faces[i, j] = _resize(crops[s + j], crop_size)
+            mask[i, j] = True
+    return FaceTubelets(faces, mask, boxes, mask[:, 0].copy())
