@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from microemo_jax.data.tfds_builder import open_dataset
+from microemo_jax.data.tfds_builder import open_dataset, splits as dataset_splits
 
 
 def summarize(rec: dict) -> dict:
@@ -35,9 +35,8 @@ def main(argv=None) -> None:
     parser.add_argument('dir', help='the --out folder of prepare')
     parser.add_argument('--split', default='all', choices=('train', 'validation', 'all'))
     args = parser.parse_args(argv)
-    splits = ('train', 'validation') if args.split == 'all' else (args.split,)
     try:
-        for split in splits:
+        for split in dataset_splits(args.dir) if args.split == 'all' else (args.split,):
             source = open_dataset(args.dir, split)
             for i in range(len(source)):
                 print(json.dumps({**summarize(source[i]), 'split': split}, ensure_ascii=False))

@@ -101,13 +101,22 @@ def build(out: str, **kwargs) -> str:
     return target
 
 
-def open_dataset(out: str, split: str):
-    """Random-access numpy source of one split of the dataset prepared into ``out``."""
+def _builder(out: str):
     path = dataset_dir(out) if os.path.isdir(dataset_dir(out)) else out
     if not os.path.isfile(os.path.join(path, 'dataset_info.json')):
         raise FileNotFoundError(f"{out} is not a prepared dataset (no {dataset_dir(out)}/dataset_info.json); "
                                 f"run `python -m microemo_jax.prepare ... --out {out}` first")
-    builder = tfds.builder_from_directory(path)
+    return tfds.builder_from_directory(path)
+
+
+def splits(out: str) -> list[str]:
+    """The splits the prepared dataset has (a tiny corpus may have no validation clip)."""
+    return sorted(_builder(out).info.splits)
+
+
+def open_dataset(out: str, split: str):
+    """Random-access numpy source of one split of the dataset prepared into ``out``."""
+    builder = _builder(out)
     if split not in builder.info.splits:
         raise ValueError(f"{out} has splits {sorted(builder.info.splits)}, not {split!r}")
     return builder.as_data_source(split=split)

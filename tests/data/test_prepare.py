@@ -1,0 +1,121 @@
+"""prepare end to end on a `folder` corpus of real files: odd-but-valid inputs written, bad ones skipped
+with their reason, every input accounted for, resume, inspect, and a record that comes out as it went in."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from microemo_jax.config import load_config
+from microemo_jax.data import tfds_builder
+from microemo_jax.data import inspect as inspect_cli
+from microemo_jax.data.record import split_jpegs
+from microemo_jax.prepare import main as prepare_main, prepare
+
+from media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file, write_empty,
+                   write_h264_mp4, write_mjpeg_avi, write_text, write_vp9_webm)
+
+OVERRIDES = ['model.num_frames=4', 'model.vision.image_size=32', 'model.vision.patch_size=16',
+             'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'data.max_mel_frames=200',
+             'data.validation_fraction=0.3']
+SRT = "1\n00:00:00,100 --> 00:00:00,600\nI am really fine.\n\n2\n00:00:00,700 --> 00:00:01,100\nHonestly.\n"
+
+
+def config():
+    return load_config('configs/emer.py:demo', OVERRIDES)
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+    raw = tmp_path_factory.mktemp('raw')
+    face, _ = moving_face_frames(30, height=96, width=96, face_size=56)
+    write_h264_mp4(raw / 'happy one.mp4', face, audio=dict(sample_rate=44100, channels=2))
+    (raw / 'happy one.srt').write_text(SRT)
+    write_vp9_webm(raw / 'sad_ünïcode.webm', face[:20])          # no audio track, VP9, non-ASCII name
+    write_mjpeg_avi(raw / 'short.avi', noise_frames(10, 64, 64), audio=dict(sample_rate=8000, channels=1))
+    write_empty(raw / 'empty.mp4')
+    write_text(raw / 'notes.mp4')
+    write_h264_mp4(raw / 'full.mp4', face, audio=dict(sample_rate=16000, channels=1))
+    truncate_file(raw / 'full.mp4', raw / 'cut.mp4', 0.5)
+    os.remove(raw / 'full.mp4')
+    corrupt_after_header(raw / 'cut.mp4', raw / 'garbage.mp4', keep_bytes=64)
+    (raw / 'labels.csv').write_text(
+        'name,openset,reason\n'
+        '"happy one","[\'happy\', \'excited\']",The character smiles broadly.\n'
+        'sad_ünïcode,"[\'sad\']",\n'
+        'ghost,"[\'angry\']",A clip whose video does not exist.\n'
+        '../escape,"[\'sad\']",An unsafe name.\n', encoding='utf-8')
+    return raw
+
+
+@pytest.fixture(scope='module')
+def prepared(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp('out')
+    report = prepare(config(), 'folder', str(corpus), str(out), workers=1, shard_size=2)
+    return out, report
+
+
+def test_every_input_is_written_or_skipped_with_its_reason(prepared):
+    out, report = prepared
+    skipped = [json.loads(line) for line in open(out / 'skipped.jsonl')]
+    reasons = {s['name']: s['reason'].split(':')[0] for s in skipped}
+    written = set(report['written_names'])
+    assert written == {'happy one', 'happy one#ov', 'sad_ünïcode', 'short'}  # one name with two targets: two clips
+    assert reasons.get('empty') == 'zero_bytes'
+    assert reasons.get('notes') == 'not_a_video'
+    assert reasons.get('garbage') in ('corrupt', 'truncated')
+    assert reasons.get('cut') in ('truncated', 'corrupt')
+    assert reasons.get('ghost') == 'video_missing'
+    assert reasons.get('../escape') == 'unsafe_name'
+    assert report['written'] + report['skipped'] == report['seen']
+    assert report['skipped_by_reason']['zero_bytes'] == 1
+    assert report['bytes_per_sample'] > 0
+    assert sum(report['splits'].values()) == report['written']
+
+
+def test_a_record_comes_out_with_what_went_in(prepared):
+    out, _ = prepared
+    records = {}
+    for split in ('train', 'validation'):
+        try:
+            source = tfds_builder.open_dataset(str(out), split)
+        except ValueError:
+            continue
+        for i in range(len(source)):
+            records[source[i]['name'].decode() if isinstance(source[i]['name'], bytes) else source[i]['name']] = source[i]
+    rec = records['happy one']
+    assert len(rec['timestamps']) == 4 and np.all(np.diff(rec['timestamps']) > 0)
+    assert len(split_jpegs(rec['frames_jpeg'], rec['frame_offsets'])) == 4
+    assert rec['face_mask'].any()                          # the real face detector found the astronaut
+    assert rec['utterance_source'] in (b'subtitles', 'subtitles')
+    np.testing.assert_allclose(rec['utterances'], [[0.1, 0.6], [0.7, 1.1]], atol=1e-6)
+    assert rec['audio_mel'].shape[1] == 16 and rec['audio_mel'].shape[0] > 0
+    assert rec['loss_mask'].sum() > 0 and len(rec['modality_positions']) == (1 + 2) * 8 + (1 + 2) * 4
+    silent = records['sad_ünïcode']
+    assert silent['audio_mel'].shape[0] == 0               # no audio track: valid, zero mel frames
+    assert records['happy one#ov']['answer'] in (b"The character's emotional state is happy, excited.",
+                                                 "The character's emotional state is happy, excited.")
+
+
+def test_rerun_resumes_and_inspect_lists_the_records(prepared, corpus, capsys):
+    out, first = prepared
+    second = prepare(config(), 'folder', str(corpus), str(out), workers=1, shard_size=2)
+    assert second['shards_processed'] == 0 and second['shards_resumed'] == first['shards']
+    assert second['written_names'] == first['written_names']
+    capsys.readouterr()
+    inspect_cli.main([str(out)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(line['name'] for line in lines) == first['written_names']
+    happy = next(line for line in lines if line['name'] == 'happy one')
+    assert happy['num_frames'] == 4 and happy['faces_found'] >= 1 and happy['num_utterances'] == 2
+    assert happy['num_answer_tokens'] > 0 and happy['num_tokens'] > happy['num_answer_tokens']
+
+
+def test_command_line_with_workers(corpus, tmp_path, capsys):
+    out = tmp_path / 'cli'
+    prepare_main(['--source', 'folder', '--raw', str(corpus), '--out', str(out), '--workers', '2',
+                  '--config', 'configs/emer.py:demo'] + [f'--config.{o}' for o in OVERRIDES])
+    report = json.loads((out / 'prepare_report.json').read_text())
+    assert report['written'] == 4 and report['shards_processed'] == report['shards']
+    with pytest.raises(SystemExit):
+        prepare_main(['--source', 'nope', '--raw', str(corpus), '--out', str(out)])
