@@ -115,6 +115,44 @@ def get_config(arg=None):
     m.lora = ml_collections.ConfigDict(dict(rank=32 if paper else 8, alpha=32.0 if paper else 16.0, dropout=0.1,
                                             targets=('q_proj', 'k_proj', 'v_proj', 'o_proj')))
 
+    # Data: `prepare` writes clips in this shape once; the Grain pipeline pads them to static batches.
+    c.data = ml_collections.ConfigDict(dict(
+        dir='',                       # prepared dataset (output of `python -m microemo_jax.prepare`)
+        sampling='uniform',           # frame sampling: 'uniform' (segment centres) or 'random' (random in segment)
+        max_seq_len=2048 if paper else 384,
+        max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions
+        question='description',       # 'description' (EMER explanation) or 'ov' (open-vocabulary labels)
+        require_faces=False,          # skip clips where no face is found (else they train without the local branch)
+        jpeg_quality=90,
+        batch_size=8 if paper else 4,  # global batch
+        num_workers=4 if paper else 0,  # Grain worker processes per host (0: in-process)
+        augment=True,                 # random crop/flip/colour jitter in the workers (training split only)
+        validation_fraction=0.1,      # held-out split for the validation loss
+    ))
+
+    # Optimiser: AdamW, linear warmup from 0 then cosine decay to min_lr at total_steps (LAVIS/TimeChat
+    # recipe for the paper: 3e-5 -> 1e-5, weight decay 0.05). Biases, norm scales, embedding/position
+    # tables, query tokens and gates are not decayed (microemo_jax/training/optimizer.py).
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=3e-5 if paper else 1e-3,
+        min_lr=1e-5 if paper else 1e-4,
+        warmup_steps=1000 if paper else 30,
+        weight_decay=0.05,
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        clip_norm=1.0,                # global-norm gradient clipping (0: off)
+        grad_accum_steps=1,           # micro-batches per optimiser update (data.batch_size is split)
+    ))
+    # Where the parameters come from: '' = fresh init; else a folder written by `python -m microemo_jax.convert`
+    # or a stage-1 run's exported params (LoRA adapters missing from it start from their fresh init).
+    c.init = ml_collections.ConfigDict(dict(params=''))
+    c.train = ml_collections.ConfigDict(dict(
+        validate_every=1000 if paper else 100,   # steps between validation-loss passes (0: never)
+        validation_batches=50 if paper else 4,  # batches per validation pass
+        keep_checkpoints=3,                     # Orbax max_to_keep in WORKDIR/checkpoints
+    ))
+
     # Device mesh and the one table that maps logical parameter/activation axes to mesh axes.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = (
