@@ -94,6 +94,7 @@ class ClipProcessor:
         self.llm_tok = tokenizers_lib.load_tokenizer(s.llm_tokenizer, what='LLM')
         self.qf_tok = tokenizers_lib.load_tokenizer(s.qformer_tokenizer, what='Q-Former')
         self.detector = faces_lib.FaceDetector()
+        self._cache = None
 
     def __call__(self, clip: sources_lib.RawClip):
         try:
@@ -106,7 +107,34 @@ class ClipProcessor:
         s = self.s
         if clip.video is None:
             return sources_lib.Skip(clip.name, 'video_missing: no video file for this clip')
-        rng = np.random.default_rng(_name_seed(s.seed, clip.name))
+        media = self._media(clip)
+        if s.require_faces and not media['face_mask'].any():
+            return sources_lib.Skip(clip.name, 'no_face: no face found in any sampled frame '
+                                               '(data.require_faces is set)')
+        question = clip.question or prompt_lib.question_for(s.question)  # unlabeled clips: the config's question
+        answer = clip.answer
+        prompt = prompt_lib.build_prompt(
+            self.llm_tok, timestamps=media['timestamps'], utterances=media['utterance_texts'],
+            subtitle=clip.subtitle, question=question, answer=answer, num_video_tokens=s.num_video_tokens,
+            num_audio_tokens=s.num_audio_tokens, max_len=s.max_seq_len)
+        rec = {k: v for k, v in media.items() if k != 'utterance_texts'}
+        rec.update(name=clip.name, source=s.source, input_ids=np.asarray(prompt.input_ids, np.int32),
+                   loss_mask=np.asarray(prompt.loss_mask, bool),
+                   modality_positions=np.asarray(prompt.modality_positions, np.int32),
+                   subtitle=clip.subtitle or '', answer=answer or '',
+                   openset=json.dumps(list(clip.openset)) if clip.openset else '')
+        record_lib.check_record(rec)
+        return rec
+
+
+    def _media(self, clip) -> dict:
+        """Everything a clip's video, audio and subtitles give, cached for the clip's other targets
+        (a MER2025 or labels.csv name with both a description and OV labels shares one video)."""
+        key = (clip.video, clip.audio_file, clip.faces_npy, clip.subtitle_file, clip.utterance_file)
+        if self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        s = self.s
+        rng = np.random.default_rng(_name_seed(s.seed, os.path.basename(clip.video)))
         decoded = video_lib.decode_clip(clip.video, s.num_frames, frame_size=s.frame_size, mode=s.sampling, rng=rng,
                                         tubelet_length=s.num_crops)
         duration = float(decoded.info.duration)
@@ -115,38 +143,25 @@ class ClipProcessor:
                                                      tubelet_length=s.num_crops, crop_size=s.face_size)
         else:
             tubes = faces_lib.face_tubelets(decoded, self.detector, crop_size=s.face_size)
-        if s.require_faces and not tubes.face_mask.any():
-            return sources_lib.Skip(clip.name, 'no_face: no face found in any sampled frame '
-                                               '(data.require_faces is set)')
         sound = audio_lib.load_audio(clip.audio_file or clip.video)
         mel = audio_lib.log_mel(sound.waveform, num_mel_bins=s.num_mel_bins, max_frames=s.max_mel_frames)
         utts, utt_source = utterances_lib.find_utterances(
             duration, subtitle_path=clip.subtitle_file, utterance_path=clip.utterance_file,
             waveform=sound.waveform if sound.has_audio else None, max_utterances=s.max_utterances)
-        question = clip.question or prompt_lib.question_for(s.question)  # unlabeled clips: the config's question
-        answer = clip.answer
-        prompt = prompt_lib.build_prompt(
-            self.llm_tok, timestamps=decoded.timestamps, utterances=[(u.start, u.end, u.text) for u in utts],
-            subtitle=clip.subtitle, question=question, answer=answer, num_video_tokens=s.num_video_tokens,
-            num_audio_tokens=s.num_audio_tokens, max_len=s.max_seq_len)
         ts_ids, ts_mask = prompt_lib.timestamp_token_ids(self.qf_tok, decoded.timestamps, s.timestamp_tokens)
         frames_blob, frame_offsets = record_lib.join_jpegs([_jpeg(f, s.jpeg_quality) for f in decoded.frames])
         crops = [_jpeg(tubes.faces[i, k], s.jpeg_quality) for i, k in zip(*np.nonzero(tubes.face_mask))]
         faces_blob, face_offsets = record_lib.join_jpegs(crops)
-        rec = dict(
-            name=clip.name, source=s.source, timestamps=np.asarray(decoded.timestamps, np.float32),
-            frames_jpeg=frames_blob, frame_offsets=frame_offsets, faces_jpeg=faces_blob, face_offsets=face_offsets,
+        media = dict(
+            timestamps=np.asarray(decoded.timestamps, np.float32), frames_jpeg=frames_blob,
+            frame_offsets=frame_offsets, faces_jpeg=faces_blob, face_offsets=face_offsets,
             face_mask=np.asarray(tubes.face_mask, bool), face_boxes=np.asarray(tubes.boxes, np.float32),
             audio_mel=np.ascontiguousarray(mel.T).astype(np.float16),
             utterances=np.asarray([[u.start, u.end] for u in utts], np.float32).reshape(-1, 2),
-            utterance_source=utt_source, timestamp_ids=np.asarray(ts_ids, np.int32),
-            timestamp_mask=np.asarray(ts_mask, np.int32), input_ids=np.asarray(prompt.input_ids, np.int32),
-            loss_mask=np.asarray(prompt.loss_mask, bool), modality_positions=np.asarray(prompt.modality_positions,
-                                                                                        np.int32),
-            subtitle=clip.subtitle or '', answer=answer or '',
-            openset=json.dumps(list(clip.openset)) if clip.openset else '')
-        record_lib.check_record(rec)
-        return rec
+            utterance_source=utt_source, utterance_texts=[(u.start, u.end, u.text) for u in utts],
+            timestamp_ids=np.asarray(ts_ids, np.int32), timestamp_mask=np.asarray(ts_mask, np.int32))
+        self._cache = (key, media)
+        return media
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
