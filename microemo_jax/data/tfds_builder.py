@@ -101,12 +101,29 @@ def build(out: str, **kwargs) -> str:
     return target
 
 
-def _builder(out: str):
-    path = dataset_dir(out) if os.path.isdir(dataset_dir(out)) else out
-    if not os.path.isfile(os.path.join(path, 'dataset_info.json')):
-        raise FileNotFoundError(f"{out} is not a prepared dataset (no {dataset_dir(out)}/dataset_info.json); "
-                                f"run `python -m microemo_jax.prepare ... --out {out}` first")
-    return tfds.builder_from_directory(path)
+def find_dataset(path: str) -> str:
+    """The folder holding dataset_info.json: ``path`` itself, the dataset ``prepare --out path`` wrote, or the
+    only NAME/VERSION folder below ``path``."""
+    if not path:
+        raise ValueError("no prepared dataset given: set --config.data.dir to the output folder of "
+                         "`python -m microemo_jax.prepare`")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"prepared dataset folder {path!r} does not exist")
+    for candidate in (path, dataset_dir(path)):
+        if os.path.isfile(os.path.join(candidate, 'dataset_info.json')):
+            return candidate
+    found = sorted(os.path.dirname(p) for pattern in ('*/*', '*/*/*')
+                   for p in glob.glob(os.path.join(glob.escape(path), pattern, 'dataset_info.json')))
+    if not found:
+        raise ValueError(f"{path} is not a prepared dataset (no dataset_info.json in it or below it); make one "
+                         f"with `python -m microemo_jax.prepare --out {path} ...`")
+    if len(found) > 1:
+        raise ValueError(f"{path} holds several prepared datasets {found}; pass one of them")
+    return found[0]
+
+
+def _builder(path: str):
+    return tfds.builder_from_directory(find_dataset(path))
 
 
 def splits(out: str) -> list[str]:
@@ -118,5 +135,9 @@ def open_dataset(out: str, split: str):
     """Random-access numpy source of one split of the dataset prepared into ``out``."""
     builder = _builder(out)
     if split not in builder.info.splits:
-        raise ValueError(f"{out} has splits {sorted(builder.info.splits)}, not {split!r}")
-    return builder.as_data_source(split=split)
+        raise ValueError(f"{out}: the prepared dataset has no split {split!r}; it has {sorted(builder.info.splits)}")
+    try:
+        return builder.as_data_source(split=split)
+    except Exception as e:  # e.g. written in another file format
+        raise ValueError(f"{out}: split {split!r} cannot be opened as a random-access source ({e}); "
+                         f"prepare writes ArrayRecord, re-run `python -m microemo_jax.prepare`") from e

@@ -53,7 +53,9 @@ def test_records_round_trip_through_tfds_and_inspect(tmp_path, capsys):
 
 
 def test_opening_something_that_is_not_a_prepared_dataset(tmp_path):
-    with pytest.raises(FileNotFoundError, match='is not a prepared dataset'):
+    with pytest.raises(ValueError, match='is not a prepared dataset'):
         tfds_builder.open_dataset(str(tmp_path), 'train')
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        tfds_builder.open_dataset(str(tmp_path / 'missing'), 'train')
     with pytest.raises(SystemExit, match='not a prepared dataset'):
         inspect_cli.main([str(tmp_path)])

@@ -1,0 +1,320 @@
+"""Grain pipeline: static shapes, faithful decoding, sharding, seeding, augmentation, iterator state."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import grain
+import numpy as np
+import pytest
+
+from microemo_jax.config import load_config
+from microemo_jax.data import pipeline, record
+from microemo_jax.data.augment import MEAN, STD, ClipAugment
+
+CFG = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0'])
+SHAPES = pipeline.Shapes.from_config(CFG)
+N_MOD = SHAPES.video_tokens + SHAPES.audio_tokens
+
+
+def _image(rng, size, t=0):
+    """Smooth RGB image with distinct channels (JPEG keeps it to a few levels; a BGR swap would show)."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    phase = rng.uniform(0, 6.28, 3)
+    img = np.stack([0.5 + 0.4 * np.sin(3 * x + phase[0] + 0.3 * t), 0.2 + 0.6 * y,
+                    0.5 + 0.4 * np.cos(2 * (x + y) + phase[2])], -1)
+    return (img * 255).astype(np.uint8)
+
+
+def _jpeg(img):
+    ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buf.tobytes()
+
+
+def make_record(name, *, t=5, crops=None, mel=300, utts=2, tokens=120, ts_tokens=10, face_size=64,
+                n_mod=N_MOD, seed=0, same_image=False):
+    """A record that passes record.check_record; ``.images``-style originals kept under '_orig_*' keys."""
+    rng = np.random.default_rng(seed)
+    size = SHAPES.image_size
+    frames = [_image(rng if not same_image else np.random.default_rng(0), size, 0 if same_image else i)
+              for i in range(t)]
+    crops = rng.integers(0, SHAPES.num_crops + 1, t) if crops is None else np.asarray(crops)
+    face_mask = np.arange(SHAPES.num_crops)[None, :] < crops[:, None]
+    faces = [_image(np.random.default_rng(1) if same_image else rng, face_size) for _ in range(int(face_mask.sum()))]
+    frames_jpeg, frame_offsets = record.join_jpegs([_jpeg(f) for f in frames])
+    faces_jpeg, face_offsets = record.join_jpegs([_jpeg(f) for f in faces])
+    starts = np.sort(rng.uniform(0, 2, utts))
+    ids = rng.integers(3, 500, tokens).astype(np.int32)
+    loss = np.zeros(tokens, bool)
+    loss[-tokens // 5:] = True
+    ts_mask = np.ones((t, ts_tokens), np.int32)
+    ts_mask[:, -2:] = 0
+    rec = dict(
+        name=name, source='folder', utterance_source='subtitles', subtitle='hi', answer='calm', openset='[]',
+        timestamps=np.arange(t, dtype=np.float32) * 0.4 + 0.2,
+        frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
+        face_mask=face_mask, face_boxes=np.zeros((t, 4), np.float32),
+        audio_mel=rng.standard_normal((mel, SHAPES.num_mel_bins)).astype(np.float16),  # time-major
+        utterances=np.stack([starts, starts + 0.5], -1).astype(np.float32).reshape(utts, 2),
+        timestamp_ids=rng.integers(1, 500, (t, ts_tokens)).astype(np.int32) * ts_mask, timestamp_mask=ts_mask,
+        input_ids=ids, loss_mask=loss, modality_positions=np.arange(1, 1 + n_mod, dtype=np.int32),
+    )
+    record.check_record(rec)
+    return rec, frames, faces
+
+
+VARIED = [dict(t=5, mel=300, utts=2), dict(t=8, mel=0, utts=0, crops=[0] * 8), dict(t=3, mel=1001, utts=3),
+          dict(t=1, mel=7, utts=1, tokens=SHAPES.seq_len, face_size=40), dict(t=6), dict(t=2, mel=50),
+          dict(t=7, utts=1), dict(t=4, mel=800)]
+
+
+@pytest.fixture(scope='module')
+def clips():
+    return [make_record(f'clip {i} é', seed=i, **kw) for i, kw in enumerate(VARIED)]
+
+
+@pytest.fixture(scope='module')
+def source(clips):
+    return [c[0] for c in clips]
+
+
+def _take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def _assert_batches_equal(a, b):
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            np.testing.assert_array_equal(x[k], y[k], err_msg=k)
+
+
+def _pixels(normalised):
+    """(..., 3, H, W) normalised -> (..., H, W, 3) in 0..255."""
+    return (np.moveaxis(normalised, -3, -1) * STD + MEAN) * 255
+
+
+def test_batch_keys_shapes_dtypes_match_the_model_contract(source):
+    it = pipeline.make_iterator(source, CFG, train=True, process_index=0, process_count=1)
+    batch = next(it)
+    spec = pipeline.batch_spec(CFG, 4)
+    assert set(batch) == set(spec) | {'names'}
+    for k, s in spec.items():
+        assert batch[k].shape == s.shape and batch[k].dtype == np.dtype(s.dtype), k
+    assert batch['names'].shape == (4,) and batch['names'].dtype.kind == 'U'
+    assert set(batch['names']) <= {r['name'] for r in source}
+
+
+def test_a_clip_comes_out_as_it_went_in(clips, source):
+    batches = _take(pipeline.make_iterator(source, CFG, train=False, process_index=0, process_count=1), 2)
+    T, K, L, U = SHAPES.num_frames, SHAPES.num_crops, SHAPES.timestamp_tokens, SHAPES.max_utterances
+    for i, (rec, frames, faces) in enumerate(clips):
+        b, row = batches[i // 4], i % 4
+        t, n_tok, n_utt = len(frames), len(rec['input_ids']), len(rec['utterances'])
+        assert b['names'][row] == rec['name']
+        np.testing.assert_array_equal(b['frame_mask'][row], np.arange(T) < t)
+        got = _pixels(b['frames'][row, :t])
+        assert np.abs(got - np.stack(frames)).mean() < 2.0 and np.abs(got - np.stack(frames)).max() < 40
+        assert not b['frames'][row, t:].any()
+        np.testing.assert_array_equal(b['timestamps'][row, :t], rec['timestamps'])
+        np.testing.assert_array_equal(b['timestamp_ids'][row, :t, :rec['timestamp_ids'].shape[1]], rec['timestamp_ids'])
+        n_ts = rec['timestamp_ids'].shape[1]
+        assert not b['timestamp_ids'][row, t:].any() and not b['timestamp_mask'][row, :, n_ts:].any()
+        fm = np.zeros((T, K), bool)
+        fm[:t] = rec['face_mask']
+        np.testing.assert_array_equal(b['face_mask'][row], fm)
+        got_faces = _pixels(b['faces'][row][fm])
+        want = np.stack([cv2.resize(f, (SHAPES.face_size,) * 2, interpolation=cv2.INTER_LINEAR) for f in faces]) \
+            if faces else np.zeros((0,) + got_faces.shape[1:])
+        assert got_faces.shape == want.shape
+        if faces:
+            assert np.abs(got_faces - want).mean() < 3.0
+        assert not b['faces'][row][~fm].any()
+        m = min(rec['audio_mel'].shape[0], SHAPES.mel_frames)
+        if m:
+            np.testing.assert_array_equal(b['audio_mel'][row, :, :m], rec['audio_mel'][:m].T.astype(np.float32))
+        assert not b['audio_mel'][row, :, m:].any()
+        np.testing.assert_array_equal(b['audio_mask'][row], np.arange(SHAPES.audio_positions) < math.ceil(m / 2))
+        np.testing.assert_array_equal(b['utterances'][row, :n_utt], rec['utterances'])
+        np.testing.assert_array_equal(b['utterance_mask'][row], np.arange(U) < n_utt)
+        np.testing.assert_array_equal(b['input_ids'][row, :n_tok], rec['input_ids'])
+        assert not b['input_ids'][row, n_tok:].any()
+        np.testing.assert_array_equal(b['attention_mask'][row], np.arange(SHAPES.seq_len) < n_tok)
+        np.testing.assert_array_equal(b['loss_mask'][row, :n_tok], rec['loss_mask'])
+        assert not b['loss_mask'][row, n_tok:].any()
+        np.testing.assert_array_equal(b['modality_positions'][row], rec['modality_positions'])
+        assert b['timestamp_ids'].shape[-1] == L
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_eval_covers_every_clip_once_in_whole_batches(source, workers):
+    it = pipeline.make_iterator(source[:6], CFG, train=False, process_index=0, process_count=1, num_workers=workers)
+    batches = list(it)
+    names = [n for b in batches for n in b['names']]
+    whole = 4 * max(workers, 1)                       # every worker's slice is made of whole batches
+    assert len(names) == whole * math.ceil(6 / whole)
+    assert sorted(n for n in names if n) == sorted(r['name'] for r in source[:6])
+    if workers == 0:
+        assert names[:6] == [r['name'] for r in source[:6]]      # in order
+    for b in batches:                                  # the repeats carry data but no loss
+        pad = b['names'] == ''
+        assert not b['loss_mask'][pad].any() and b['attention_mask'][pad].any(axis=1).all()
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_two_processes_get_disjoint_shards_that_cover_the_split(source, train):
+    seen = []
+    for p in range(2):   # per-process batch 2; 8 clips -> 2 batches each cover one epoch
+        it = pipeline.make_iterator(source, CFG, train=train, process_index=p, process_count=2)
+        seen.append([n for b in _take(it, 2) for n in b['names']])
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(r['name'] for r in source)
+
+
+def test_shuffle_is_seeded(source):
+    def order(seed):
+        it = pipeline.make_iterator(source, CFG, train=True, seed=seed, process_index=0, process_count=1)
+        return [list(b['names']) for b in _take(it, 4)]   # 2 epochs
+    a, b = order(0), order(1)
+    assert a == order(0) and a != b
+    assert sorted(sum(a[:2], [])) == sorted(r['name'] for r in source)
+    assert a[:2] != a[2:]                                 # each epoch reshuffled
+    assert a != [[r['name'] for r in source[i:i + 4]] for i in (0, 4, 0, 4)]
+
+
+def test_augmentation_is_one_draw_per_clip_and_seeded():
+    rec = make_record('still', t=6, crops=[4] * 6, same_image=True)[0]
+    src = [rec] * 4
+    it = pipeline.make_iterator(src, CFG, train=True, seed=3, process_index=0, process_count=1)
+    b = next(it)
+    plain = pipeline.example_from_record(rec, SHAPES)
+    for row in range(4):   # identical inputs stay identical across frames and crops: no per-frame jitter
+        frames, faces = b['frames'][row, :6], b['faces'][row, :6]
+        np.testing.assert_array_equal(frames, np.broadcast_to(frames[:1], frames.shape))
+        np.testing.assert_array_equal(faces, np.broadcast_to(faces[:1, :1], faces.shape))
+    assert any(not np.allclose(b['frames'][r, 0], plain['frames'][0]) for r in range(4))
+    assert len({b['frames'][r, 0].tobytes() for r in range(4)}) > 1      # a fresh draw per clip
+    again = next(pipeline.make_iterator(src, CFG, train=True, seed=3, process_index=0, process_count=1))
+    np.testing.assert_array_equal(again['frames'], b['frames'])
+    np.testing.assert_array_equal(again['faces'], b['faces'])
+
+
+def test_flip_and_jitter_apply_to_frames_and_faces_together(clips):
+    rec = clips[0][0]
+    plain = pipeline.example_from_record(rec, SHAPES)
+    flipped = pipeline.example_from_record(rec, SHAPES, ClipAugment(flip=True))
+    fm = plain['face_mask']
+    fr = plain['frame_mask']
+    np.testing.assert_array_equal(flipped['frames'][fr], plain['frames'][fr][..., ::-1])
+    np.testing.assert_array_equal(flipped['faces'][fm], plain['faces'][fm][..., ::-1])
+    bright = pipeline.example_from_record(rec, SHAPES, ClipAugment(brightness=0.1))
+    for key, mask in (('frames', plain['frame_mask']), ('faces', fm)):
+        diff = _pixels(bright[key][mask]) - _pixels(plain[key][mask])
+        assert 20 < diff.mean() < 26    # +0.1 of full scale, less where it clips at 255
+
+
+def test_cropped_frames_keep_their_size():
+    rec = make_record('crop', t=3)[0]
+    ex = pipeline.example_from_record(rec, SHAPES, ClipAugment(crop=(0.1, 0.05, 0.8, 0.9)))
+    assert ex['frames'].shape == (SHAPES.num_frames, 3, SHAPES.image_size, SHAPES.image_size)
+    assert not np.allclose(ex['frames'][0], pipeline.example_from_record(rec, SHAPES)['frames'][0])
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_iterator_state_restores_the_exact_next_batches(source, workers):
+    it = pipeline.make_iterator(source, CFG, train=True, process_index=0, process_count=1, num_workers=workers)
+    _take(it, 3)
+    state = it.get_state()
+    expected = _take(it, 3)
+    fresh = pipeline.make_iterator(source, CFG, train=True, process_index=0, process_count=1, num_workers=workers)
+    fresh.set_state(state)
+    _assert_batches_equal(_take(fresh, 3), expected)
+    for i in (it, fresh):
+        if hasattr(i, 'close'):
+            i.close()
+
+
+def test_orbax_checkpoint_round_trip(source, tmp_path):
+    import orbax.checkpoint as ocp
+    it = pipeline.make_iterator(source, CFG, train=True, process_index=0, process_count=1)
+    _take(it, 2)
+    with ocp.CheckpointManager(tmp_path / 'ckpt', item_names=('meta', 'dataset')) as mngr:
+        mngr.save(7, args=ocp.args.Composite(meta=ocp.args.JsonSave({'step': 7}),
+                                             dataset=grain.checkpoint.CheckpointSave(it)))
+        mngr.wait_until_finished()
+    expected = _take(it, 2)
+    fresh = pipeline.make_iterator(source, CFG, train=True, process_index=0, process_count=1)
+    with ocp.CheckpointManager(tmp_path / 'ckpt', item_names=('meta', 'dataset')) as mngr:
+        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore(), dataset=grain.checkpoint.CheckpointRestore(fresh)))
+    assert restored['meta'] == {'step': 7}
+    _assert_batches_equal(_take(fresh, 2), expected)
+
+
+def _first_error(source, **kw):
+    with pytest.raises(ValueError) as e:
+        it = pipeline.make_iterator(source, CFG, train=False, **{'process_index': 0, 'process_count': 1, **kw})
+        _take(it, len(source))
+    return str(e.value)
+
+
+def test_errors_name_the_clip_or_the_setting(source):
+    too_many = make_record('chatty clip', utts=SHAPES.max_utterances + 1)[0]
+    msg = _first_error(source[:5] + [too_many])
+    assert 'chatty clip' in msg and 'max_utterances' in msg
+    too_long = make_record('wordy clip', tokens=SHAPES.seq_len + 1)[0]
+    msg = _first_error(source[:5] + [too_long])
+    assert 'wordy clip' in msg and 'max_seq_len' in msg
+    other = make_record('other config', n_mod=N_MOD - 8)[0]
+    msg = _first_error([other] + source[:3])                    # caught before any worker starts
+    assert 'other config' in msg and 'prepared for another config' in msg and str(N_MOD) in msg
+    msg = _first_error(source, process_count=3)
+    assert 'data.batch_size=4' in msg and '3 processes' in msg
+    bad = dict(source[0], name='broken jpeg', frames_jpeg=np.zeros_like(source[0]['frames_jpeg']))
+    msg = _first_error(source[:3] + [bad])
+    assert 'broken jpeg' in msg and 'JPEG' in msg
+
+
+# ----------------------------------------------------------------------------------------------- TFDS
+def _write_tfds(out_dir, splits):
+    import tensorflow_datasets as tfds
+    features = {k: tfds.features.Tensor(shape=(None,) * rank, dtype=dtype, encoding='bytes' if rank > 1 else 'none')
+                for k, (dtype, rank) in record.FIELDS.items()}
+    features.update({k: tfds.features.Text() for k in record.TEXT_FIELDS})
+
+    class Clips(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version('1.0.0')
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+
+        def _split_generators(self, dl_manager):
+            return {name: self._generate_examples(recs) for name, recs in splits.items()}
+
+        def _generate_examples(self, recs):
+            for r in recs:
+                yield r['name'], r
+
+    builder = Clips(data_dir=str(out_dir), file_format='array_record')
+    builder.download_and_prepare()
+    return builder.data_dir
+
+
+def test_open_split_reads_a_prepared_tfds_folder(source, tmp_path):
+    _write_tfds(tmp_path / 'prepared', {'train': source[:4], 'validation': source[4:6]})
+    src = pipeline.open_split(str(tmp_path / 'prepared'), 'validation')   # the --out folder: NAME/VERSION below
+    assert len(src) == 2
+    batch = next(pipeline.make_iterator(src, CFG, train=False, process_index=0, process_count=1))
+    assert sorted(batch['names'][:2]) == sorted(r['name'] for r in source[4:6])
+    want = pipeline.example_from_record(source[4], SHAPES)
+    row = list(batch['names']).index(source[4]['name'])
+    for k, v in want.items():
+        np.testing.assert_array_equal(batch[k][row], v, err_msg=k)
+    with pytest.raises(ValueError, match="no split 'test'.*'train', 'validation'"):
+        pipeline.open_split(str(tmp_path / 'prepared'), 'test')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match='is not a prepared dataset'):
+        pipeline.open_split(str(tmp_path / 'empty'), 'train')
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        pipeline.open_split(str(tmp_path / 'missing'), 'train')
