@@ -117,7 +117,11 @@ def get_config(arg=None):
 
     # Data: `prepare` writes clips in this shape once; the Grain pipeline pads them to static batches.
     c.data = ml_collections.ConfigDict(dict(
-        dir='',                       # prepared dataset (output of `python -m microemo_jax.prepare`)
+        dir='',                       # prepared dataset (output of `python -m microemo_jax.prepare`); demo: ''
+                                      # = generate and prepare the demo corpus under demo_cache (train does it)
+        demo_cache='~/.cache/microemo-jax/demo',
+        demo_clips=160,
+        demo_seed=0,
         sampling='uniform',           # frame sampling: 'uniform' (segment centres) or 'random' (random in segment)
         max_seq_len=2048 if paper else 384,
         max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions
@@ -151,6 +155,8 @@ def get_config(arg=None):
         validate_every=1000 if paper else 100,   # steps between validation-loss passes (0: never)
         validation_batches=50 if paper else 4,  # batches per validation pass
         keep_checkpoints=3,                     # Orbax max_to_keep in WORKDIR/checkpoints
+        max_steps_per_run=0,                    # >0: save and exit after this many steps (time-limited jobs
+                                                # that requeue themselves); 0: run to total_steps
     ))
 
     # Device mesh and the one table that maps logical parameter/activation axes to mesh axes.

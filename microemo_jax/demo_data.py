@@ -1,0 +1,50 @@
+"""The demo's data, made on first use: generate the embedded demo corpus, then prepare it.
+
+``configs/emer.py:demo`` leaves ``data.dir`` empty; training then looks for a prepared copy under
+``data.demo_cache`` whose name carries a hash of every setting that shapes the records, so changing
+e.g. ``model.num_frames`` prepares a matching copy instead of failing on a stale one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from microemo_jax.batch import token_budget
+
+
+def _fingerprint(cfg) -> str:
+    m, d = cfg.model, cfg.data
+    relevant = dict(frames=m.num_frames, image=m.vision.image_size, crops=m.micro_expression.num_crops,
+                    face=(m.micro_expression.face_encoder, m.micro_expression.face_vision.image_size),
+                    ts=m.frame_encoder.max_timestamp_tokens, mels=m.audio.num_mel_bins, mel_frames=d.max_mel_frames,
+                    utts=m.max_utterances, seq=d.max_seq_len, budget=token_budget(m), sampling=d.sampling,
+                    question=d.question, faces=d.require_faces, jpeg=d.jpeg_quality, val=d.validation_fraction,
+                    vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def demo_paths(cfg) -> tuple[str, str]:
+    """(raw corpus folder, prepared dataset folder) for the demo config."""
+    root = os.path.expanduser(cfg.data.demo_cache)
+    return (os.path.join(root, f'raw-{cfg.data.demo_clips}-seed{cfg.data.demo_seed}'),
+            os.path.join(root, f'prepared-{_fingerprint(cfg)}'))
+
+
+def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
+    """Prepared demo dataset folder, generating and preparing the corpus first if needed (with progress)."""
+    from microemo_jax.data import demo_corpus
+    from microemo_jax.data.tfds_builder import dataset_dir
+    from microemo_jax.prepare import prepare
+    raw, prepared = demo_paths(cfg)
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    if os.path.isfile(os.path.join(dataset_dir(prepared), 'dataset_info.json')):
+        return prepared
+    if not os.path.isfile(os.path.join(raw, 'corpus.json')):
+        print(f'generating the demo corpus ({cfg.data.demo_clips} clips) in {raw}', flush=True)
+        demo_corpus.write_corpus(raw, cfg.data.demo_clips, seed=cfg.data.demo_seed, workers=workers)
+    print(f'preparing it into {prepared}', flush=True)
+    report = prepare(cfg, 'folder', raw, prepared, workers=workers)
+    print(f"prepared {report['written']} records ({report['skipped']} skipped: {report['skipped_by_reason']})",
+          flush=True)
+    return prepared

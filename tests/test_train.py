@@ -1,0 +1,118 @@
+"""The training entry point on a tiny prepared corpus: losses, checkpoints, exact resume, clear errors,
+and two processes x two devices through launch/local.sh."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from microemo_jax.config import load_config
+from microemo_jax.train import main as train_main, run
+
+TINY = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_frames=4',
+        'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'model.audio.max_source_positions=24',
+        'model.image_qformer.num_query_tokens=4', 'model.video_qformer.num_query_tokens=4',
+        'model.audio_qformer.num_query_tokens=2', 'model.frame_encoder.max_timestamp_tokens=16',
+        'model.llm.vocab_size=320', 'model.llm.hidden_size=64', 'model.llm.intermediate_size=96',
+        'model.llm.num_heads=4', 'model.llm.num_kv_heads=2', 'model.llm.head_dim=16',
+        'data.max_seq_len=256', 'data.max_mel_frames=48', 'data.batch_size=4', 'data.num_workers=0',
+        'data.validation_fraction=0.25', 'total_steps=4', 'optim.warmup_steps=1', 'log_every=1',
+        'checkpoint_every=2', 'train.validate_every=2', 'train.validation_batches=1']
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    from microemo_jax.data.demo_corpus import write_corpus
+    from microemo_jax.prepare import prepare
+    root = tmp_path_factory.mktemp('corpus')
+    write_corpus(str(root / 'raw'), 6, seed=3, size=96, workers=1, progress=False)
+    report = prepare(load_config('configs/emer.py:demo', TINY), 'folder', str(root / 'raw'), str(root / 'prepared'),
+                     workers=1)
+    assert report['written'] == 12 and report['splits'].get('validation')
+    return str(root / 'prepared')
+
+
+def cfg_for(data_dir, *extra):
+    return load_config('configs/emer.py:demo', TINY + [f'data.dir={data_dir}'] + list(extra))
+
+
+def losses(workdir):
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+        return {r['step']: r['loss'] for r in map(json.loads, f) if r.get('loss') is not None}
+
+
+@pytest.fixture(scope='module')
+def straight(data_dir, tmp_path_factory):
+    """A stage-1 run of 4 steps, uninterrupted."""
+    workdir = tmp_path_factory.mktemp('straight')
+    last = run(cfg_for(data_dir), str(workdir))
+    return workdir, last
+
+
+def test_stage1_run_logs_checkpoints_and_exports(straight):
+    workdir, last = straight
+    assert 'val_loss' in last and last['val_loss'] > 0
+    assert sorted(os.listdir(workdir / 'checkpoints')) == ['2', '4']
+    assert os.path.isdir(workdir / 'params' / 'params') and os.listdir(workdir / 'tensorboard')
+    a = losses(workdir)
+    assert sorted(a) == [1, 2, 3, 4] and a[4] < a[1]
+
+
+def test_interrupted_and_resumed_run_reproduces_the_uninterrupted_losses(straight, data_dir, tmp_path):
+    interrupted = tmp_path / 'interrupted'
+    run(cfg_for(data_dir, 'train.max_steps_per_run=2'), str(interrupted))  # stops and saves at step 2
+    assert not os.path.exists(interrupted / 'params')
+    run(cfg_for(data_dir, 'train.max_steps_per_run=2'), str(interrupted))  # resumes: steps 3 and 4
+    a, b = losses(straight[0]), losses(interrupted)
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-6), step
+
+
+def test_stage2_starts_from_stage1_params_with_lora(straight, data_dir, tmp_path):
+    last = run(cfg_for(data_dir, 'stage=2', 'total_steps=2', 'train.validate_every=0',
+                       f'init.params={straight[0] / "params"}'), str(tmp_path / 's2'))
+    assert last['loss'] > 0
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (['mesh.data=3'], 'needs 3 devices, but 4'),
+    (['data.batch_size=3'], 'data.batch_size=3 does not divide over the 4 devices'),
+    (['data.dir=/nonexistent/prepared'], 'does not exist'),
+    (['model.llm.intermediate_size=128', 'init.params=STAGE1'], r'intermediate|shape'),
+])
+def test_bad_setups_fail_before_compiling(straight, data_dir, tmp_path, overrides, message, capsys):
+    overrides = [o.replace('STAGE1', str(straight[0] / 'params')) for o in overrides]
+    args = ['--config', 'configs/emer.py:demo', '--workdir', str(tmp_path / 'w')]
+    args += [f'--config.{o}' for o in TINY + [f'data.dir={data_dir}'] + overrides]
+    with pytest.raises(SystemExit, match=message):
+        train_main(args)
+    assert 'compiled the train step' not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        train_main(['--config', 'configs/emer.py:demo', '--workdir', str(tmp_path), '--config.model.llm.nope=1'])
+
+
+def test_non_finite_loss_stops_with_step_and_clip_names(data_dir, tmp_path):
+    with pytest.raises(SystemExit, match=r'non-finite loss or gradient at step \d+ .* on the batch of clips: \w+'):
+        train_main(['--config', 'configs/emer.py:demo', '--workdir', str(tmp_path)] +
+                   [f'--config.{o}' for o in TINY + [f'data.dir={data_dir}', 'optim.lr=1e38', 'total_steps=4',
+                                                     'train.validate_every=0']])
+
+
+def test_two_processes_with_two_devices_each(data_dir, tmp_path):
+    env = dict(os.environ, JAX_NUM_CPU_DEVICES='2', PYTHON=sys.executable)
+    args = ['bash', 'launch/local.sh', '2', '--config', 'configs/emer.py:demo', '--workdir', str(tmp_path / 'mp')]
+    shallow = ['model.vision.num_layers=1', 'model.audio.encoder_layers=1', 'model.llm.num_layers=1',
+               'model.video_qformer.num_layers=1', 'model.audio_qformer.num_layers=1',
+               'model.micro_expression.num_layers=1']  # same parts, fewer layers: two compiles share 2 cores
+    args += [f'--config.{o}' for o in TINY + shallow + [f'data.dir={data_dir}', 'mesh.data=2', 'mesh.fsdp=2',
+                                              'data.batch_size=4', 'total_steps=4', 'train.max_steps_per_run=2',
+                                              'train.validate_every=0']]
+    first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert 'stopping at step 2' in first.stdout
+    second = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert 'resumed from' in second.stdout and 'finished 4 steps' in second.stdout
+    assert sorted(losses(tmp_path / 'mp')) == [1, 2, 3, 4]
