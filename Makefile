@@ -6,7 +6,7 @@ REF_VENV := .venv-ref
 REF_PYTHON ?= $(shell command -v python3.11 || ls /root/.pyenv/versions/3.11*/bin/python3 2>/dev/null | head -1 || echo python3.11)
 PYTEST_ARGS ?=
 
-.PHONY: venv test fixtures clean-venv
+.PHONY: venv test demo fixtures clean-venv
 
 venv: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 
 test: venv
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+
+# The demo: generate + prepare the demo corpus (first time), train stage 1 then stage 2 on the CPU,
+# print the losses and draw them into $(DEMO_DIR)/loss_curves.png.
+DEMO_DIR ?= runs/demo
+demo: venv
+	$(VENV)/bin/python -m microemo_jax.train --config configs/emer.py:demo --workdir $(DEMO_DIR)/stage1
+	$(VENV)/bin/python -m microemo_jax.train --config configs/emer.py:demo --workdir $(DEMO_DIR)/stage2 \
+		--config.stage=2 --config.init.params=$(DEMO_DIR)/stage1/params
+	$(VENV)/bin/python -m microemo_jax.curves $(DEMO_DIR)/stage1 $(DEMO_DIR)/stage2 --out $(DEMO_DIR)/loss_curves.png
 
 # Reference fixtures: PyTorch + transformers on Python 3.11 (never a dependency of the package).
 fixtures:

@@ -112,6 +112,9 @@ def get_config(arg=None):
         max_position_embeddings=4096 if paper else 1024,
         tie_word_embeddings=False,
     ))
+    # The paper's LLM is pretrained and stays frozen (LoRA in stage 2). The demo's tiny LLM starts from random
+    # weights, so the demo trains it too: a frozen random LLM would leave nothing for stage 1 to align to.
+    m.train_llm = not paper
     m.lora = ml_collections.ConfigDict(dict(rank=32 if paper else 8, alpha=32.0 if paper else 16.0, dropout=0.1,
                                             targets=('q_proj', 'k_proj', 'v_proj', 'o_proj')))
 

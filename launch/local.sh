@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
 port=${MICROEMO_PORT:-$(${python} -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 export JAX_NUM_CPU_DEVICES=${JAX_NUM_CPU_DEVICES:-2} JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
+# XLA:CPU's concurrency-optimised scheduler can deadlock collectives across CPU devices; keep it off here.
+export XLA_FLAGS="${XLA_FLAGS:-} --xla_cpu_enable_concurrency_optimized_scheduler=false"
 export MICROEMO_COORDINATOR=127.0.0.1:${port} MICROEMO_NUM_PROCESSES=${n}
 pids=()
 for ((i = 0; i < n; i++)); do

@@ -4,6 +4,10 @@ Stage 1 (alignment): the LLM and the pretrained encoders (frame ViT, Whisper) ar
 Q-Formers, query tokens, micro-expression branch (and a separate face ViT), global-local attention,
 position/slot embeddings and projections train. Stage 2 (instruction tuning) adds the LoRA adapters.
 Frozen parameters are not differentiated and hold no optimizer state.
+
+``train_llm`` (config ``model.train_llm``) also trains the LLM's base weights. The paper model never
+does (its LLM is pretrained); the ``demo`` config does, because its tiny LLM starts from random weights
+and has to learn the language of the answers before the modality tokens can help.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ def _in_frozen_tower(path) -> bool:
     return any(path[:len(prefix)] == prefix for prefix in FROZEN_TOWERS)
 
 
-def trainable_filter(stage: int):
+def trainable_filter(stage: int, *, train_llm: bool = False):
     """An nnx filter selecting the trainable parameters of ``stage`` (1 or 2)."""
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage!r}")
@@ -25,11 +29,8 @@ def trainable_filter(stage: int):
     def is_trainable(path, value) -> bool:
         if isinstance(value, nnx.LoRAParam):
             return stage == 2
+        if train_llm and str(path[0]) == 'llm':
+            return isinstance(value, nnx.Param)
         return isinstance(value, nnx.Param) and not _in_frozen_tower(path)
 
     return is_trainable
-
-
-def split_trainable(model: nnx.Module, stage: int):
-    """(graphdef, trainable state, frozen state, other state) for a pure-function train step."""
-    return nnx.split(model, trainable_filter(stage), nnx.Param, ...)

@@ -6,6 +6,8 @@ os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.expanduser('~/.cache/microemo-jax/jax-compile'))
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 os.environ.setdefault('JAX_DEFAULT_MATMUL_PRECISION', 'highest')  # float32 parity also on GPUs (no TF32)
+# XLA:CPU's concurrency-optimised scheduler can deadlock collectives across the fake CPU devices.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_enable_concurrency_optimized_scheduler=false').strip()
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 

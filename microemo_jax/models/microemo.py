@@ -144,9 +144,10 @@ class MicroEmo(nnx.Module):
             self.audio = self.audio_proj = None
         # 6. projection and LLM
         self.video_proj = Dense(vq.hidden_size, cfg.llm.hidden_size, axes=('embed', 'embed'), rngs=rngs, **trained)
+        llm_dtypes = trained if cfg.get('train_llm', False) else frozen  # a trained LLM keeps master weights
         self.llm = llm or Llama(llama_config(cfg.llm), lora=lora_config(cfg.lora) if use_lora else None,
                                 lora_targets=tuple(cfg.lora.targets), attention_impl=impl, rngs=rngs,
-                                **stack, **frozen)
+                                **stack, **llm_dtypes)
 
     @classmethod
     def from_parts(cls, cfg, *, use_lora=False, rngs, **towers) -> 'MicroEmo':

@@ -164,3 +164,12 @@ def test_gradients_reach_exactly_the_parameters_of_each_stage(stage):
     last = config().image_qformer.num_layers - 1
     unused = {p for p in paths if p[:5] == ('frame_encoder', 'qformer', 'layers', str(last), 'ffn_text')}
     assert unused and dead == unused, f"trainable parameters without gradient: {sorted(dead - unused)}"
+
+
+def test_train_llm_makes_the_llm_base_trainable_too():
+    model = build()
+    llm_params = {p for p in _paths(nnx.state(model, nnx.Param)) if p[0] == 'llm'}
+    _, frozen_llm, _ = nnx.split(model, trainable_filter(1), ...)
+    _, trained, _ = nnx.split(model, trainable_filter(1, train_llm=True), ...)
+    assert not (llm_params & _paths(frozen_llm)) and llm_params <= _paths(trained)
+    assert not any(p[:2] == ('frame_encoder', 'vit') for p in _paths(trained))  # the ViT stays frozen

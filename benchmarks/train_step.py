@@ -1,0 +1,84 @@
+r"""Train-step time, tokens/s and MFU of a config on the devices at hand (random init, synthetic batches).
+
+    python benchmarks/train_step.py --config configs/emer.py:paper --mesh fsdp=1 --batch 1 --steps 5
+    python benchmarks/train_step.py --config configs/emer.py:demo --batch 4
+
+Builds the sharded train state (fresh init), compiles the step ahead of time (reports compile time and
+XLA's per-device memory), runs ``--warmup`` untimed and ``--steps`` timed steps on one repeated synthetic
+batch, and prints one JSON line: step time, attended tokens/s, FLOPs per step (jaxpr count) and MFU
+against the device's bf16 peak (``microemo_jax/training/flops.py``; 'null' on CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+
+def main(argv=None) -> int:
+    # Multi-device CPU runs (fake devices on few cores) can deadlock in collectives with XLA CPU's
+    # concurrency-optimised scheduler (seen: demo config, 2x2 mesh, 2 cores); this CPU-only flag avoids it.
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               ' --xla_cpu_enable_concurrency_optimized_scheduler=false').strip()
+    from microemo_jax.config import config_from_argv
+    cfg, rest = config_from_argv(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(prog='benchmarks/train_step.py')
+    parser.add_argument('--mesh', default=None, help="e.g. fsdp=8 (default: the config's mesh on all devices)")
+    parser.add_argument('--batch', type=int, default=None, help="global batch (default: data.batch_size)")
+    parser.add_argument('--steps', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    args = parser.parse_args(rest)
+
+    from microemo_jax.training.distributed import maybe_initialize
+    maybe_initialize()
+    import jax
+    from microemo_jax.batch import synthetic_batch
+    from microemo_jax.plan import memory, parse_mesh
+    from microemo_jax.sharding import make_mesh
+    from microemo_jax.training import state as state_lib, step as step_lib
+    from microemo_jax.training.flops import count_flops, estimate_mfu, peak_flops_per_device
+
+    sizes = parse_mesh(args.mesh) if args.mesh else dict(cfg.mesh)
+    mesh = make_mesh(sizes)
+    t = time.perf_counter()
+    abstract = state_lib.abstract_train_state(cfg, mesh)
+    graphdef, state, frozen = state_lib.init_train_state(cfg, mesh, abstract=abstract)
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - t
+    step = step_lib.make_train_step(graphdef, cfg, mesh, state_lib.shardings_of(abstract.state),
+                                    state_lib.shardings_of(abstract.frozen))
+    batch_size = args.batch or cfg.data.batch_size
+    host = synthetic_batch(cfg.model, batch_size, cfg.data.max_seq_len, mel_frames=cfg.data.max_mel_frames)
+    batch = step_lib.device_batch(host, mesh, cfg.sharding_rules)
+    t = time.perf_counter()
+    compiled = step.lower(state, frozen, batch).compile()
+    compile_s = time.perf_counter() - t
+    flops = count_flops(step, abstract.state, abstract.frozen, batch)
+    for _ in range(args.warmup):
+        state, metrics = compiled(state, frozen, batch)
+    jax.block_until_ready(metrics)
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        state, metrics = compiled(state, frozen, batch)
+    jax.block_until_ready((state, metrics))
+    step_s = (time.perf_counter() - t) / args.steps
+    n = mesh.devices.size
+    peak = peak_flops_per_device(mesh.devices.flat[0])
+    mfu = estimate_mfu(flops, step_s, n, peak)
+    result = dict(config=cfg.get('variant'), stage=cfg.stage, mesh=dict(mesh.shape), devices=n,
+                  device_kind=mesh.devices.flat[0].device_kind, global_batch=batch_size,
+                  seq_len=cfg.data.max_seq_len, dtype=cfg.model.dtype, remat=cfg.model.remat_policy,
+                  init_s=round(init_s, 2), compile_s=round(compile_s, 2), step_s=step_s,
+                  tokens_per_s=float(host['attention_mask'].sum()) / step_s, flops_per_step=flops,
+                  achieved_tflops_per_device=flops / step_s / n / 1e12, mfu=mfu,
+                  memory_gib={k: round(v / 2 ** 30, 3) for k, v in memory(compiled).items()},
+                  loss=float(metrics['loss']), finite=bool(metrics['finite']))
+    print(json.dumps(result))
+    return 0 if math.isfinite(result['loss']) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

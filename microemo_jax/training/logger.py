@@ -1,0 +1,141 @@
+"""Training metrics: a progress line, TensorBoard events (tensorboardX, no TensorFlow) and metrics.jsonl.
+
+``logger.log(step, metrics)`` is called after every step with the step's metrics as device arrays; it
+only keeps references (no device sync) except every ``log_every`` steps, when it fetches the buffered
+metrics at once and reports over the interval:
+
+* ``loss``: token-weighted mean of the interval's steps (non-finite steps excluded; ``nonfinite_steps``
+  counts them); ``grad_norm``, ``learning_rate``: of the last step;
+* ``steps_per_s`` and ``tokens_per_s`` (attended prompt tokens of the global batch) from wall time
+  between reports; the first report times from the first ``log`` call, so it excludes the compile;
+* ``mfu`` when the step's FLOPs and the device peak are known (``flops.py``); else 'n/a';
+* ``eta``: remaining steps at the current rate.
+
+``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per
+validation (``step``, ``val_loss``, ...). Only process 0 writes files; every process prints nothing
+but process 0 either, to keep multi-host logs readable.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+from microemo_jax.training.flops import estimate_mfu
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return '?'
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class MetricsLogger:
+
+    def __init__(self, workdir: str, total_steps: int, *, log_every: int = 1, flops_per_step: float | None = None,
+                 peak_flops_per_device: float | None = None, num_devices: int | None = None, stream=None):
+        self.total_steps, self.log_every = total_steps, max(1, log_every)
+        self.flops_per_step, self.peak = flops_per_step, peak_flops_per_device
+        self.num_devices = num_devices or jax.device_count()
+        self.stream = stream or sys.stdout
+        self.is_main = jax.process_index() == 0
+        self._pending: list[tuple[int, dict]] = []
+        self._t0: float | None = None
+        self._last_step: int | None = None
+        self._writer = None
+        self._jsonl = None
+        if self.is_main:
+            os.makedirs(workdir, exist_ok=True)
+            from tensorboardX import SummaryWriter
+            self._writer = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+            self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+
+    def should_report(self, step: int) -> bool:
+        return step % self.log_every == 0 or step == self.total_steps
+
+    def log(self, step: int, metrics: dict) -> dict | None:
+        """Record step ``step``'s metrics (after the update that made it); reports on log steps."""
+        now = time.perf_counter()
+        if self._t0 is None:  # rates are measured from here: the first step (with its compile) is not timed
+            self._t0, self._last_step = now, step
+        self._pending.append((step, metrics))
+        if not self.should_report(step):
+            return None
+        fetched = jax.device_get([m for _, m in self._pending])
+        n_steps = step - self._last_step
+        elapsed = now - self._t0
+        self._t0, self._last_step = now, step
+        self._pending.clear()
+        return self._report(step, fetched, n_steps, elapsed)
+
+    def _report(self, step: int, fetched: list[dict], n_steps: int, elapsed: float) -> dict:
+        finite = [m for m in fetched if bool(m.get('finite', True))]
+        weights = np.array([float(m.get('tokens', 1.0)) for m in finite])
+        losses = np.array([float(m['loss']) for m in finite])
+        loss = float((losses * weights).sum() / max(weights.sum(), 1e-9)) if finite else float('nan')
+        last = fetched[-1]
+        steps_per_s = n_steps / elapsed if elapsed > 0 and n_steps > 0 else float('nan')
+        tokens = sum(float(m.get('input_tokens', 0.0)) for m in fetched[-n_steps:]) if n_steps > 0 else 0.0
+        record = dict(step=step, loss=loss, grad_norm=float(last.get('grad_norm', float('nan'))),
+                      learning_rate=float(last.get('learning_rate', float('nan'))),
+                      steps_per_s=steps_per_s, tokens_per_s=tokens / elapsed if steps_per_s > 0 else float('nan'),
+                      nonfinite_steps=len(fetched) - len(finite))
+        mfu = estimate_mfu(self.flops_per_step, 1.0 / steps_per_s if steps_per_s > 0 else 0.0, self.num_devices,
+                           self.peak)
+        if mfu is not None:
+            record['mfu'] = mfu
+        eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float('inf')
+        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}  lr {record['learning_rate']:.3g}  "
+                    f"{steps_per_s:.2f} steps/s  {record['tokens_per_s']:.0f} tok/s  "
+                    f"MFU {f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'}  ETA {_fmt_duration(eta)}"
+                    + (f"  ({record['nonfinite_steps']} non-finite steps skipped)" if record['nonfinite_steps']
+                       else ''))
+        self._write(step, record)
+        return record
+
+    def log_eval(self, step: int, metrics: dict) -> None:
+        """Validation results, e.g. ``step.validation_loss`` output ({'val_loss', ...})."""
+        record = dict(step=step, **{k: float(v) for k, v in jax.device_get(metrics).items()})
+        self._print(f"step {step}/{self.total_steps}  " + "  ".join(
+            f"{k} {v:.4f}" for k, v in record.items() if k != 'step'))
+        self._write(step, record)
+
+    def _print(self, line: str) -> None:
+        if self.is_main:
+            print(line, file=self.stream, flush=True)
+
+    def _write(self, step: int, record: dict) -> None:
+        if not self.is_main:
+            return
+        for key, value in record.items():
+            if key != 'step' and isinstance(value, (int, float)) and math.isfinite(value):
+                self._writer.add_scalar(key, value, step)
+        clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in record.items()}
+        self._jsonl.write(json.dumps(clean) + '\n')
+        self._jsonl.flush()
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,173 @@
+"""The jitted train and eval steps: pure functions of (state, frozen, batch) with explicit shardings.
+
+``train_step(state, frozen, batch) -> (state, metrics)``:
+
+* the batch's leading dimension is split into ``optim.grad_accum_steps`` micro-batches, looped over with
+  ``lax.scan`` inside the step; per micro-batch the *summed* answer-token cross-entropy and its gradient
+  are accumulated (float32) and divided by the total number of answer tokens at the end, so the update
+  equals the one of the whole batch at once (token-weighted mean), whatever the split;
+* compute runs in ``model.dtype`` (bf16 at paper scale) while the trained weights, gradients and
+  optimiser state stay float32 (the model casts per ``dtype``/``param_dtype``);
+* the dropout key of each step is split from ``state.rng``; the state is donated (updated in place);
+* a step whose loss or gradient norm is not finite is *skipped*: parameters and optimiser state come
+  back unchanged, ``step`` still advances (so data and step numbers stay aligned) and
+  ``metrics['finite']`` is False. The loop decides what to do (log, stop, never checkpoint it).
+
+Metrics (replicated scalars): loss, grad_norm (before clipping), learning_rate, tokens (answer tokens),
+input_tokens (attended prompt tokens), finite.
+
+Batches arrive as global arrays sharded over the 'batch' rule (``device_batch``); non-numeric entries
+such as ``names`` never enter the step.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from microemo_jax.losses import next_token_loss
+from microemo_jax.sharding import batch_sharding
+from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device  # noqa: F401
+from microemo_jax.training.optimizer import make_optimizer, make_schedule
+
+
+def batch_input_sharding(mesh: Mesh, rules) -> NamedSharding:
+    """Sharding of every batch array: leading (batch) dimension over the 'batch' rule, rest replicated."""
+    return batch_sharding(mesh, rules, 1)
+
+
+def batch_shards(mesh: Mesh, rules) -> int:
+    """Number of ways the batch dimension is split across the mesh."""
+    spec = batch_input_sharding(mesh, rules).spec
+    axes = spec[0] if len(spec) else None
+    axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def device_batch(batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
+    """Host batch (this process's rows) -> global arrays sharded over the mesh; drops string/object entries.
+
+    On several hosts each process passes its own slice of the global batch (the Grain pipeline shards by
+    process); ``jax.make_array_from_process_local_data`` assembles them without any host holding it all.
+    """
+    sharding = batch_input_sharding(mesh, rules)
+    out = {}
+    for name, value in batch.items():
+        if isinstance(value, jax.Array):
+            out[name] = value if value.sharding == sharding else jax.device_put(value, sharding)
+            continue
+        value = np.asarray(value)
+        if value.dtype.kind in 'USO':  # clip names and other host-only metadata
+            continue
+        out[name] = jax.make_array_from_process_local_data(sharding, value)
+    return out
+
+
+def _loss_sum(graphdef, params, frozen, batch, dropout_rng):
+    """(sum of answer-token NLL, number of answer tokens) for one (micro-)batch."""
+    model = nnx.merge(graphdef, params, frozen)
+    logits = model(batch, dropout_rng=dropout_rng)
+    mean, count = next_token_loss(logits, batch['input_ids'], batch['loss_mask'])
+    return mean * count, count
+
+
+def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
+    """(B, ...) -> (steps, B/steps, ...); micro-batch j holds rows j, j+steps, ... (local to each device)."""
+    shards = batch_shards(mesh, rules)
+    spec = batch_input_sharding(mesh, rules).spec
+    out = {}
+    for name, x in batch.items():
+        b = x.shape[0]
+        if b % (steps * shards):
+            raise ValueError(f"batch size {b} must be a multiple of optim.grad_accum_steps={steps} x {shards} "
+                             f"batch shards (mesh {dict(mesh.shape)}), so every micro-batch spreads over "
+                             f"all devices; change data.batch_size or optim.grad_accum_steps")
+        y = jnp.moveaxis(x.reshape((b // steps, steps) + x.shape[1:]), 1, 0)
+        out[name] = jax.lax.with_sharding_constraint(y, NamedSharding(mesh, P(None, *spec)))
+    return out
+
+
+def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules):
+    """Summed loss, token count and float32 gradient of the summed loss over ``steps`` micro-batches."""
+    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_sum(graphdef, p, frozen, b, r), has_aux=True)
+    if steps == 1:
+        (loss_sum, count), grads = grad_fn(params, batch, dropout_rng)
+        return loss_sum, count, grads
+    micro = _micro_batches(batch, steps, mesh, rules)
+    keys = jax.random.split(dropout_rng, steps)
+
+    def body(carry, xs):
+        g_acc, l_acc, c_acc = carry
+        (l, c), g = grad_fn(params, *xs)
+        g_acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_acc, g)
+        return (g_acc, l_acc + l, c_acc + c), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    (grads, loss_sum, count), _ = jax.lax.scan(body, (zeros, jnp.float32(0), jnp.float32(0)), (micro, keys))
+    grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+    return loss_sum, count, grads
+
+
+def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, frozen_sharding, *,
+                    donate: bool = True):
+    """A jax.jit of ``(state, frozen, batch) -> (state, metrics)``; the state is donated unless donate=False."""
+    tx = make_optimizer(cfg)
+    schedule = make_schedule(cfg)
+    steps = cfg.optim.grad_accum_steps
+    rules = cfg.sharding_rules
+
+    def train_step(state, frozen, batch):
+        key = jax.random.wrap_key_data(state.rng)
+        key, dropout_rng = jax.random.split(key)
+        loss_sum, count, grads = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh, rules)
+        denom = jnp.maximum(count, 1.0)
+        loss = loss_sum / denom
+        grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731  skip a non-finite update
+        new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
+                                  opt_state=jax.tree.map(keep, opt_state, state.opt_state),
+                                  rng=jax.random.key_data(key))
+        metrics = dict(loss=loss, grad_norm=grad_norm, learning_rate=schedule(state.step), tokens=count,
+                       input_tokens=batch['attention_mask'].sum(dtype=jnp.float32), finite=finite)
+        return new_state, metrics
+
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(train_step, in_shardings=(state_sharding, frozen_sharding, batch_input_sharding(mesh, rules)),
+                   out_shardings=(state_sharding, replicated), donate_argnums=(0,) if donate else ())
+
+
+def make_eval_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, frozen_sharding):
+    """A jax.jit of ``(state, frozen, batch) -> {loss, loss_sum, tokens}`` without dropout (nothing donated)."""
+    rules = cfg.sharding_rules
+
+    def eval_step(state, frozen, batch):
+        loss_sum, count = _loss_sum(graphdef, state.params, frozen, batch, None)
+        return dict(loss=loss_sum / jnp.maximum(count, 1.0), loss_sum=loss_sum, tokens=count)
+
+    return jax.jit(eval_step, in_shardings=(state_sharding, frozen_sharding, batch_input_sharding(mesh, rules)),
+                   out_shardings=NamedSharding(mesh, P()))
+
+
+def validation_loss(eval_step, state, frozen, batches: Iterable[dict], mesh: Mesh, rules) -> dict:
+    """Token-weighted validation loss over host ``batches``: {'val_loss', 'val_tokens', 'val_batches'}."""
+    total, tokens, n = 0.0, 0.0, 0
+    previous = None
+    for b in itertools.chain(batches, [None]):
+        out = eval_step(state, frozen, device_batch(b, mesh, rules)) if b is not None else None
+        if previous is not None:  # fetch one behind: the next batch is in flight, at most two on device
+            total += float(previous['loss_sum'])
+            tokens += float(previous['tokens'])
+            n += 1
+        previous = out
+    return dict(val_loss=total / max(tokens, 1.0), val_tokens=tokens, val_batches=n)

@@ -1,0 +1,70 @@
+"""Run checkpoints: exact resume onto the abstract state, data-iterator state, no bad states, SIGTERM."""
+import os
+import signal
+
+import grain
+import jax
+import numpy as np
+import pytest
+
+from microemo_jax.training.checkpointing import Checkpointer, PreemptionGuard
+
+from training_setup import copy_tree
+
+
+def _assert_same(a_tree, b_tree):
+    a_leaves, b_leaves = jax.tree.leaves(a_tree), jax.tree.leaves(b_tree)
+    assert jax.tree.structure(a_tree) == jax.tree.structure(b_tree)
+    for a, b in zip(a_leaves, b_leaves):
+        assert a.sharding == b.sharding and a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_save_restore_resumes_exactly(setup, tmp_path):
+    state, _ = setup.train_step(copy_tree(setup.state), setup.frozen, setup.batch)
+    data = grain.MapDataset.range(20).to_iter_dataset()
+    it = iter(data)
+    next(it), next(it)
+    with Checkpointer(str(tmp_path), max_to_keep=2, save_interval_steps=1) as ckpt:
+        assert ckpt.latest_step() is None
+        assert ckpt.save(1, state, it)
+        ckpt.wait()
+        expected_next = next(it)
+        assert ckpt.latest_step() == 1
+        it2 = iter(data)
+        restored = ckpt.restore(None, setup.abstract.state, it2)
+    _assert_same(restored, state)
+    assert next(it2) == expected_next                                   # the data position is restored too
+    _, m_a = setup.train_step(copy_tree(state), setup.frozen, setup.batch)
+    _, m_b = setup.train_step(restored, setup.frozen, setup.batch)
+    assert float(m_a['loss']) == float(m_b['loss'])                     # identical next step
+    assert float(m_a['grad_norm']) == float(m_b['grad_norm'])
+
+
+def test_interval_keep_n_and_non_finite_states_are_not_saved(setup, tmp_path):
+    state = setup.state
+    with Checkpointer(str(tmp_path), max_to_keep=2, save_interval_steps=2, async_save=False) as ckpt:
+        assert not ckpt.save(1, state)                                  # off the interval
+        assert ckpt.save(2, state)
+        assert not ckpt.save(2, state, force=True)                      # already saved: no-op
+        assert ckpt.save(3, state, force=True)                          # e.g. the final or a preemption save
+        assert not ckpt.save(4, state, finite=np.array(False))          # a non-finite step's state
+        assert ckpt.save(6, state)
+        ckpt.wait()
+        assert ckpt.all_steps() == [3, 6] and ckpt.latest_step() == 6
+    assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3', '6']
+
+
+def test_restore_without_checkpoint_says_so(setup, tmp_path):
+    with Checkpointer(str(tmp_path)) as ckpt:
+        with pytest.raises(FileNotFoundError, match='no checkpoint'):
+            ckpt.restore(None, setup.abstract.state)
+
+
+def test_preemption_guard_turns_sigterm_into_a_stop_request():
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionGuard() as guard:
+        assert not guard.should_stop(0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert guard.should_stop(1)
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -1,0 +1,46 @@
+"""MetricsLogger: progress line, metrics.jsonl, TensorBoard events."""
+import io
+import json
+import os
+
+import numpy as np
+
+from microemo_jax.training.logger import MetricsLogger
+
+
+def _metrics(loss, tokens=10.0, finite=True):
+    return dict(loss=np.float32(loss), grad_norm=np.float32(0.5), learning_rate=np.float32(1e-3),
+                tokens=np.float32(tokens), input_tokens=np.float32(100.0), finite=np.bool_(finite))
+
+
+def test_reports_every_log_every_steps_to_stdout_jsonl_and_tensorboard(tmp_path):
+    out = io.StringIO()
+    with MetricsLogger(str(tmp_path), total_steps=6, log_every=2, flops_per_step=1e12,
+                       peak_flops_per_device=1e15, num_devices=2, stream=out) as logger:
+        assert logger.log(1, _metrics(4.0)) is None
+        first = logger.log(2, _metrics(2.0, tokens=30.0))
+        assert first['step'] == 2 and first['loss'] == 2.5  # token-weighted: (4 * 10 + 2 * 30) / 40
+        logger.log(3, _metrics(float('nan'), finite=False))
+        second = logger.log(4, _metrics(1.0))
+        assert second['loss'] == 1.0 and second['nonfinite_steps'] == 1
+        assert second['steps_per_s'] > 0 and second['tokens_per_s'] > 0 and 0 < second['mfu']
+        logger.log_eval(4, {'val_loss': np.float32(1.5), 'val_tokens': 7.0})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith('step 2/6  loss 2.5000  lr 0.001') and 'ETA' in lines[0]
+    assert 'MFU' in lines[1] and '1 non-finite steps skipped' in lines[1]
+    assert 'val_loss 1.5000' in lines[2]
+    records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+    assert [r['step'] for r in records] == [2, 4, 4]
+    assert records[0]['steps_per_s'] > 0                                # timed from step 1 (its compile excluded)
+    assert records[2] == {'step': 4, 'val_loss': 1.5, 'val_tokens': 7.0}
+    events = os.listdir(tmp_path / 'tensorboard')
+    assert len(events) == 1 and events[0].startswith('events.out.tfevents')
+    assert os.path.getsize(tmp_path / 'tensorboard' / events[0]) > 100
+
+
+def test_mfu_is_na_without_a_peak(tmp_path):
+    out = io.StringIO()
+    with MetricsLogger(str(tmp_path), total_steps=2, log_every=1, stream=out) as logger:
+        logger.log(1, _metrics(1.0))
+        record = logger.log(2, _metrics(1.0))
+    assert 'mfu' not in record and 'MFU n/a' in out.getvalue()

@@ -1,0 +1,36 @@
+"""plan: ahead-of-time compile of the train step for a mesh, with memory, FLOPs and a batch-size search."""
+import json
+
+from microemo_jax import plan
+
+from training_setup import NO_DROPOUT, SMALL, TINY
+
+
+def test_plan_prints_memory_flops_and_the_largest_batch(capsys, tmp_path):
+    argv = ['--config', 'configs/emer.py:demo', *[f'--config.{o}' for o in TINY + NO_DROPOUT + SMALL + ['data.max_seq_len=48']], '--mesh', 'fsdp=2',
+            '--batch', '2', '--memory-gib', '0.05', '--json', str(tmp_path / 'plan.json')]
+    assert plan.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mesh {'data': 1, 'fsdp': 2, 'tensor': 1}" in out
+    for key in ('arguments', 'outputs', 'temps', 'total', 'FLOPs per step', 'largest batch within 0.05 GiB'):
+        assert key in out, key
+    result = json.load(open(tmp_path / 'plan.json'))
+    main = result['main']
+    assert main['memory']['total'] > main['memory']['arguments'] > 0
+    assert main['flops'] > 0 and main['per_device_batch'] == 1
+    search = result['search']
+    assert [c['global_batch'] for c in result['compiles']] == [2, 4]
+    assert search['bytes_per_example'] > 0 and search['max_global_batch'] % 2 == 0
+    fixed, slope = search['fixed_bytes'], search['bytes_per_example']
+    assert fixed + slope * search['max_global_batch'] <= 0.05 * 2 ** 30 < fixed + slope * (search['max_global_batch'] + 2)
+
+
+def test_mesh_argument_is_checked():
+    assert plan.parse_mesh('data=2,fsdp=4') == {'data': 2, 'fsdp': 4}
+    for bad in ('fsdp', 'fsdp=-1'):
+        try:
+            plan.parse_mesh(bad)
+        except ValueError as e:
+            assert 'mesh' in str(e)
+        else:
+            raise AssertionError(bad)
