@@ -28,7 +28,8 @@ NO_DROPOUT = ['model.lora.dropout=0.0', 'model.micro_expression.dropout=0.0', 'm
 # times (tests/models cover them). Tests needing them pass ENABLE_ALL to config().
 SMALL = ['model.audio.enabled=false', 'model.micro_expression.enabled=false']
 ENABLE_ALL = ('model.audio.enabled=true', 'model.micro_expression.enabled=true')
-TRAIN = ['total_steps=20', 'optim.warmup_steps=1', 'optim.lr=0.01', 'optim.min_lr=0.001']
+TRAIN = ['total_steps=20', 'optim.warmup_steps=1', 'optim.lr=0.01', 'optim.min_lr=0.001',
+         'model.train_llm=false']  # the paper's setting: the LLM base stays frozen
 BATCH, SEQ = 4, 64
 
 
