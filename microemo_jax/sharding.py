@@ -7,6 +7,8 @@ and a mesh axis is used at most once per array.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Mapping, Sequence
 
@@ -97,3 +99,30 @@ def batch_sharding(mesh: Mesh, rules, ndim: int) -> NamedSharding:
     spec = logical_to_spec(('batch',) + (None,) * (ndim - 1), (math.prod(mesh.devices.shape),) + (1,) * (ndim - 1),
                            rules, mesh)
     return NamedSharding(mesh, spec)
+
+
+_ACTIVATIONS: contextvars.ContextVar = contextvars.ContextVar('microemo_activation_sharding', default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules):
+    """While tracing inside this context, ``constrain_batch`` pins activations to the 'batch' rule.
+
+    Without it, XLA may resolve FSDP by gathering activations instead of weights, so every device would
+    compute the whole global batch. The train and eval steps trace the model inside this context.
+    """
+    token = _ACTIVATIONS.set((mesh, rules))
+    try:
+        yield
+    finally:
+        _ACTIVATIONS.reset(token)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """Shard ``x``'s leading (batch-like) axis over the mesh's batch axes; a no-op outside the context."""
+    ctx = _ACTIVATIONS.get()
+    if ctx is None:
+        return x
+    mesh, rules = ctx
+    spec = logical_to_spec(('batch',) + (None,) * (x.ndim - 1), x.shape, rules, mesh)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))

@@ -50,3 +50,18 @@ def test_state_shardings_follow_parameter_annotations():
     placed = jax.device_put(nnx.state(model), shardings)
     assert placed['up']['kernel'].get_value().sharding.spec == P('fsdp', 'tensor')
     assert len(jax.devices()) == 4
+
+
+def test_activations_are_pinned_to_the_batch_axes_inside_the_step_context():
+    from microemo_jax.sharding import activation_sharding, constrain_batch
+    mesh = make_mesh({'data': 2, 'fsdp': 2, 'tensor': 1})
+    x = jnp.ones((8, 3))
+    assert constrain_batch(x) is x  # outside the context: untouched
+
+    def f(x):
+        with activation_sharding(mesh, RULES):
+            return constrain_batch(x * 2)
+    out = jax.jit(f)(x)
+    assert out.sharding.spec[0] == ('data', 'fsdp')
+    odd = jax.jit(f)(jnp.ones((6, 3)))  # 6 does not divide over 4 devices: left replicated
+    assert all(s is None for s in odd.sharding.spec)

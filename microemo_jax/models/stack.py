@@ -3,6 +3,9 @@
 Scanning compiles one block instead of N (fast compiles, MaxText's default); the unrolled form is
 easier to inspect. Both hold the same numbers: ``stack_states``/``unstack_states`` convert between them.
 
+Between layers the activations are pinned to the mesh's batch axes (``sharding.constrain_batch``, active
+inside the train/eval steps), so FSDP gathers weights rather than activations.
+
 A block is called as ``block(x, xs, **kwargs) -> (x, ys)`` where ``xs``/``ys`` are per-layer
 pytrees (KV cache slices, dropout keys; None when unused) and ``kwargs`` are shared by all layers.
 """
@@ -13,6 +16,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from microemo_jax.sharding import constrain_batch
 
 REMAT_POLICIES = ('none', 'full', 'dots_saveable', 'nothing_saveable', 'dots_with_no_batch_dims_saveable',
                   'everything_saveable')
@@ -60,13 +65,15 @@ class LayerStack(nnx.Module):
 
             def body(carry, layer):
                 layer_state, layer_xs = layer
-                return nnx.merge(graphdef, layer_state)(carry, layer_xs, **kwargs)
+                carry, ys = nnx.merge(graphdef, layer_state)(constrain_batch(carry), layer_xs, **kwargs)
+                return constrain_batch(carry), ys
 
             return jax.lax.scan(remat(body, self.remat_policy), x, (state, xs))
         ys = []
         for i, block in enumerate(self.blocks):
             layer_xs = jax.tree.map(lambda a: a[i], xs)
-            x, y = remat(lambda c, a, b=block: b(c, a, **kwargs), self.remat_policy)(x, layer_xs)
+            x, y = remat(lambda c, a, b=block: b(constrain_batch(c), a, **kwargs), self.remat_policy)(x, layer_xs)
+            x = constrain_batch(x)
             ys.append(y)
         ys = None if all(y is None for y in ys) else jax.tree.map(lambda *a: jnp.stack(a), *ys)
         return x, ys

@@ -33,7 +33,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from microemo_jax.losses import next_token_loss
-from microemo_jax.sharding import batch_sharding
+from microemo_jax.sharding import activation_sharding, batch_sharding
 from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device  # noqa: F401
 from microemo_jax.training.optimizer import make_optimizer, make_schedule
 
@@ -126,7 +126,8 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
     def train_step(state, frozen, batch):
         key = jax.random.wrap_key_data(state.rng)
         key, dropout_rng = jax.random.split(key)
-        loss_sum, count, grads = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh, rules)
+        with activation_sharding(mesh, rules):
+            loss_sum, count, grads = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh, rules)
         denom = jnp.maximum(count, 1.0)
         loss = loss_sum / denom
         grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
@@ -152,7 +153,8 @@ def make_eval_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, froz
     rules = cfg.sharding_rules
 
     def eval_step(state, frozen, batch):
-        loss_sum, count = _loss_sum(graphdef, state.params, frozen, batch, None)
+        with activation_sharding(mesh, rules):
+            loss_sum, count = _loss_sum(graphdef, state.params, frozen, batch, None)
         return dict(loss=loss_sum / jnp.maximum(count, 1.0), loss_sum=loss_sum, tokens=count)
 
     return jax.jit(eval_step, in_shardings=(state_sharding, frozen_sharding, batch_input_sharding(mesh, rules)),
