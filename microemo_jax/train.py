@@ -109,6 +109,7 @@ def run(cfg, workdir: str) -> dict:
     first = device_batch(batch, mesh, rules)
     compiled = step_fn.lower(state, frozen, first).compile()
     print(f'compiled the train step in {time.time() - t0:.1f}s', flush=True)
+    distributed.barrier('microemo: train step compiled')  # processes that compiled for longer catch up
     # XLA's cost analysis counts a scanned layer once; the jaxpr count sees every layer (whole-step total).
     flops = count_flops(step_fn, abstract.state, abstract.frozen, first)
     logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, flops_per_step=flops,

@@ -81,3 +81,17 @@ def maybe_initialize(env: Mapping[str, str] | None = None,
     log.info("initialising jax.distributed (%s): %s", name, kwargs or 'auto-detected')
     initialize(**kwargs)
     return name
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+    """Wait until every process reaches ``name`` (no-op for one process).
+
+    Uses the coordination service, not a device collective: processes may arrive minutes apart (one
+    compiled the step, another found it in the compile cache), which a collective's connect timeout
+    would not survive. Each ``name`` may be used once per run.
+    """
+    import jax
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed as jax_distributed  # the client has no public barrier API yet
+    jax_distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
