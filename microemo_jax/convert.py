@@ -36,7 +36,7 @@ def _check(what: str, loaded_cfg, expected_cfg, config_key: str) -> None:
 
 
 def load_towers(cfg, paths: dict[str, str | None]) -> tuple[dict, dict]:
-    """Load the pretrained towers named in ``paths``; returns (modules for MicroEmo.from_parts, report)."""
+    """Load the pretrained towers named in ``paths``; returns (towers for MicroEmo(...), report)."""
     m = cfg.model
     frozen = dict(dtype=me.dtype_of(m.dtype), param_dtype=me.dtype_of(m.frozen_param_dtype), scan=m.scan_layers)
     trained = dict(dtype=me.dtype_of(m.dtype), param_dtype=me.dtype_of(m.param_dtype))
@@ -66,7 +66,7 @@ def load_towers(cfg, paths: dict[str, str | None]) -> tuple[dict, dict]:
 
 def convert(cfg, paths: dict[str, str | None], out: str) -> dict:
     towers, report = load_towers(cfg, paths)
-    model = me.MicroEmo.from_parts(cfg.model, use_lora=False, rngs=nnx.Rngs(cfg.seed), **towers)
+    model = me.MicroEmo(cfg.model, use_lora=False, rngs=nnx.Rngs(cfg.seed), **towers)
     if 'image_qformer' in towers:
         model.frame_encoder.query_tokens.set_value(
             jax.numpy.asarray(hf.load_query_tokens(paths['image_qformer']), model.frame_encoder.query_tokens.get_value().dtype))

@@ -74,7 +74,7 @@ def run(cfg, workdir: str) -> dict:
     from microemo_jax.data import pipeline
     from microemo_jax.sharding import make_mesh
     from microemo_jax.training.checkpointing import Checkpointer, PreemptionGuard
-    from microemo_jax.training.flops import count_flops, peak_flops_per_device
+    from microemo_jax.training.flops import jaxpr_flops, peak_flops_per_device
     from microemo_jax.training.logger import MetricsLogger
     from microemo_jax.training.state import abstract_train_state, export_params, init_train_state, shardings_of
     from microemo_jax.training.step import device_batch, make_eval_step, make_train_step, validation_loss
@@ -106,12 +106,12 @@ def run(cfg, workdir: str) -> dict:
     stop_at = min(cfg.total_steps, step + cfg.train.max_steps_per_run) if cfg.train.max_steps_per_run else None
     batch = next(train_iter)
     t0 = time.time()
-    first = device_batch(batch, mesh, rules)
-    compiled = step_fn.lower(state, frozen, first).compile()
+    traced = step_fn.trace(state, frozen, device_batch(batch, mesh, rules))  # traced once: FLOPs and compile
+    compiled = traced.lower().compile()
     print(f'compiled the train step in {time.time() - t0:.1f}s', flush=True)
     distributed.barrier('microemo: train step compiled')  # processes that compiled for longer catch up
     # XLA's cost analysis counts a scanned layer once; the jaxpr count sees every layer (whole-step total).
-    flops = count_flops(step_fn, abstract.state, abstract.frozen, first)
+    flops = jaxpr_flops(traced.jaxpr)
     logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, flops_per_step=flops,
                            peak_flops_per_device=peak_flops_per_device())
     last, pending = {}, None  # ``pending``: (step, metrics, names) whose finiteness is checked one step late

@@ -9,7 +9,7 @@ positions, given per example in ``modality_positions``; the projected tokens rep
 Tokens of empty slots (padded utterances, clips without audio) are masked out of the LLM's attention,
 and positions count only attended tokens, so padding never changes what the model computes.
 
-Pretrained towers can be passed in (``MicroEmo.from_parts``), which is how converted Hugging Face weights
+Pretrained towers can be passed in (``MicroEmo(cfg, vit=..., llm=...)``), which is how converted Hugging Face weights
 enter without materialising a second copy of the model.
 """
 from __future__ import annotations
@@ -148,10 +148,6 @@ class MicroEmo(nnx.Module):
         self.llm = llm or Llama(llama_config(cfg.llm), lora=lora_config(cfg.lora) if use_lora else None,
                                 lora_targets=tuple(cfg.lora.targets), attention_impl=impl, rngs=rngs,
                                 **stack, **llm_dtypes)
-
-    @classmethod
-    def from_parts(cls, cfg, *, use_lora=False, rngs, **towers) -> 'MicroEmo':
-        return cls(cfg, use_lora=use_lora, rngs=rngs, **towers)
 
     # ----- token budget the prompt must reserve -----
     @property

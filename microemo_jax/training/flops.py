@@ -118,8 +118,12 @@ def _jaxpr_flops(jaxpr) -> float:
 
 def count_flops(fn, *args, **kwargs) -> float:
     """Global matmul/conv FLOPs of one call of ``fn`` (a jitted step is fine; args may be abstract)."""
-    closed = jax.make_jaxpr(fn)(*args, **kwargs)
-    return _jaxpr_flops(closed.jaxpr)
+    return jaxpr_flops(jax.make_jaxpr(fn)(*args, **kwargs))
+
+
+def jaxpr_flops(closed_jaxpr) -> float:
+    """Global matmul/conv FLOPs of a closed jaxpr (e.g. ``jitted.trace(...).jaxpr``: no second trace)."""
+    return _jaxpr_flops(closed_jaxpr.jaxpr)
 
 
 def human(flops: float | None, unit: str = 'FLOP') -> str:
