@@ -1,0 +1,89 @@
+"""Score predicted OV labels against gold ones and print one JSON object.
+
+    python -m microemo_jax.metrics --gold GOLD.csv --pred PRED.csv [--synonyms F] [--wheel F]
+
+Both CSVs have columns ``name, openset`` (MER's format). Bad rows are listed in ``malformed_rows``
+(and on stderr) with their line numbers; a file that cannot be used at all exits with status 2 and a
+one-line message, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+
+from microemo_jax.metrics.ov import score_ov
+from microemo_jax.metrics.synonyms import load_synonyms
+from microemo_jax.metrics.table import read_label_csv
+from microemo_jax.metrics.wheel import load_wheel, score_wheel
+
+ABOUT = {
+    'accuracy_s': 'MER2024-OV: mean over gold samples of |G∩P|/|P| after synonym grouping (0 if P is empty)',
+    'recall_s': 'MER2024-OV: mean over gold samples of |G∩P|/|G| after synonym grouping (0 if P is empty)',
+    'avg': '(accuracy_s + recall_s) / 2, the MER2024-OV headline',
+    'n': 'gold samples scored',
+    'ew_level1_f': 'emotion-wheel F (MER2025), coarse clusters, mean over the wheels',
+    'ew_level2_f': 'emotion-wheel F (MER2025), finer clusters, mean over the wheels',
+    'ew_mean': '(ew_level1_f + ew_level2_f) / 2, the MER2025 headline',
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='python -m microemo_jax.metrics', description=__doc__.split('\n\n')[0])
+    p.add_argument('--gold', required=True, help='gold CSV (name, openset)')
+    p.add_argument('--pred', required=True, help='predicted CSV (name, openset)')
+    p.add_argument('--synonyms', help='JSON list of groups, JSON name -> groups, or MERTools openset-synonym/ '
+                                      'directory (default: the bundled table)')
+    p.add_argument('--wheel', help="MER's wheel_mapping.npz or a JSON with the same keys: adds the EW scores")
+    return p
+
+
+def run(args) -> dict:
+    gold, pred = read_label_csv(args.gold), read_label_csv(args.pred)
+    synonyms = load_synonyms(args.synonyms)
+    wheel = load_wheel(args.wheel) if args.wheel else None
+    ov = score_ov(gold.labels, pred.labels, synonyms)
+    out = {k: ov[k] for k in ('accuracy_s', 'recall_s', 'avg', 'n')}
+    if wheel is not None:
+        ew = score_wheel(gold.labels, pred.labels, wheel)
+        out.update({k: ew[k] for k in ('ew_level1_f', 'ew_level2_f', 'ew_mean')})
+        out['ew_wheels'] = ew['wheels']
+    out['synonyms'] = ov['synonyms']
+    out['ignored_predictions'] = ov['ignored_predictions']
+    out['missing_predictions'] = ov['missing_predictions']
+    out['skipped_empty_gold'] = ov['skipped_empty_gold']
+    out['synonyms_missing'] = ov['synonyms_missing']
+    out['malformed_rows'] = gold.malformed + pred.malformed
+    out['warnings'] = list(synonyms.warnings)
+    out['about'] = {k: v for k, v in ABOUT.items() if k in out}
+    return out
+
+
+def _report(out: dict) -> None:
+    for row in out['malformed_rows']:
+        print(f"warning: {row['file']}:{row['line']}: {row['reason']} (row ignored)", file=sys.stderr)
+    if out['ignored_predictions']:
+        print(f"warning: {len(out['ignored_predictions'])} predicted names are not in gold and were ignored: "
+              f"{', '.join(out['ignored_predictions'][:10])}", file=sys.stderr)
+    if out['missing_predictions']:
+        print(f"warning: {len(out['missing_predictions'])} gold names have no prediction and score as empty "
+              f"predictions", file=sys.stderr)
+    for w in out['warnings']:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        out = run(args)
+    except (OSError, ValueError, TypeError, pickle.UnpicklingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _report(out)
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

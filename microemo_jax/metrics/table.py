@@ -1,0 +1,60 @@
+"""MER's label CSVs (``name, openset``) read into name -> labels, every bad row reported by line.
+
+A row that cannot be read (too few fields, no name, a cell that is not a list, a repeated name) is
+kept out of the scores and listed with its line number, so nothing is lost without a word.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+
+from microemo_jax.metrics.labels import parse_labels
+
+COLUMNS = ('name', 'openset')
+
+
+@dataclasses.dataclass
+class LabelTable:
+    labels: dict[str, list[str]]
+    malformed: list[dict]          # {'file', 'line', 'reason'}
+
+
+def read_label_csv(path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> LabelTable:
+    """Reads ``path``; raises only when the file itself is unusable (missing, no such columns)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path, newline='', encoding='utf-8-sig') as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: empty file; expected a header with columns {', '.join(columns)}")
+        fields = [h.strip().lower() for h in header]
+        missing = [c for c in columns if c not in fields]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(missing)} in the header {header}; "
+                             f"expected columns {', '.join(columns)}")
+        i_name, i_labels = (fields.index(c) for c in columns)
+        labels, malformed, first_line, line = {}, [], {}, reader.line_num
+        for row in reader:
+            start, line = line + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue                                   # blank line
+            bad = lambda reason: malformed.append({'file': path, 'line': start, 'reason': reason})  # noqa: E731
+            if len(row) <= max(i_name, i_labels):
+                bad(f"{len(row)} fields, expected {len(fields)}")
+                continue
+            name = row[i_name].strip()
+            if not name:
+                bad("empty name")
+                continue
+            if name in labels or name in first_line:
+                bad(f"name {name!r} repeats line {first_line[name]}; the first row is kept")
+                continue
+            first_line[name] = start
+            try:
+                labels[name] = parse_labels(row[i_labels])
+            except ValueError as e:
+                bad(f"{name}: {columns[1]} cell is not a list of labels: {e}")
+    return LabelTable(labels, malformed)
