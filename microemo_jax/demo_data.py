@@ -20,7 +20,8 @@ def _fingerprint(cfg) -> str:
                     ts=m.frame_encoder.max_timestamp_tokens, mels=m.audio.num_mel_bins, mel_frames=d.max_mel_frames,
                     utts=m.max_utterances, seq=d.max_seq_len, budget=token_budget(m), sampling=d.sampling,
                     question=d.question, faces=d.require_faces, jpeg=d.jpeg_quality, val=d.validation_fraction,
-                    vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed)
+                    vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed,
+                    split='by_video')  # copies made with the old per-record split are not reused
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -1,15 +1,24 @@
 """Turn a raw corpus into the pre-tokenized dataset that training streams (run once per corpus).
 
     python -m microemo_jax.prepare --source folder --raw DIR --out OUT \
-        [--tokenizer LLM_TOKENIZER_DIR] [--qformer-tokenizer BERT_TOKENIZER_DIR] \
+        [--tokenizer LLM_TOKENIZER_DIR] [--qformer-tokenizer BERT_TOKENIZER_DIR] [--split-file SPLITS.csv] \
         [--config configs/emer.py:demo] [--workers N] [--shard-size 32] [--config.KEY=VALUE ...]
 
 Per clip: decode and sample frames with their true timestamps, track the speaker's face and cut the
 tubelets (or use the dataset's OpenFace crops), 16 kHz mono audio -> Whisper log-mel, utterance spans
 (timed subtitles > utterance file > voice activity > whole clip), chat-template prompt tokenized with
 the local tokenizers, loss mask on the answer. Clips are processed in shards by ``--workers``
-processes; each finished shard is stored under OUT/work/, so a re-run only does the missing shards.
-Then the records become a TFDS ArrayRecord dataset (OUT/tfds/...), with OUT/prepare_report.json and
+processes; each finished shard is stored under OUT/work/ (arrays in an .npz read without pickle, text in
+a JSON sidecar) with a key of what produced it: the settings (tokenizers by content) and each input's
+identity (path, size, mtime, its label row). A re-run reuses the shards whose key is unchanged and redoes
+the others, saying which and why (stderr and the report). One run at a time per OUT (OUT/.lock names the
+holder; a lock whose process is gone is taken over).
+
+Splits are by video: all records of one video (``NAME``, ``NAME#ov``) share a split. ``--split-file``
+(``name,split`` with train/validation/test) gives an official split; videos it does not list get the
+default, a stable hash of the video name (``data.validation_fraction`` to validation, the rest to train).
+Then the records become a TFDS ArrayRecord dataset (OUT/tfds/...), with OUT/prepare_report.json (counts,
+the split and how it was made, cut answers, what was redone), OUT/splits.csv (video, split) and
 OUT/skipped.jsonl accounting for every input: written, or skipped with its reason.
 
 Without --tokenizer, small tokenizers are trained on the corpus text (OUT/tokenizers/) — right for the
@@ -21,10 +30,11 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import csv
 import multiprocessing as mp
 import os
-import pickle
 import sys
+import tempfile
 import time
 from collections import Counter
 
@@ -42,6 +52,7 @@ from microemo_jax.data import tfds_builder
 from microemo_jax.data import tokenizers as tokenizers_lib
 from microemo_jax.data import utterances as utterances_lib
 from microemo_jax.data import video as video_lib
+from microemo_jax.lock import DirLock, LockHeld
 
 SOURCES = ('emer_v1', 'emer_v2', 'mer_ov', 'mer2025', 'folder')
 
@@ -122,10 +133,16 @@ class ClipProcessor:
                    loss_mask=np.asarray(prompt.loss_mask, bool),
                    modality_positions=np.asarray(prompt.modality_positions, np.int32),
                    subtitle=clip.subtitle or '', answer=answer or '',
-                   openset=json.dumps(list(clip.openset)) if clip.openset else '')
+                   openset=json.dumps(list(clip.openset)) if clip.openset else '',
+                   prompt_shortened=tuple(prompt.shortened))  # not stored: prepare counts the cut answers
         record_lib.check_record(rec)
         return rec
 
+
+    def media(self, clip) -> dict:
+        """The decoded media of a clip (frames, faces, audio, utterances with their texts), as ``__call__``
+        used them; ``predict`` shows them beside the explanation."""
+        return self._media(clip)
 
     def _media(self, clip) -> dict:
         """Everything a clip's video, audio and subtitles give, cached for the clip's other targets
@@ -176,6 +193,58 @@ def _name_seed(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f'{seed}:{name}'.encode()).digest()[:8], 'big')
 
 
+# ---------------------------------------------------------------- what produced a shard
+def _file_identity(path: str | None):
+    """(absolute path, size, mtime in ns) of an input file; None when the clip has no such file."""
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+    except OSError as e:
+        return [os.path.abspath(path), None, e.strerror]
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def clip_identity(clip: sources_lib.RawClip) -> dict:
+    """What a clip's records are made from: its input files' identity and its label row (each as a digest)."""
+    inputs = {attr: _file_identity(getattr(clip, attr))
+              for attr in ('video', 'subtitle_file', 'utterance_file', 'audio_file', 'faces_npy')}
+    label = {'answer_kind': clip.answer_kind, 'reason': clip.reason, 'openset': clip.openset,
+             'emotion': clip.emotion, 'subtitle': clip.subtitle}
+    return {'name': clip.name, 'inputs': _digest(inputs), 'label': _digest(label)}
+
+
+def _tree_digest(path: str) -> str:
+    """Digest of every file under ``path`` (names and bytes): a tokenizer's identity, wherever it lies."""
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            h.update(os.path.relpath(full, path).encode() + b'\0')
+            with open(full, 'rb') as f:
+                for block in iter(lambda: f.read(1 << 20), b''):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def settings_identity(s: Settings) -> dict:
+    """The settings that shape the records, with each tokenizer by its content rather than its path."""
+    d = dataclasses.asdict(s)
+    for key in ('llm_tokenizer', 'qformer_tokenizer'):
+        d[key] = _tree_digest(d[key]) if os.path.isdir(d[key]) else d[key]
+    d['shard_format'] = tfds_builder.SHARD_FORMAT
+    return d
+
+
+def _shard_key(settings_digest: str, clips: list[dict]) -> str:
+    return _digest({'settings': settings_digest, 'clips': clips})
+
+
 # ---------------------------------------------------------------- shards and workers
 _PROCESSOR: ClipProcessor | None = None
 
@@ -186,68 +255,171 @@ def _init_worker(settings: Settings) -> None:
 
 
 def _process_shard(job):
-    index, clips, path = job
+    index, clips, work_dir, key, identities = job
     records, skips = [], []
     for clip in clips:
         out = _PROCESSOR(clip)
         (skips if isinstance(out, sources_lib.Skip) else records).append(out)
-    tmp = path + '.tmp'
-    with open(tmp, 'wb') as f:
-        pickle.dump({'names': [c.name for c in clips], 'records': records,
-                     'skips': [dataclasses.asdict(s) for s in skips]}, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)  # atomic: a shard file exists only when complete
-    return index, len(clips)
+    shard = tfds_builder.write_shard(work_dir, index, key=key, records=records,
+                                     skips=[dataclasses.asdict(s) for s in skips], clips=identities)
+    return index, len(clips), shard.meta
 
 
-def _shard_done(path: str, names: list[str]) -> bool:
-    if not os.path.isfile(path):
-        return False
-    try:
-        with open(path, 'rb') as f:
-            return pickle.load(f)['names'] == names
-    except Exception:  # a damaged shard is redone
-        return False
+def partition(clips: list, shard_size: int) -> list[list]:
+    """Clips in name order, in shards of about ``shard_size``; a video's targets never straddle two shards
+    (the video is decoded once for all of them)."""
+    shards, current = [], []
+    for clip in sorted(clips, key=lambda c: c.name):
+        if current and len(current) >= shard_size and tfds_builder.video_of(clip.name) != \
+                tfds_builder.video_of(current[-1].name):
+            shards.append(current)
+            current = []
+        current.append(clip)
+    if current:
+        shards.append(current)
+    return shards
 
 
-def run_shards(clips, settings: Settings, work_dir: str, *, workers: int, shard_size: int) -> dict:
-    """Process clips in shards (resuming finished ones); returns counts of done/redone shards."""
+def _why_redone(old: dict, new: list[dict]) -> dict:
+    """Which clips of a redone shard changed since it was made: inputs, labels, or the shard's members."""
+    before = {c['name']: c for c in old.get('clips', [])}
+    after = {c['name']: c for c in new}
+    return {'inputs_changed': sorted(n for n in after if n in before and before[n]['inputs'] != after[n]['inputs']),
+            'labels_changed': sorted(n for n in after if n in before and before[n]['label'] != after[n]['label']),
+            'clips_added': sorted(set(after) - set(before)), 'clips_removed': sorted(set(before) - set(after))}
+
+
+def _settings_diff(old: dict | None, new: dict) -> dict:
+    if old is None:
+        return {}
+    return {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
+def run_shards(clips, settings: Settings, work_dir: str, *, workers: int,
+               shard_size: int) -> tuple[dict, list[tfds_builder.Shard]]:
+    """Process clips in shards, reusing each finished shard whose key (the settings and each input's identity)
+    is unchanged and redoing the others; returns (counts and what changed, the index of all shards)."""
+    if shard_size < 1:
+        raise ValueError(f"--shard-size must be at least 1, got {shard_size}")
     os.makedirs(work_dir, exist_ok=True)
-    clips = sorted(clips, key=lambda c: c.name)
-    shards = [clips[i:i + shard_size] for i in range(0, len(clips), shard_size)]
-    expected = {f'shard-{i:05d}.pkl' for i in range(len(shards))}
-    for stale in set(os.listdir(work_dir)) - expected:  # shards of a larger earlier corpus
+    shards = partition(clips, shard_size)
+    sid = settings_identity(settings)
+    settings_digest = _digest(sid)
+    settings_path = os.path.join(work_dir, 'settings.json')
+    try:
+        with open(settings_path, encoding='utf-8') as f:
+            old_settings = json.load(f)
+    except (OSError, ValueError):
+        old_settings = None
+    settings_changed = _settings_diff(old_settings, sid)
+
+    expected = {os.path.basename(p) for i in range(len(shards)) for p in tfds_builder.shard_paths(work_dir, i)}
+    legacy = 0
+    for stale in sorted(set(os.listdir(work_dir)) - expected):  # a larger earlier corpus, temporaries, old formats
         if stale.startswith('shard-'):
+            legacy += stale.endswith('.pkl')  # an old pickle shard is deleted unread: loading it could run code
             os.remove(os.path.join(work_dir, stale))
-    jobs = []
+
+    jobs, index, changes = [], {}, {'inputs_changed': [], 'labels_changed': [], 'clips_added': [],
+                                    'clips_removed': []}
+    redone = 0
     for i, shard in enumerate(shards):
-        path = os.path.join(work_dir, f'shard-{i:05d}.pkl')
-        if not _shard_done(path, [c.name for c in shard]):
-            jobs.append((i, shard, path))
+        identities = [clip_identity(c) for c in shard]
+        key = _shard_key(settings_digest, identities)
+        done = tfds_builder.read_shard_meta(work_dir, i)
+        if done is not None and done.key == key:
+            index[i] = done
+            continue
+        if done is not None:
+            redone += 1
+            if not settings_changed:
+                for k, names in _why_redone(done.meta, identities).items():
+                    changes[k] += names
+        jobs.append((i, shard, work_dir, key, identities))
+    if redone:
+        msg = f"prepare: redoing {redone} finished shard(s) of {work_dir}: "
+        if settings_changed:
+            msg += 'the settings changed (' + ', '.join(f'{k}: {a} -> {b}' for k, (a, b) in settings_changed.items()
+                                                       if k not in ('llm_tokenizer', 'qformer_tokenizer')) \
+                + (', tokenizer changed' if {'llm_tokenizer', 'qformer_tokenizer'} & set(settings_changed) else '') + ')'
+        else:
+            msg += '; '.join(f"{k.replace('_', ' ')}: {_names(v)}" for k, v in changes.items() if v) or \
+                   'their shard was damaged or made by another version'
+        print(msg, file=sys.stderr, flush=True)
     todo = sum(len(j[1]) for j in jobs)
     bar = tqdm(total=todo, desc='prepare', unit='clip', disable=todo == 0)
     if workers <= 1:
-        _init_worker(settings)
+        if jobs:
+            _init_worker(settings)
         for job in jobs:
-            bar.update(_process_shard(job)[1])
+            i, n, meta = _process_shard(job)
+            index[i] = tfds_builder.Shard(tfds_builder.shard_paths(work_dir, i)[0], meta)
+            bar.update(n)
     elif jobs:
-        with mp.get_context('spawn').Pool(workers, initializer=_init_worker, initargs=(settings,)) as pool:
-            for _, n in pool.imap_unordered(_process_shard, jobs):
+        with mp.get_context('spawn').Pool(min(workers, len(jobs)), initializer=_init_worker,
+                                          initargs=(settings,)) as pool:
+            for i, n, meta in pool.imap_unordered(_process_shard, jobs):
+                index[i] = tfds_builder.Shard(tfds_builder.shard_paths(work_dir, i)[0], meta)
                 bar.update(n)
     bar.close()
-    return {'shards': len(shards), 'shards_processed': len(jobs), 'shards_resumed': len(shards) - len(jobs)}
+    with open(settings_path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(sid, f, indent=1)
+    os.replace(settings_path + '.tmp', settings_path)
+    stats = {'shards': len(shards), 'shards_processed': len(jobs), 'shards_resumed': len(shards) - len(jobs),
+             'shards_redone': redone,
+             'redone_because': {'settings_changed': {k: v for k, v in settings_changed.items()} if redone else {},
+                                **({k: v for k, v in changes.items() if v} if redone else {})},
+             'legacy_pickle_shards_removed': legacy}
+    return stats, [index[i] for i in range(len(shards))]
 
 
-def collect(work_dir: str):
-    records_bytes, written, skips = [], [], []
-    for path in sorted(p for p in os.listdir(work_dir) if p.startswith('shard-') and p.endswith('.pkl')):
-        with open(os.path.join(work_dir, path), 'rb') as f:
-            shard = pickle.load(f)
-        for rec in shard['records']:
-            written.append(rec['name'])
-            records_bytes.append(sum(np.asarray(v).nbytes if not isinstance(v, str) else len(v.encode())
-                                     for v in rec.values()))
-        skips += [sources_lib.Skip(**s) for s in shard['skips']]
-    return written, skips, records_bytes
+def _names(names: list[str], limit: int = 5) -> str:
+    shown = ', '.join(repr(n) for n in names[:limit])
+    return shown + (f' and {len(names) - limit} more' if len(names) > limit else '')
+
+
+# ---------------------------------------------------------------- splits
+def assign_splits(names: list[str], *, validation_fraction: float, split_file: str | None = None,
+                  corpus_names: list[str] = ()) -> tuple[dict[str, str], dict]:
+    """Record name -> split, by video (all targets of a video together), and the account of how.
+
+    With ``split_file`` its videos get its split; a written video absent from it gets the hashed default
+    (train/validation by ``validation_fraction``); names in it that the corpus lacks are reported."""
+    info = {'by': 'video', 'validation_fraction': validation_fraction, 'split_file': None,
+            'default': f'stable hash of the video name: {validation_fraction:g} of the videos in validation, '
+                       f'the rest in train'}
+    given = sources_lib.read_split_file(split_file) if split_file else {}
+    assignment, unlisted = {}, set()
+    for name in names:
+        key = sources_lib.video_key(name)
+        if key in given:
+            assignment[name] = given[key][0]
+        else:
+            assignment[name] = tfds_builder.split_of(name, validation_fraction)
+            unlisted.add(tfds_builder.video_of(name))
+    if split_file:
+        corpus = {sources_lib.video_key(n) for n in corpus_names} | {sources_lib.video_key(n) for n in names}
+        written = {sources_lib.video_key(n) for n in names}
+        missing = sorted(v for v in given if v not in corpus)
+        not_written = sorted(v for v in given if v in corpus and v not in written)
+        info['split_file'] = {
+            'path': os.path.abspath(split_file), 'videos': len(given),
+            'not_in_corpus': {'count': len(missing), 'examples': missing[:20]},
+            'in_corpus_but_skipped': {'count': len(not_written), 'examples': not_written[:20]},
+            'not_in_split_file': {'count': len(unlisted), 'examples': sorted(unlisted)[:20],
+                                  'assigned': 'the default split (' + info['default'] + ')'}}
+        for what, items, tail in (('name(s) in the split file are not in the corpus', missing, ''),
+                                  ('written video(s) are not in the split file', sorted(unlisted),
+                                   ': they get the default hashed train/validation split')):
+            if items:
+                print(f"warning: {len(items)} {what} ({_names(items)}){tail}", file=sys.stderr, flush=True)
+    tfds_builder.check_by_video(assignment)
+    by_split: dict[str, list[str]] = {}
+    for name, split in assignment.items():
+        by_split.setdefault(split, []).append(name)
+    info['records'] = {s: len(by_split[s]) for s in tfds_builder.SPLITS if s in by_split}
+    info.update(tfds_builder.split_overlap(by_split))
+    return assignment, info
 
 
 # ---------------------------------------------------------------- entry point
@@ -277,29 +449,78 @@ def check_vocab(cfg, llm_dir: str, qf_dir: str) -> None:
             raise ConfigError(f"the {what} tokenizer at {path} has {n} tokens but {key}={size}")
 
 
+class PrepareError(ValueError):
+    """A bad argument or output folder: one line naming the flag or path."""
+
+
+def check_out(out: str) -> None:
+    """``--out`` must be a folder this process can write (created if missing)."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise PrepareError(f"--out {out} exists and is not a folder: pass a folder (new or from an earlier prepare)")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise PrepareError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.write-test-', dir=out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise PrepareError(f"--out {out} is not writable ({e.strerror})") from None
+
+
 def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tokenizer=None, workers=1,
-            shard_size=32) -> dict:
+            shard_size=32, split_file: str | None = None) -> dict:
+    if shard_size < 1:
+        raise PrepareError(f"--shard-size must be at least 1, got {shard_size}")
+    if workers < 1:
+        raise PrepareError(f"--workers must be at least 1, got {workers}")
+    if split_file is not None and not os.path.isfile(split_file):
+        raise PrepareError(f"--split-file {split_file} is not a file")
+    check_out(out)
+    with DirLock(out, 'prepare output folder'):
+        return _prepare(cfg, source, raw, out, tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer,
+                        workers=workers, shard_size=shard_size, split_file=split_file)
+
+
+def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, shard_size, split_file) -> dict:
     t0 = time.time()
-    os.makedirs(out, exist_ok=True)
     clips, source_skips = sources_lib.read_source(source, raw)
     args = argparse.Namespace(tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer)
     llm_dir, qf_dir, tok_how = ensure_tokenizers(args, clips, out, cfg)
     check_vocab(cfg, llm_dir, qf_dir)
     settings = settings_from_config(cfg, source, llm_dir, qf_dir)
     work = os.path.join(out, 'work')
-    shard_stats = run_shards(clips, settings, work, workers=workers, shard_size=shard_size)
-    written, process_skips, sizes = collect(work)
-    skips = source_skips + process_skips
+    shard_stats, index = run_shards(clips, settings, work, workers=workers, shard_size=shard_size)
+    records = [r for shard in index for r in shard.records]
+    written = [r['name'] for r in records]
+    skips = source_skips + [sources_lib.Skip(**s) for shard in index for s in shard.skips]
     with open(os.path.join(out, 'skipped.jsonl'), 'w') as f:
         for s in skips:
             f.write(json.dumps({'name': s.name, 'reason': s.reason}, ensure_ascii=False) + '\n')
-    splits = Counter(tfds_builder.split_of(n, cfg.data.validation_fraction) for n in written)
+    assignment, split_info = assign_splits(written, validation_fraction=cfg.data.validation_fraction,
+                                           split_file=split_file,
+                                           corpus_names=[c.name for c in clips] + [s.name for s in skips])
+    cut = {part: sorted(r['name'] for r in records if part in r.get('prompt_shortened', ()))
+           for part in ('answer', 'subtitle', 'speech')}
+    if cut['answer']:
+        print(f"warning: {len(cut['answer'])} answer(s) were cut to fit data.max_seq_len={settings.max_seq_len} "
+              f"({_names(cut['answer'])}): raise data.max_seq_len to train on them whole", file=sys.stderr, flush=True)
+    with open(os.path.join(out, 'splits.csv'), 'w', encoding='utf-8', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['name', 'split'])
+        for video, split in sorted({(tfds_builder.video_of(n), s) for n, s in assignment.items()}):
+            w.writerow([video, split])
     report = {
         'source': source, 'raw': os.path.abspath(raw), 'dataset_dir': tfds_builder.dataset_dir(out),
         'seen': len(written) + len(skips), 'written': len(written), 'skipped': len(skips),
         'skipped_by_reason': dict(Counter(s.reason.split(':', 1)[0] for s in skips)),
-        'written_names': sorted(written), 'splits': dict(splits),
-        'bytes_per_sample': int(np.mean(sizes)) if sizes else 0,
+        'written_names': sorted(written), 'splits': dict(Counter(assignment.values())), 'split': split_info,
+        'bytes_per_sample': int(np.mean([r['nbytes'] for r in records])) if records else 0,
+        'prompts_shortened': {
+            'max_seq_len': settings.max_seq_len, 'answers_cut': len(cut['answer']),
+            'answers_cut_examples': cut['answer'][:20], 'subtitles_cut': len(cut['subtitle']),
+            'speech_cut': len(cut['speech'])},
         'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how},
         'config': {'variant': cfg.variant, 'num_frames': settings.num_frames, 'frame_size': settings.frame_size,
                    'num_crops': settings.num_crops, 'max_seq_len': settings.max_seq_len,
@@ -309,7 +530,7 @@ def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tok
     with open(os.path.join(out, 'prepare_report.json'), 'w') as f:  # written before the dataset: also on failure
         json.dump(report, f, indent=2, ensure_ascii=False)
     tfds_builder.build(out, num_crops=settings.num_crops, timestamp_tokens=settings.timestamp_tokens,
-                       num_mel_bins=settings.num_mel_bins, validation_fraction=cfg.data.validation_fraction,
+                       num_mel_bins=settings.num_mel_bins, assignment=assignment, index=index,
                        description=f'{source} corpus from {raw}')
     return report
 
@@ -321,24 +542,30 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog='python -m microemo_jax.prepare', description=__doc__.split('\n')[0])
     parser.add_argument('--source', required=True, choices=SOURCES)
     parser.add_argument('--raw', required=True, help='folder of the raw corpus')
-    parser.add_argument('--out', required=True, help='output folder (re-running resumes)')
+    parser.add_argument('--out', required=True, help='output folder (a re-run redoes only what changed)')
     parser.add_argument('--tokenizer', help='Hugging Face tokenizer folder of the LLM')
     parser.add_argument('--qformer-tokenizer', dest='qformer_tokenizer',
                         help='BERT tokenizer folder of the image Q-Former (default: TOKENIZER/qformer_tokenizer)')
     parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 2) - 0))
     parser.add_argument('--shard-size', dest='shard_size', type=int, default=32)
+    parser.add_argument('--split-file', dest='split_file',
+                        help='CSV with columns name,split (train/validation/test): an official split, by video; '
+                             'videos it does not list get the default hashed train/validation split')
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
         parser.error(str(e))
     args = parser.parse_args(rest)
     if not os.path.isdir(args.raw):
-        parser.error(f"--raw {args.raw} is not a folder")
+        sys.exit(f"error: --raw {args.raw} is not a folder")
     try:
         report = prepare(cfg, args.source, args.raw, args.out, tokenizer=args.tokenizer,
-                         qformer_tokenizer=args.qformer_tokenizer, workers=args.workers, shard_size=args.shard_size)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+                         qformer_tokenizer=args.qformer_tokenizer, workers=args.workers, shard_size=args.shard_size,
+                         split_file=args.split_file)
+    except (ConfigError, LockHeld, FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
+    except OSError as e:
+        sys.exit(f"error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}")
     print(json.dumps({k: v for k, v in report.items() if k != 'written_names'}, indent=2, ensure_ascii=False))
 
 

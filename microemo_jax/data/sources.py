@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import csv
 import dataclasses
+import errno
 import glob
 import os
 import re
@@ -106,6 +107,13 @@ def unsafe_name_reason(name: str) -> str | None:
     return None
 
 
+def _is_dir(entry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop
+        return False
+
+
 def _key(name: str) -> str:
     """Lookup key: NFC, so names from a csv find files that macOS stored decomposed (NFD)."""
     return unicodedata.normalize('NFC', name)
@@ -154,11 +162,44 @@ def parse_openset(text: str) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- files
 
+def link_problem(path: str) -> str | None:
+    """Why ``path`` (a symbolic link, or inside one) cannot be opened: a loop or a dangling link; else None."""
+    try:
+        os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return 'is a dangling symbolic link'
+        return f'is a dangling symbolic link (to {target!r}, which does not exist)'
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return 'is a symbolic link loop'
+        return f'cannot be resolved ({e.strerror})'
+    return None
+
+
+def outside_problem(path: str, root: str) -> str | None:
+    """Why a side file may not be read: it cannot be resolved, or it resolves outside ``root``; else None."""
+    why = link_problem(path)
+    if why:
+        return why
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([real, base]) != base:
+        return f'is a symbolic link out of the raw folder (to {real}): refused, not followed'
+    return None
+
+
 class _DirIndex:
-    """One listing of a folder: NFC stem -> paths of files with the given extensions (any case)."""
+    """One listing of a folder: NFC stem -> paths of files with the given extensions (any case).
+
+    Symbolic links are listed like files (the caller checks them); entries that cannot be opened (a link
+    loop, a dangling link) are kept apart in ``bad`` as (stem, path, why), never dropped silently.
+    """
 
     def __init__(self, directory: str, extensions: tuple[str, ...], *, suffix: str = ''):
         self.by_key: dict[str, list[str]] = {}
+        self.bad: list[tuple[str, str, str]] = []
         if not os.path.isdir(directory):
             return
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
@@ -166,12 +207,20 @@ class _DirIndex:
         found = []
         for entry in entries:
             base, ext = os.path.splitext(entry.name)
-            if ext.lower() not in rank or not entry.is_file():
+            if ext.lower() not in rank:
                 continue
             if suffix:
                 if not base.endswith(suffix):
                     continue
                 base = base[:-len(suffix)]
+            try:
+                is_file = entry.is_file()
+            except OSError:  # e.g. ELOOP: a symbolic link loop
+                is_file = False
+            if not is_file:
+                if entry.is_symlink():
+                    self.bad.append((base, entry.path, link_problem(entry.path) or 'is not a file'))
+                continue
             found.append((rank[ext.lower()], base, entry.path))
         for _, stem, path in sorted(found):
             self.by_key.setdefault(_key(stem), []).append(path)
@@ -193,8 +242,9 @@ class _Finder:
         self.utterance_dir = _DirIndex(os.path.join(raw_dir, 'utterances'), UTTERANCE_EXTENSIONS)
         self.audio = _DirIndex(os.path.join(raw_dir, 'audio'), AUDIO_EXTENSIONS)
         face_root = os.path.join(raw_dir, 'openface_face')
-        self.face_dirs = ({_key(e.name): e.path for e in os.scandir(face_root) if e.is_dir()}
+        self.face_dirs = ({_key(e.name): e.path for e in os.scandir(face_root) if _is_dir(e)}
                           if os.path.isdir(face_root) else {})
+        self.bad_videos = {path: (stem, why) for index in self.videos for stem, path, why in index.bad}
         self.used: set[str] = set()
 
     def candidates(self, name: str) -> list[str]:
@@ -212,7 +262,16 @@ class _Finder:
     def missing(self, name: str) -> str:
         exts = '/'.join(VIDEO_EXTENSIONS)
         where = ' or '.join(self.video_dirs) or self.raw_dir
-        return f'video_missing: no {name}{exts} under {where}'
+        bad = [f'{os.path.basename(path)} {why}' for path, (stem, why) in self.bad_videos.items()
+               if _key(stem) == _key(name)]
+        for path, (stem, _) in list(self.bad_videos.items()):
+            if _key(stem) == _key(name):
+                del self.bad_videos[path]  # accounted for by this label's skip
+        return f'video_missing: no {name}{exts} under {where}' + (f" ({'; '.join(bad)})" if bad else '')
+
+    def bad_links(self) -> list[Skip]:
+        """A Skip for every video-named entry that cannot be opened and no label row accounted for."""
+        return [Skip(stem, f'bad_link: video file {path} {why}') for path, (stem, why) in self.bad_videos.items()]
 
     def side_files(self, name: str, video: str) -> dict:
         def first(paths):
@@ -226,7 +285,7 @@ class _Finder:
         face_dir = self.face_dirs.get(_key(name))
         if face_dir is not None:
             npy = os.path.join(face_dir, os.path.basename(face_dir) + '.npy')
-            faces = npy if os.path.isfile(npy) else None
+            faces = npy if os.path.isfile(npy) or os.path.islink(npy) else None
         return dict(subtitle_file=subtitle, utterance_file=utterance, audio_file=first(self.audio.get(name)),
                     faces_npy=faces)
 
@@ -487,6 +546,32 @@ def _folder(raw_dir, skips):
     return _dedupe(labels, skips), {}, 'labels.csv'
 
 
+SIDE_FILES = (('subtitle_file', 'subtitle'), ('utterance_file', 'utterance file'), ('audio_file', 'audio file'),
+              ('faces_npy', 'face crops'))
+
+
+def side_file_problem(clip: RawClip, raw_dir: str) -> str | None:
+    """Why one of the clip's side files may not be read (a loop, a dangling link, a link out of ``raw_dir``)."""
+    for attr, what in SIDE_FILES:
+        path = getattr(clip, attr)
+        if path is not None:
+            why = outside_problem(path, raw_dir)
+            if why:
+                return f'{what} {path} {why}'
+    return None
+
+
+def _refuse_bad_side_files(clips: list[RawClip], raw_dir: str, skips: list[Skip]) -> list[RawClip]:
+    kept = []
+    for clip in clips:
+        why = side_file_problem(clip, raw_dir)
+        if why:
+            skips.append(Skip(clip.name, f'bad_side_file: {why}'))
+        else:
+            kept.append(clip)
+    return kept
+
+
 _LAYOUTS = dict(emer_v1=_emer_v1, emer_v2=_emer_v2, mer_ov=_mer_ov, mer2025=_mer2025, folder=_folder)
 
 
@@ -509,8 +594,43 @@ def read_source(kind: str, raw_dir: str, *, include_unlabeled: bool = False) -> 
         return RawClip(name=stem, video=path, subtitle=subtitles.get(_key(stem), ''), **finder.side_files(stem, path))
     more, leftover = finder.leftovers(label_files, unlabeled if include_unlabeled or kind == 'folder' else None,
                                       {c.name for c in clips})
-    skips += leftover
+    skips += leftover + finder.bad_links()
     clips += more
+    clips = _refuse_bad_side_files(clips, raw_dir, skips)
     if kind == 'folder':
         clips.sort(key=lambda c: c.name)
     return clips, skips
+
+
+# ---------------------------------------------------------------------------------------------- splits
+SPLIT_NAMES = ('train', 'validation', 'test')
+
+
+def read_split_file(path: str) -> dict[str, tuple[str, str]]:
+    """An official split, ``name,split`` rows (split one of train/validation/test) -> {NFC video name: (split,
+    'FILE line N')}. A name may be a video or one of its targets (``NAME#ov`` counts for ``NAME``). Raises
+    ValueError naming the file and line for an unknown split, a malformed row, or one video given two splits."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--split-file {path} does not exist")
+    base = os.path.basename(path)
+    _, rows, bad = _read_csv(path, ('name', 'split'))
+    if bad:
+        raise ValueError(f"--split-file {path}: {bad[0].reason.split(': ', 1)[-1]}")
+    out: dict[str, tuple[str, str]] = {}
+    for line, name, row in rows:
+        split = row['split'].strip().lower()
+        if split not in SPLIT_NAMES:
+            raise ValueError(f"--split-file {path} line {line}: split {row['split']!r} for {name!r} is not one of "
+                             f"{', '.join(SPLIT_NAMES)}")
+        video = _key(name.split('#', 1)[0])
+        where = f'{base} line {line}'
+        if video in out and out[video][0] != split:
+            raise ValueError(f"--split-file {path}: {name!r} is {split} on line {line} but {out[video][0]} on "
+                             f"{out[video][1]} (a video's records must share one split)")
+        out.setdefault(video, (split, where))
+    return out
+
+
+def video_key(name: str) -> str:
+    """The lookup key of the video a clip name belongs to (its name before '#', NFC)."""
+    return _key(name.split('#', 1)[0])

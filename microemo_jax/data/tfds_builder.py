@@ -1,17 +1,27 @@
-"""The prepared dataset as a TFDS ArrayRecord dataset (raw Tensor/Text features, no TensorFlow).
+"""Work shards, the split, and the prepared dataset as a TFDS ArrayRecord dataset (raw Tensor/Text features).
 
-``prepare`` first turns clips into records and stores them shard by shard under ``OUT/work/``
-(so an interrupted run resumes without decoding again); this builder then only copies those records
-into TFDS's ArrayRecord files, split into ``train`` and ``validation`` by a stable hash of the name.
-Readers use ``tfds.builder_from_directory(dataset_dir(OUT)).as_data_source(split)`` (random access,
-numpy dicts, what Grain wants).
+``prepare`` first turns clips into records and stores them shard by shard under ``OUT/work/`` (so an
+interrupted or changed run redoes only what is missing or stale); this builder then copies those records
+into TFDS's ArrayRecord files. Readers use ``tfds.builder_from_directory(dataset_dir(OUT)).as_data_source(split)``
+(random access, numpy dicts, what Grain wants).
+
+Work shards (``shard-NNNNN.npz`` + ``shard-NNNNN.json``) hold data only: the arrays of every record in an
+``.npz`` read with ``allow_pickle=False`` (no object arrays, so loading one never runs code), and a JSON
+sidecar with the text fields, the skips, the shard's key (what produced it: settings and each input's
+identity) and per-record facts (size, which prompt parts were cut). The JSON is written last and names
+the key that the ``.npz`` also carries, so a shard counts only when both are complete and agree.
+
+Splits are by video: every record of one video (``NAME`` and its other targets ``NAME#ov``) lands in the
+same split. Without an explicit assignment (``prepare --split-file``) a stable hash of the video name
+puts ``validation_fraction`` of the videos in ``validation`` and the rest in ``train``.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
+import json
 import os
-import pickle
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -20,6 +30,9 @@ from microemo_jax.data.record import FIELDS, TEXT_FIELDS
 
 NAME = 'microemo_clips'
 VERSION = '1.0.0'
+SPLITS = ('train', 'validation', 'test')
+SHARD_FORMAT = 2
+_KEY_ARRAY = '__key__'
 
 
 def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.features.FeaturesDict:
@@ -36,30 +49,145 @@ def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.f
     return tfds.features.FeaturesDict(feats)
 
 
+# ------------------------------------------------------------------------------------------------ splits
+def video_of(name: str) -> str:
+    """The video a record comes from: its name before '#' (``NAME#ov`` -> ``NAME``)."""
+    return str(name).split('#', 1)[0]
+
+
 def split_of(name: str, validation_fraction: float) -> str:
-    """'validation' for a stable ``validation_fraction`` of names, else 'train'."""
-    h = int.from_bytes(hashlib.sha256(name.encode('utf-8')).digest()[:8], 'big') / 2 ** 64
+    """'validation' for a stable ``validation_fraction`` of videos, else 'train' (all targets of a video agree)."""
+    h = int.from_bytes(hashlib.sha256(video_of(name).encode('utf-8')).digest()[:8], 'big') / 2 ** 64
     return 'validation' if h < validation_fraction else 'train'
 
 
+# ------------------------------------------------------------------------------------------------ shards
+@dataclasses.dataclass
+class Shard:
+    """A finished work shard as its JSON sidecar describes it (no array is read to make one)."""
+    npz: str                  # path of the .npz
+    meta: dict                # the JSON sidecar
+
+    @property
+    def key(self) -> str:
+        return self.meta['key']
+
+    @property
+    def records(self) -> list[dict]:
+        """Per record: name, the text fields, nbytes, prompt_shortened."""
+        return self.meta['records']
+
+    @property
+    def skips(self) -> list[dict]:
+        return self.meta['skips']
+
+
+def shard_paths(work_dir: str, index: int) -> tuple[str, str]:
+    base = os.path.join(work_dir, f'shard-{index:05d}')
+    return base + '.npz', base + '.json'
+
+
+def _nbytes(rec: dict) -> int:
+    return int(sum(np.asarray(rec[k]).nbytes for k in FIELDS) + sum(len(rec[k].encode()) for k in TEXT_FIELDS))
+
+
+def write_shard(work_dir: str, index: int, *, key: str, records: list[dict], skips: list[dict],
+                clips: list[dict] | None = None, extra: dict | None = None) -> Shard:
+    """Store one shard (atomically: the JSON, written last, makes it count). ``skips``: ``{name, reason}`` dicts;
+    ``clips``: what the shard was made from (name and identity of each clip), kept to explain a later redo."""
+    npz_path, json_path = shard_paths(work_dir, index)
+    arrays = {_KEY_ARRAY: np.frombuffer(key.encode('ascii'), np.uint8)}
+    metas = []
+    for i, rec in enumerate(records):
+        for k in FIELDS:
+            arrays[f'{i}/{k}'] = np.asarray(rec[k])
+        metas.append({**{k: rec[k] for k in TEXT_FIELDS}, 'nbytes': _nbytes(rec),
+                      'prompt_shortened': list(rec.get('prompt_shortened', ()))})
+    for path in (json_path, npz_path):  # an old JSON must not vouch for the new arrays while they are written
+        if os.path.exists(path):
+            os.remove(path)
+    tmp = npz_path + '.tmp.npz'
+    np.savez(tmp, **arrays)
+    os.replace(tmp, npz_path)
+    meta = {'format': SHARD_FORMAT, 'key': key, 'npz_bytes': os.path.getsize(npz_path), 'records': metas,
+            'skips': [{'name': s['name'], 'reason': s['reason']} for s in skips], 'clips': clips or [],
+            **(extra or {})}
+    tmp = json_path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(meta, f, ensure_ascii=False)
+    os.replace(tmp, json_path)
+    return Shard(npz_path, meta)
+
+
+def read_shard_meta(work_dir: str, index: int) -> Shard | None:
+    """The shard's sidecar if the shard is complete (JSON parses, its .npz has the recorded size); else None."""
+    npz_path, json_path = shard_paths(work_dir, index)
+    try:
+        with open(json_path, encoding='utf-8') as f:
+            meta = json.load(f)
+        if not isinstance(meta, dict) or meta.get('format') != SHARD_FORMAT or not isinstance(meta.get('key'), str):
+            return None
+        if os.path.getsize(npz_path) != meta.get('npz_bytes'):
+            return None
+        if not all(isinstance(meta.get(k), list) for k in ('records', 'skips', 'clips')):
+            return None
+    except (OSError, ValueError):
+        return None
+    return Shard(npz_path, meta)
+
+
+def read_index(work_dir: str) -> list[Shard]:
+    """Every complete shard under ``work_dir``, in shard order (reads only the JSON sidecars)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(work_dir), 'shard-*.json'))):
+        stem = os.path.basename(path)[len('shard-'):-len('.json')]
+        if stem.isdigit():
+            shard = read_shard_meta(work_dir, int(stem))
+            if shard is not None:
+                out.append(shard)
+    return out
+
+
+def load_records(shard: Shard, names: set[str] | None = None):
+    """The records of ``shard`` (only those in ``names`` when given), arrays read from its .npz without pickle."""
+    try:
+        with np.load(shard.npz, allow_pickle=False) as z:
+            got = bytes(z[_KEY_ARRAY]).decode('ascii', 'replace') if _KEY_ARRAY in z.files else None
+            if got != shard.key:
+                raise ValueError(f"work shard {shard.npz} does not match its sidecar (another run wrote it?); "
+                                 f"re-run prepare")
+            for i, meta in enumerate(shard.records):
+                if names is not None and meta['name'] not in names:
+                    continue
+                rec = {k: z[f'{i}/{k}'] for k in FIELDS}
+                rec.update({k: meta[k] for k in TEXT_FIELDS})
+                yield rec
+    except (OSError, KeyError) as e:
+        raise ValueError(f"work shard {shard.npz} is damaged ({type(e).__name__}: {e}); re-run prepare") from None
+    except ValueError as e:
+        if 'allow_pickle' in str(e):
+            raise ValueError(f"work shard {shard.npz} holds pickled objects: refused (it was not written by "
+                             f"prepare); delete it and re-run prepare") from None
+        raise
+
+
 def iter_shard_records(work_dir: str):
-    """Records of every finished shard file, in shard order."""
-    for path in sorted(glob.glob(os.path.join(work_dir, 'shard-*.pkl'))):
-        with open(path, 'rb') as f:
-            shard = pickle.load(f)
-        yield from shard['records']
+    """Records of every finished shard, in shard order."""
+    for shard in read_index(work_dir):
+        yield from load_records(shard)
 
 
+# ------------------------------------------------------------------------------------------------ builder
 class MicroEmoClips(tfds.core.GeneratorBasedBuilder):
-    """Prepared MicroEmo clips; built from ``work_dir`` shard files."""
+    """Prepared MicroEmo clips, copied from the work shards of ``index`` into the splits of ``assignment``."""
 
     VERSION = tfds.core.Version(VERSION)
 
-    def __init__(self, *, work_dir: str, num_crops: int, timestamp_tokens: int, num_mel_bins: int,
-                 validation_fraction: float, description: str = '', **kwargs):
-        self._work_dir = work_dir
+    def __init__(self, *, index: list[Shard], assignment: dict[str, str], num_crops: int, timestamp_tokens: int,
+                 num_mel_bins: int, description: str = '', **kwargs):
+        self._index = index
+        self._assignment = assignment
         self._dims = (num_crops, timestamp_tokens, num_mel_bins)
-        self._validation_fraction = validation_fraction
         self._description = description
         super().__init__(**kwargs)
 
@@ -71,14 +199,17 @@ class MicroEmoClips(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(builder=self, description=self._description, features=features(*self._dims))
 
     def _split_generators(self, dl_manager):
-        # TFDS cannot write an empty split: a tiny corpus may have no validation clip.
-        present = {split_of(r['name'], self._validation_fraction) for r in iter_shard_records(self._work_dir)}
-        return {split: self._generate_examples(split) for split in ('train', 'validation') if split in present}
+        # TFDS cannot write an empty split: a tiny corpus may have no validation or test clip.
+        present = set(self._assignment.values())
+        return {split: self._generate_examples(split) for split in SPLITS if split in present}
 
     def _generate_examples(self, split):
-        for rec in iter_shard_records(self._work_dir):
-            if split_of(rec['name'], self._validation_fraction) == split:
-                yield rec['name'], {k: rec[k] for k in list(FIELDS) + list(TEXT_FIELDS)}
+        # Each record is read once in all: by the generator of its own split (an .npz reads arrays lazily).
+        for shard in self._index:
+            names = {r['name'] for r in shard.records if self._assignment.get(r['name']) == split}
+            if names:
+                for rec in load_records(shard, names):
+                    yield rec['name'], {k: rec[k] for k in list(FIELDS) + list(TEXT_FIELDS)}
 
 
 def dataset_dir(out: str) -> str:
@@ -86,21 +217,55 @@ def dataset_dir(out: str) -> str:
     return os.path.join(out, 'tfds', NAME, VERSION)
 
 
-def build(out: str, **kwargs) -> str:
-    """(Re)build the TFDS dataset from ``out/work`` shards; returns ``dataset_dir(out)``."""
+def build(out: str, *, num_crops: int, timestamp_tokens: int, num_mel_bins: int, validation_fraction: float = 0.1,
+          assignment: dict[str, str] | None = None, index: list[Shard] | None = None, description: str = '') -> str:
+    """(Re)build the TFDS dataset from the work shards (``index``, default: those in ``out/work``); returns
+    ``dataset_dir(out)``. ``assignment`` maps record name -> split (default: ``split_of`` by video)."""
     import shutil
-    if next(iter_shard_records(os.path.join(out, 'work')), None) is None:
+    index = read_index(os.path.join(out, 'work')) if index is None else index
+    names = [r['name'] for shard in index for r in shard.records]
+    if not names:
         raise ValueError(f"no clip could be prepared into {out}: every input was skipped (see skipped.jsonl)")
+    if assignment is None:
+        assignment = {n: split_of(n, validation_fraction) for n in names}
+    bad = sorted({s for s in assignment.values() if s not in SPLITS})
+    if bad:
+        raise ValueError(f"unknown split(s) {bad}; expected {', '.join(SPLITS)}")
+    missing = [n for n in names if n not in assignment]
+    if missing:
+        raise ValueError(f"{len(missing)} record(s) have no split, e.g. {missing[:3]}")
+    check_by_video(assignment)
     target = dataset_dir(out)
     shutil.rmtree(os.path.join(out, 'tfds'), ignore_errors=True)
-    builder = MicroEmoClips(work_dir=os.path.join(out, 'work'), data_dir=os.path.join(out, 'tfds'),
-                            file_format='array_record', **kwargs)
+    builder = MicroEmoClips(index=index, assignment={n: assignment[n] for n in names}, num_crops=num_crops,
+                            timestamp_tokens=timestamp_tokens, num_mel_bins=num_mel_bins, description=description,
+                            data_dir=os.path.join(out, 'tfds'), file_format='array_record')
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(verify_ssl=False))
     if not os.path.isfile(os.path.join(target, 'dataset_info.json')):
         raise RuntimeError(f"TFDS did not write {target}/dataset_info.json")
     return target
 
 
+def check_by_video(assignment: dict[str, str]) -> None:
+    """Raise ValueError when two records of one video are assigned to different splits."""
+    seen: dict[str, tuple[str, str]] = {}
+    for name, split in assignment.items():
+        video = video_of(name)
+        first = seen.setdefault(video, (name, split))
+        if first[1] != split:
+            raise ValueError(f"records {first[0]!r} ({first[1]}) and {name!r} ({split}) come from one video "
+                             f"{video!r} but were assigned to different splits")
+
+
+def split_overlap(names_by_split: dict[str, list[str]]) -> dict:
+    """Videos per split and the videos found in more than one split (a leak: should be none)."""
+    videos = {split: {video_of(n) for n in names} for split, names in names_by_split.items()}
+    shared = sorted({v for a in videos for b in videos if a < b for v in videos[a] & videos[b]})
+    return {'videos': {s: len(v) for s, v in videos.items()}, 'videos_in_several_splits': len(shared),
+            'examples': shared[:10]}
+
+
+# ------------------------------------------------------------------------------------------------ reading
 def find_dataset(path: str) -> str:
     """The folder holding dataset_info.json: ``path`` itself, the dataset ``prepare --out path`` wrote, or the
     only NAME/VERSION folder below ``path``."""
@@ -127,7 +292,7 @@ def _builder(path: str):
 
 
 def splits(out: str) -> list[str]:
-    """The splits the prepared dataset has (a tiny corpus may have no validation clip)."""
+    """The splits the prepared dataset has (a tiny corpus may have no validation or test clip)."""
     return sorted(_builder(out).info.splits)
 
 

@@ -44,9 +44,9 @@ class Utterance:
 class SubtitleError(ValueError):
     """A subtitle or utterance file that cannot be trusted; names the file and the 1-based line."""
 
-    def __init__(self, where: str, line: int, detail: str, reason: str = 'malformed_subtitles'):
+    def __init__(self, where: str, line: int | None, detail: str, reason: str = 'malformed_subtitles'):
         self.path, self.line, self.reason, self.detail = where, line, reason, detail
-        super().__init__(f"{where or '<subtitles>'}:{line}: {detail}")
+        super().__init__(f"{where or '<subtitles>'}{'' if line is None else f':{line}'}: {detail}")
 
 
 # ----------------------------------------------------------------------------------------------- parsing
@@ -139,18 +139,59 @@ def parse_vtt(text: str, *, where: str = '') -> list[Utterance]:
     return _parse_cues(text, where, vtt=True)
 
 
+_BOMS = ((b'\xef\xbb\xbf', 'utf-8-sig'), (b'\xff\xfe\x00\x00', 'utf-32'), (b'\x00\x00\xfe\xff', 'utf-32'),
+         (b'\xff\xfe', 'utf-16'), (b'\xfe\xff', 'utf-16'))
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' when ``raw`` looks like UTF-16 text without a BOM (ASCII-range text has a NUL
+    in every other byte), else None."""
+    sample = raw[:4096]
+    if len(sample) < 4 or len(raw) % 2:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.6 * len(odd) and even.count(0) < 0.1 * len(even):
+        return 'utf-16-le'
+    if even.count(0) > 0.6 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return 'utf-16-be'
+    return None
+
+
+def _is_control(c: str) -> bool:
+    return ord(c) < 32 and c not in '\t\n\r\f\v'  # C0 controls: never in a text file, plenty in binary data
+
+
+def _binary_error(path: str, detail: str) -> SubtitleError:
+    return SubtitleError(path, None, f"{detail}: not a text subtitle/utterance file (binary data?); "
+                         f"save it as UTF-8 or UTF-16 text", reason='unreadable_subtitles')
+
+
 def _read_text(path: str) -> str:
-    """Decode a text file: UTF-16 with a BOM, UTF-8 (with or without BOM), then cp1252, then latin-1 (never fails)."""
+    """Decode a text file: a BOM (UTF-8/16/32) decides; UTF-16 without a BOM is recognised by its NUL bytes;
+    else UTF-8, then cp1252, then latin-1. Binary data (NUL or other control bytes in the text, or bytes that
+    are not valid in the BOM's encoding) raises SubtitleError naming the file (reason 'unreadable_subtitles')."""
     with open(path, 'rb') as f:
         raw = f.read()
-    if raw.startswith((b'\xff\xfe', b'\xfe\xff')):
-        return raw.decode('utf-16')
-    for encoding in ('utf-8-sig', 'cp1252'):
+    encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None) or _utf16_without_bom(raw)
+    if encoding is not None:
         try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            pass
-    return raw.decode('latin-1')
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise _binary_error(path, f"invalid {encoding.upper()} at byte {e.start} ({e.reason})") from None
+    else:
+        for candidate in ('utf-8', 'cp1252', 'latin-1'):
+            try:
+                text = raw.decode(candidate)
+                break
+            except UnicodeDecodeError:
+                pass
+    text = text.lstrip('\ufeff')
+    bad = sum(1 for c in text if _is_control(c))
+    if bad:
+        first = next(i for i, c in enumerate(text) if _is_control(c))
+        line = text.count('\n', 0, first) + 1
+        raise _binary_error(path, f"{bad} control byte(s), the first on line {line}")
+    return text
 
 
 def read_subtitles(path: str | os.PathLike) -> list[Utterance]:

@@ -150,3 +150,54 @@ def test_prepare_then_stream_gives_the_clip_back(prepared):
     np.testing.assert_array_equal(row['modality_positions'], rec['modality_positions'])
     assert row['frames'].shape == (4, 3, 32, 32) and np.abs(row['frames'][:t]).max() > 0.1
     assert row['audio_mask'].sum() == (min(rec['audio_mel'].shape[0], 200) + 1) // 2
+
+
+def _names_by_split(out):
+    return {s: sorted(r['name'].decode() if isinstance(r['name'], bytes) else r['name']
+                      for r in tfds_builder.open_dataset(str(out), s)) for s in tfds_builder.splits(str(out))}
+
+
+def test_a_video_and_its_ov_target_share_a_split(prepared, capsys):
+    out, report = prepared
+    by_split = _names_by_split(out)
+    where = {n: s for s, names in by_split.items() for n in names}
+    assert where['happy one'] == where['happy one#ov']
+    assert report['split']['by'] == 'video' and report['split']['videos_in_several_splits'] == 0
+    assert sum(report['split']['records'].values()) == report['written']
+    capsys.readouterr()
+    inspect_cli.main([str(out)])
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1].split('summary: ', 1)[1])
+    assert summary['videos_in_several_splits'] == 0
+    assert (out / 'splits.csv').read_text().splitlines()[0] == 'name,split'
+
+
+def test_split_file_gives_an_official_split_with_test(prepared, tmp_path, capsys):
+    import shutil
+    src, _ = prepared
+    out = tmp_path / 'official'
+    shutil.copytree(src, out)  # same inputs and settings: only the split changes, no shard is redone
+    split_file = tmp_path / 'split.csv'
+    split_file.write_text('name,split\nhappy one,test\nshort,validation\nnowhere,train\nempty,train\n')
+    report = prepare(config(), 'folder', str(corpus_dir(src)), str(out), workers=1, shard_size=2,
+                     split_file=str(split_file))
+    assert report['shards_processed'] == 0
+    by_split = _names_by_split(out)
+    assert by_split['test'] == ['happy one', 'happy one#ov'] and by_split['validation'][:1] == ['short']
+    info = report['split']['split_file']
+    assert info['not_in_corpus']['examples'] == ['nowhere']
+    assert info['in_corpus_but_skipped']['examples'] == ['empty']
+    assert info['not_in_split_file']['examples'] == ['sad_ünïcode'] and 'default' in info['not_in_split_file']['assigned']
+    assert report['split']['videos_in_several_splits'] == 0
+    assert 'nowhere' in capsys.readouterr().err
+    split_file.write_text('name,split\nhappy one,test\nhappy one#ov,train\n')
+    with pytest.raises(SystemExit, match='split.csv.*happy one#ov.*train on line 3 but test'):
+        prepare_main(['--source', 'folder', '--raw', str(corpus_dir(src)), '--out', str(out), '--split-file',
+                      str(split_file), '--config', 'configs/emer.py:demo'] + [f'--config.{o}' for o in OVERRIDES])
+    split_file.write_text('name,split\nhappy one,holdout\n')
+    with pytest.raises(SystemExit, match="line 2: split 'holdout'"):
+        prepare_main(['--source', 'folder', '--raw', str(corpus_dir(src)), '--out', str(out), '--split-file',
+                      str(split_file), '--config', 'configs/emer.py:demo'] + [f'--config.{o}' for o in OVERRIDES])
+
+
+def corpus_dir(out):
+    return json.loads((out / 'prepare_report.json').read_text())['raw']

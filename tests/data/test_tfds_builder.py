@@ -2,6 +2,8 @@
 import json
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,11 +17,9 @@ from records import make_record
 
 def write_shards(out, records, shard_size=2):
     work = os.path.join(out, 'work')
-    os.makedirs(work)
+    os.makedirs(work, exist_ok=True)
     for i in range(0, len(records), shard_size):
-        with open(os.path.join(work, f'shard-{i // shard_size:05d}.pkl'), 'wb') as f:
-            pickle.dump({'names': [r['name'] for r in records[i:i + shard_size]],
-                         'records': records[i:i + shard_size], 'skips': []}, f)
+        tfds_builder.write_shard(work, i // shard_size, key=f'k{i}', records=records[i:i + shard_size], skips=[])
 
 
 def test_records_round_trip_through_tfds_and_inspect(tmp_path, capsys):
@@ -59,3 +59,57 @@ def test_opening_something_that_is_not_a_prepared_dataset(tmp_path):
         tfds_builder.open_dataset(str(tmp_path / 'missing'), 'train')
     with pytest.raises(SystemExit, match='not a prepared dataset'):
         inspect_cli.main([str(tmp_path)])
+
+
+def test_every_record_of_a_video_lands_in_one_split(tmp_path):
+    """The old hash of the record name put a clip's ``NAME`` and ``NAME#ov`` targets in different splits."""
+    names = [f'video{i:03d}' for i in range(60)]
+    for name in names:
+        assert tfds_builder.split_of(name, 0.5) == tfds_builder.split_of(name + '#ov', 0.5)
+    both = [n for n in names for n in (n, n + '#ov')]
+    assert {tfds_builder.split_of(n, 0.5) for n in both} == {'train', 'validation'}
+    out = str(tmp_path)
+    records = [make_record(n, seed=i) for i, n in enumerate(both[:16])]
+    write_shards(out, records, shard_size=3)          # shards cut across a video's targets on purpose
+    tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16, validation_fraction=0.5)
+    by_split = {s: [r['name'].decode() for r in tfds_builder.open_dataset(out, s)] for s in tfds_builder.splits(out)}
+    overlap = tfds_builder.split_overlap(by_split)
+    assert overlap['videos_in_several_splits'] == 0 and sum(map(len, by_split.values())) == 16
+
+
+def test_an_explicit_assignment_with_a_test_split(tmp_path):
+    out = str(tmp_path)
+    records = [make_record(n, seed=i) for i, n in enumerate(['a', 'a#ov', 'b', 'c', 'c#ov'])]
+    write_shards(out, records)
+    assignment = {'a': 'test', 'a#ov': 'test', 'b': 'validation', 'c': 'train', 'c#ov': 'train'}
+    tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16, assignment=assignment)
+    assert tfds_builder.splits(out) == ['test', 'train', 'validation']
+    assert sorted(r['name'].decode() for r in tfds_builder.open_dataset(out, 'test')) == ['a', 'a#ov']
+    with pytest.raises(ValueError, match="come from one video 'a'"):
+        tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16,
+                           assignment={**assignment, 'a#ov': 'train'})
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_shards_are_read_without_pickle(tmp_path):
+    """A work shard holding a pickled object (planted .npz) is refused, and its payload never runs."""
+    out, marker = str(tmp_path / 'out'), str(tmp_path / 'PWNED')
+    write_shards(out, [make_record('a')], shard_size=1)
+    shard = tfds_builder.read_index(os.path.join(out, 'work'))[0]
+    arrays = dict(np.load(shard.npz))
+    arrays['0/timestamps'] = np.array([_Payload(marker)], dtype=object)
+    with open(shard.npz, 'wb') as f:
+        np.savez(f, **arrays)
+    shard.meta['npz_bytes'] = os.path.getsize(shard.npz)
+    with open(shard.npz[:-4] + '.json', 'w') as f:
+        json.dump(shard.meta, f)
+    with pytest.raises(ValueError, match='pickled objects: refused'):
+        tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16)
+    assert not os.path.exists(marker)
