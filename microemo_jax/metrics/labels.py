@@ -7,8 +7,11 @@ reported, not guessed at.
 """
 from __future__ import annotations
 
+import re
+
 _QUOTES = '\'"'
 _STOP = '[],'
+_BARE_BAD = re.compile(r"[\"(){}=\\]|(?<![^\W\d_])'|'(?![^\W\d_])")   # code-like; a quote not inside a word
 
 
 class _Parser:
@@ -78,6 +81,10 @@ class _Parser:
         word = self.s[start:self.i].strip()
         if not word:
             raise self.error("empty item")
+        bad = _BARE_BAD.search(word)
+        if bad:
+            self.i = start + self.s[start:].index(word) + bad.start()
+            raise self.error(f"unexpected character {bad.group()!r} in an unquoted label")
         return word
 
 
