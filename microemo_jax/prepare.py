@@ -79,6 +79,7 @@ class Settings:
     llm_tokenizer: str
     qformer_tokenizer: str
     seed: int
+    timestamp_tokenizer: str = 'bert'   # model.frame_encoder.timestamp_tokenizer: which one tokenizes the timestamps
 
 
 def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer: str) -> Settings:
@@ -92,7 +93,8 @@ def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer
                     max_utterances=m.max_utterances, max_seq_len=d.max_seq_len, num_video_tokens=video_tokens,
                     num_audio_tokens=audio_tokens, sampling=d.sampling, question=d.question,
                     require_faces=d.require_faces, jpeg_quality=d.jpeg_quality, llm_tokenizer=llm_tokenizer,
-                    qformer_tokenizer=qformer_tokenizer, seed=cfg.seed)
+                    qformer_tokenizer=qformer_tokenizer, seed=cfg.seed,
+                    timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer)
 
 
 class ClipProcessor:
@@ -165,7 +167,9 @@ class ClipProcessor:
         utts, utt_source = utterances_lib.find_utterances(
             duration, subtitle_path=clip.subtitle_file, utterance_path=clip.utterance_file,
             waveform=sound.waveform if sound.has_audio else None, max_utterances=s.max_utterances)
-        ts_ids, ts_mask = prompt_lib.timestamp_token_ids(self.qf_tok, decoded.timestamps, s.timestamp_tokens)
+        ts_tok = prompt_lib.timestamp_tokenizer(s.timestamp_tokenizer, qformer_tokenizer=self.qf_tok,
+                                                llm_tokenizer=self.llm_tok)
+        ts_ids, ts_mask = prompt_lib.timestamp_token_ids(ts_tok, decoded.timestamps, s.timestamp_tokens)
         frames_blob, frame_offsets = record_lib.join_jpegs([_jpeg(f, s.jpeg_quality) for f in decoded.frames])
         crops = [_jpeg(tubes.faces[i, k], s.jpeg_quality) for i, k in zip(*np.nonzero(tubes.face_mask))]
         faces_blob, face_offsets = record_lib.join_jpegs(crops)
@@ -176,7 +180,8 @@ class ClipProcessor:
             audio_mel=np.ascontiguousarray(mel.T).astype(np.float16),
             utterances=np.asarray([[u.start, u.end] for u in utts], np.float32).reshape(-1, 2),
             utterance_source=utt_source, utterance_texts=[(u.start, u.end, u.text) for u in utts],
-            timestamp_ids=np.asarray(ts_ids, np.int32), timestamp_mask=np.asarray(ts_mask, np.int32))
+            timestamp_ids=np.asarray(ts_ids, np.int32), timestamp_mask=np.asarray(ts_mask, np.int32),
+            timestamp_tokenizer=s.timestamp_tokenizer)
         self._cache = (key, media)
         return media
 
@@ -332,20 +337,19 @@ def run_shards(clips, settings: Settings, work_dir: str, *, workers: int,
             continue
         if done is not None:
             redone += 1
-            if not settings_changed:
-                for k, names in _why_redone(done.meta, identities).items():
-                    changes[k] += names
+            for k, names in _why_redone(done.meta, identities).items():
+                changes[k] += names
         jobs.append((i, shard, work_dir, key, identities))
     if redone:
-        msg = f"prepare: redoing {redone} finished shard(s) of {work_dir}: "
+        why = []
         if settings_changed:
-            msg += 'the settings changed (' + ', '.join(f'{k}: {a} -> {b}' for k, (a, b) in settings_changed.items()
-                                                       if k not in ('llm_tokenizer', 'qformer_tokenizer')) \
-                + (', tokenizer changed' if {'llm_tokenizer', 'qformer_tokenizer'} & set(settings_changed) else '') + ')'
-        else:
-            msg += '; '.join(f"{k.replace('_', ' ')}: {_names(v)}" for k, v in changes.items() if v) or \
-                   'their shard was damaged or made by another version'
-        print(msg, file=sys.stderr, flush=True)
+            tok = {'llm_tokenizer', 'qformer_tokenizer'} & set(settings_changed)
+            why.append('the settings changed (' + ', '.join(
+                [f'{k}: {a} -> {b}' for k, (a, b) in settings_changed.items() if k not in tok]
+                + [f'{k.replace("_", " ")} content' for k in sorted(tok)]) + ')')
+        why += [f"{k.replace('_', ' ')}: {_names(v)}" for k, v in changes.items() if v]
+        print(f"prepare: redoing {redone} finished shard(s) of {work_dir} made from other inputs: "
+              + ('; '.join(why) or 'their shard was made by another version of prepare'), file=sys.stderr, flush=True)
     todo = sum(len(j[1]) for j in jobs)
     bar = tqdm(total=todo, desc='prepare', unit='clip', disable=todo == 0)
     if workers <= 1:
@@ -367,8 +371,7 @@ def run_shards(clips, settings: Settings, work_dir: str, *, workers: int,
     os.replace(settings_path + '.tmp', settings_path)
     stats = {'shards': len(shards), 'shards_processed': len(jobs), 'shards_resumed': len(shards) - len(jobs),
              'shards_redone': redone,
-             'redone_because': {'settings_changed': {k: v for k, v in settings_changed.items()} if redone else {},
-                                **({k: v for k, v in changes.items() if v} if redone else {})},
+             'redone_because': ({'settings_changed': settings_changed, **changes} if redone else {}),
              'legacy_pickle_shards_removed': legacy}
     return stats, [index[i] for i in range(len(shards))]
 

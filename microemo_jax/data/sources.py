@@ -194,10 +194,11 @@ class _DirIndex:
     """One listing of a folder: NFC stem -> paths of files with the given extensions (any case).
 
     Symbolic links are listed like files (the caller checks them); entries that cannot be opened (a link
-    loop, a dangling link) are kept apart in ``bad`` as (stem, path, why), never dropped silently.
+    loop, a dangling link) are kept apart in ``bad`` as (stem, path, why), never dropped silently, or with
+    ``keep_bad`` listed like the others (side files: the clip is then refused with the reason).
     """
 
-    def __init__(self, directory: str, extensions: tuple[str, ...], *, suffix: str = ''):
+    def __init__(self, directory: str, extensions: tuple[str, ...], *, suffix: str = '', keep_bad: bool = False):
         self.by_key: dict[str, list[str]] = {}
         self.bad: list[tuple[str, str, str]] = []
         if not os.path.isdir(directory):
@@ -220,6 +221,8 @@ class _DirIndex:
             if not is_file:
                 if entry.is_symlink():
                     self.bad.append((base, entry.path, link_problem(entry.path) or 'is not a file'))
+                    if keep_bad:
+                        found.append((rank[ext.lower()], base, entry.path))
                 continue
             found.append((rank[ext.lower()], base, entry.path))
         for _, stem, path in sorted(found):
@@ -237,10 +240,10 @@ class _Finder:
         video_dir = os.path.join(raw_dir, 'video')
         self.video_dirs = [d for d in (video_dir, raw_dir) if os.path.isdir(d)]
         self.videos = [_DirIndex(d, VIDEO_EXTENSIONS) for d in self.video_dirs]
-        self.subtitles = {d: _DirIndex(d, SUBTITLE_EXTENSIONS) for d in self.video_dirs}
-        self.utterances = {d: _DirIndex(d, UTTERANCE_EXTENSIONS, suffix='.utt') for d in self.video_dirs}
-        self.utterance_dir = _DirIndex(os.path.join(raw_dir, 'utterances'), UTTERANCE_EXTENSIONS)
-        self.audio = _DirIndex(os.path.join(raw_dir, 'audio'), AUDIO_EXTENSIONS)
+        self.subtitles = {d: _DirIndex(d, SUBTITLE_EXTENSIONS, keep_bad=True) for d in self.video_dirs}
+        self.utterances = {d: _DirIndex(d, UTTERANCE_EXTENSIONS, suffix='.utt', keep_bad=True) for d in self.video_dirs}
+        self.utterance_dir = _DirIndex(os.path.join(raw_dir, 'utterances'), UTTERANCE_EXTENSIONS, keep_bad=True)
+        self.audio = _DirIndex(os.path.join(raw_dir, 'audio'), AUDIO_EXTENSIONS, keep_bad=True)
         face_root = os.path.join(raw_dir, 'openface_face')
         self.face_dirs = ({_key(e.name): e.path for e in os.scandir(face_root) if _is_dir(e)}
                           if os.path.isdir(face_root) else {})

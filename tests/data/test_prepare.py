@@ -201,3 +201,192 @@ def test_split_file_gives_an_official_split_with_test(prepared, tmp_path, capsys
 
 def corpus_dir(out):
     return json.loads((out / 'prepare_report.json').read_text())['raw']
+
+
+# ---------------------------------------------------------------- reliability: re-runs, locks, bad inputs
+SMALL = ['model.num_frames=2', 'model.vision.image_size=32', 'model.vision.patch_size=16',
+         'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'data.max_mel_frames=100']
+
+
+def small_config(*extra):
+    return load_config('configs/emer.py:demo', SMALL + list(extra))
+
+
+def write_labels(raw, reason='She smiles at the camera.'):
+    (raw / 'labels.csv').write_text(f'name,openset,reason\na,"[\'happy\']",{reason}\n', encoding='utf-8')
+
+
+@pytest.fixture(scope='module')
+def small(tmp_path_factory):
+    """Two short videos (``a`` with a description and OV labels, ``b`` unlabeled) and fixed tokenizers."""
+    from microemo_jax.data import tokenizers as tokenizers_lib
+    raw = tmp_path_factory.mktemp('small_raw')
+    face, _ = moving_face_frames(12, height=64, width=64, face_size=40)
+    write_h264_mp4(raw / 'a.mp4', face, audio=dict(sample_rate=16000, channels=1))
+    write_mjpeg_avi(raw / 'b.avi', noise_frames(8, 48, 48))
+    write_labels(raw)
+    cfg = small_config()
+    llm, qf = tokenizers_lib.train_demo_tokenizers(
+        ['She smiles at the camera. happy She frowns.', 'This frame is sampled at 0.1 second.'],
+        str(tmp_path_factory.mktemp('tok')), llm_vocab_size=cfg.model.llm.vocab_size,
+        qformer_vocab_size=cfg.model.image_qformer.vocab_size)
+    return raw, dict(tokenizer=llm, qformer_tokenizer=qf)
+
+
+def _records(out):
+    return {(r['name'].decode() if isinstance(r['name'], bytes) else r['name']): r
+            for s in tfds_builder.splits(str(out)) for r in tfds_builder.open_dataset(str(out), s)}
+
+
+def _text(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def test_a_rerun_redoes_the_shards_whose_settings_or_inputs_changed(small, tmp_path, capsys):
+    raw, tok = small
+    out = tmp_path / 'out'
+    first = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert first['shards'] == 2 and first['shards_processed'] == 2 and first['shards_redone'] == 0
+    assert len(_records(out)['a']['timestamps']) == 2
+    try:
+        write_labels(raw, 'She frowns at the camera.')                    # a label changes
+        capsys.readouterr()
+        second = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
+        assert second['shards_redone'] == 1 and second['shards_resumed'] == 1
+        assert second['redone_because']['labels_changed'] == ['a', 'a#ov']
+        assert "labels changed: 'a', 'a#ov'" in capsys.readouterr().err
+        assert _text(_records(out)['a']['answer']) == 'She frowns at the camera.'
+    finally:
+        write_labels(raw)
+    os.utime(raw / 'b.avi', ns=(1, 10 ** 18))                               # an input file changes
+    third = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert third['redone_because']['inputs_changed'] == ['b'] and third['shards_redone'] == 2  # a's label too
+    fourth = prepare(small_config('model.num_frames=3'), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert fourth['shards_redone'] == 2 and fourth['redone_because']['settings_changed']['num_frames'] == [2, 3]
+    assert fourth['config']['num_frames'] == 3
+    assert {len(r['timestamps']) for r in _records(out).values()} == {3}
+    assert 'num_frames: 2 -> 3' in capsys.readouterr().err
+    fifth = prepare(small_config('model.num_frames=3'), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert fifth['shards_processed'] == 0 and fifth['shards_redone'] == 0
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_a_planted_pickle_shard_never_runs(small, tmp_path):
+    import pickle
+    raw, tok = small
+    out, marker = tmp_path / 'out', tmp_path / 'PWNED'
+    (out / 'work').mkdir(parents=True)
+    with open(out / 'work' / 'shard-00000.pkl', 'wb') as f:
+        pickle.dump({'names': ['a', 'a#ov'], 'records': [_Payload(str(marker))], 'skips': []}, f)
+    report = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert not marker.exists()
+    assert report['legacy_pickle_shards_removed'] == 1 and not (out / 'work' / 'shard-00000.pkl').exists()
+    assert report['written'] == 3
+
+
+HOLD = """
+import sys, time
+from microemo_jax.lock import DirLock
+with DirLock(sys.argv[1], 'prepare output folder'):
+    print('held', flush=True)
+    time.sleep(120)
+"""
+
+
+def test_one_run_per_out_folder(small, tmp_path):
+    import subprocess
+    import sys
+    raw, tok = small
+    out = tmp_path / 'out'
+    args = ['--source', 'folder', '--raw', str(raw), '--out', str(out), '--workers', '1', '--shard-size', '1',
+            '--tokenizer', tok['tokenizer'], '--qformer-tokenizer', tok['qformer_tokenizer'],
+            '--config', 'configs/emer.py:demo'] + [f'--config.{o}' for o in SMALL]
+    holder = subprocess.Popen([sys.executable, '-c', HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(SystemExit) as e:
+            prepare_main(args)
+        msg = str(e.value.code)
+        assert f'pid {holder.pid} ' in msg and 'in use' in msg and 'started' in msg and '\n' not in msg
+        assert not (out / 'work').exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    prepare_main(args)  # its holder is gone: the lock is taken over, and released at the end
+    assert json.loads((out / 'prepare_report.json').read_text())['written'] == 3
+    assert not (out / '.lock').exists()
+
+
+def test_bad_arguments_are_one_line_errors(small, tmp_path):
+    raw, tok = small
+    base = ['--source', 'folder', '--raw', str(raw), '--workers', '1', '--config', 'configs/emer.py:demo'] + \
+        [f'--config.{o}' for o in SMALL]
+    (tmp_path / 'a_file').write_text('x')
+    cases = [(['--out', str(tmp_path / 'o1'), '--shard-size', '0'], '--shard-size must be at least 1, got 0'),
+             (['--out', str(tmp_path / 'o2'), '--shard-size', '-1'], '--shard-size must be at least 1, got -1'),
+             (['--out', str(tmp_path / 'a_file')], f"--out {tmp_path / 'a_file'} exists and is not a folder")]
+    read_only = tmp_path / 'ro'
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root writes anywhere: use a folder of a read-only kernel filesystem
+        read_only = '/sys/kernel'
+    if os.path.isdir(read_only) and not os.access(read_only, os.W_OK) or str(read_only) == '/sys/kernel':
+        cases.append((['--out', str(read_only)], f'--out {read_only} is not writable'))
+    for extra, want in cases:
+        with pytest.raises(SystemExit) as e:
+            prepare_main(base + extra)
+        msg = str(e.value.code)
+        assert msg == f'error: {want}' or (msg.startswith(f'error: {want}') and '\n' not in msg), msg
+
+
+def test_answers_cut_to_max_seq_len_are_counted(small, tmp_path, capsys):
+    raw, tok = small
+    long = tmp_path / 'raw'
+    long.mkdir()
+    os.symlink(raw / 'a.mp4', long / 'a.mp4')
+    write_labels(long, ' '.join(['She smiles at the camera'] * 150) + '.')
+    report = prepare(small_config(), 'folder', str(long), str(tmp_path / 'out'), shard_size=1, **tok)
+    cut = report['prompts_shortened']
+    assert cut['answers_cut'] == 1 and cut['answers_cut_examples'] == ['a'] and cut['max_seq_len'] == 384
+    assert 'warning: 1 answer(s) were cut to fit data.max_seq_len=384' in capsys.readouterr().err
+
+
+def test_links_that_cannot_be_read_are_skipped_with_a_reason(small, tmp_path):
+    raw, tok = small
+    links = tmp_path / 'raw'
+    links.mkdir()
+    os.symlink(raw / 'a.mp4', links / 'a.mp4')          # a link to a video elsewhere is fine
+    os.symlink(links / 'loop.mp4', links / 'loop.mp4')  # a loop
+    os.symlink(links / 'nothing.mp4', links / 'dangling.mp4')
+    os.symlink(raw / 'b.avi', links / 'b.avi')
+    secret = tmp_path / 'secret.srt'
+    secret.write_text('1\n00:00:00,000 --> 00:00:01,000\nTOP SECRET\n')
+    os.symlink(secret, links / 'b.srt')                  # a side file out of the raw folder
+    report = prepare(small_config(), 'folder', str(links), str(tmp_path / 'out'), shard_size=1, **tok)
+    skipped = {s['name']: s['reason'] for s in map(json.loads, open(tmp_path / 'out' / 'skipped.jsonl'))}
+    assert skipped['loop'].startswith('bad_link: ') and 'symbolic link loop' in skipped['loop']
+    assert skipped['dangling'].startswith('bad_link: ') and 'dangling' in skipped['dangling']
+    assert skipped['b'].startswith('bad_side_file: subtitle') and 'out of the raw folder' in skipped['b']
+    assert 'TOP SECRET' not in (tmp_path / 'out' / 'skipped.jsonl').read_text()
+    assert report['written_names'] == ['a'] and report['seen'] == 4
+
+
+def test_a_binary_or_utf16_subtitle(small, tmp_path):
+    raw, tok = small
+    subs = tmp_path / 'raw'
+    subs.mkdir()
+    os.symlink(raw / 'a.mp4', subs / 'a.mp4')
+    os.symlink(raw / 'a.mp4', subs / 'c.mp4')
+    (subs / 'a.srt').write_bytes(SRT.encode('utf-16-le'))                 # UTF-16 without a BOM
+    (subs / 'c.srt').write_bytes(b'\xff\xfe' + bytes(range(256)) * 3 + b'\x00')  # binary behind a BOM
+    report = prepare(small_config(), 'folder', str(subs), str(tmp_path / 'out'), shard_size=1, **tok)
+    skipped = {s['name']: s['reason'] for s in map(json.loads, open(tmp_path / 'out' / 'skipped.jsonl'))}
+    assert report['written_names'] == ['a'] and _text(_records(tmp_path / 'out')['a']['utterance_source']) == 'subtitles'
+    assert skipped['c'].startswith('unreadable_subtitles: ') and str(subs / 'c.srt') in skipped['c']

@@ -298,3 +298,53 @@ def test_safe_names(name):
 def test_rawclip_answer():
     clip = RawClip(name='a', video=None, answer_kind='ov', openset=['happy', 'sad'])
     assert clip.answer == "The character's emotional state is happy, sad." and clip.question == prompt.OV_QUESTION
+
+
+def test_links_that_cannot_be_opened_are_skipped_with_a_reason(tmp_path):
+    """A link loop used to abort read_source (ELOOP) and a dangling link was dropped without a word."""
+    raw = tmp_path / 'raw'
+    touch(raw / 'ok.mp4', b'x')
+    os.symlink(raw / 'loop.mp4', raw / 'loop.mp4')
+    os.symlink(raw / 'gone.mp4', raw / 'dangling.mp4')
+    os.symlink(raw / 'x.mkv', raw / 'x.mkv')
+    write_csv(raw / 'labels.csv', ['name', 'openset'], [['x', 'happy']])
+    clips, skips = read_source('folder', str(raw))
+    assert [c.name for c in clips] == ['ok']
+    reasons = {s.name: s.reason for s in skips}
+    assert reasons['loop'].startswith('bad_link: video file') and 'symbolic link loop' in reasons['loop']
+    assert reasons['dangling'].startswith('bad_link: ') and "'" + str(raw / 'gone.mp4') + "'" in reasons['dangling']
+    assert reasons['x'].startswith('video_missing: ') and 'x.mkv is a symbolic link loop' in reasons['x']
+    assert len(skips) == 3  # the labelled loop is accounted for once, by its label row
+
+
+def test_side_files_out_of_the_raw_folder_are_refused(tmp_path):
+    raw, elsewhere = tmp_path / 'raw', tmp_path / 'elsewhere'
+    for name in ('a', 'b', 'c', 'd'):
+        touch(raw / f'{name}.mp4', b'x')
+    touch(elsewhere / 'secret.srt', b'1\n00:00:00,000 --> 00:00:01,000\nsecret\n')
+    touch(raw / 'inside' / 'fine.srt', b'')
+    os.symlink(elsewhere / 'secret.srt', raw / 'a.srt')             # out of the raw folder
+    os.symlink(raw / 'inside' / 'fine.srt', raw / 'b.srt')          # a link inside it is fine
+    os.symlink(raw / 'missing.srt', raw / 'c.srt')                  # dangling
+    touch(elsewhere / 'd.wav', b'RIFF')
+    os.makedirs(raw / 'audio')
+    os.symlink(elsewhere / 'd.wav', raw / 'audio' / 'd.wav')        # any side file, not only subtitles
+    clips, skips = read_source('folder', str(raw))
+    assert [c.name for c in clips] == ['b']
+    reasons = {s.name: s.reason for s in skips}
+    assert reasons['a'].startswith('bad_side_file: subtitle ') and 'out of the raw folder' in reasons['a']
+    assert reasons['c'].startswith('bad_side_file: subtitle ') and 'dangling' in reasons['c']
+    assert reasons['d'].startswith('bad_side_file: audio file ') and 'out of the raw folder' in reasons['d']
+
+
+def test_split_file(tmp_path):
+    from microemo_jax.data.sources import read_split_file
+    path = tmp_path / 'split.csv'
+    write_csv(path, ['name', 'split'], [['a', 'train'], ['b#ov', 'Test'], ['b', 'test'], ['c', 'validation']])
+    assert {k: v[0] for k, v in read_split_file(str(path)).items()} == {'a': 'train', 'b': 'test', 'c': 'validation'}
+    write_csv(path, ['name', 'split'], [['a', 'train'], ['a#ov', 'test']])
+    with pytest.raises(ValueError, match="'a#ov' is test on line 3 but train on split.csv line 2"):
+        read_split_file(str(path))
+    write_csv(path, ['name', 'fold'], [['a', 'train']])
+    with pytest.raises(ValueError, match='lacks column'):
+        read_split_file(str(path))

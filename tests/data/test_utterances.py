@@ -271,3 +271,20 @@ def test_merge_closest_prefers_overlaps_and_rejects_zero():
     assert merge_closest([U(0, 5, 'long'), U(1, 2, 'inside')], 1) == [U(0, 5, 'long inside')]
     with pytest.raises(ValueError):
         merge_closest(utts, 0)
+
+
+def test_utf16_and_binary_subtitles(tmp_path):
+    """UTF-16 without a BOM is read; binary data is refused with the file's name (it used to surface as a bare
+    'truncated data' UnicodeDecodeError, or as its garbage bytes quoted in the error)."""
+    text = '1\n00:00:01,000 --> 00:00:02,000\nHéllo 你好\n'
+    for encoding in ('utf-16-le', 'utf-16-be', 'utf-16', 'utf-32'):
+        (tmp_path / 'a.srt').write_bytes(text.encode(encoding))
+        assert read_subtitles(tmp_path / 'a.srt') == [U(1.0, 2.0, 'Héllo 你好')], encoding
+    (tmp_path / 'odd.srt').write_bytes(text.encode('utf-16') + b'\n')  # a BOM, then an odd byte count
+    (tmp_path / 'bin.srt').write_bytes(bytes(range(256)) * 4)
+    (tmp_path / 'bin.vtt').write_bytes(b'\xff\xfe' + bytes(range(256)) * 4)
+    for name in ('odd.srt', 'bin.srt', 'bin.vtt'):
+        with pytest.raises(SubtitleError) as e:
+            read_subtitles(tmp_path / name)
+        assert e.value.reason == 'unreadable_subtitles' and str(tmp_path / name) in str(e.value), name
+        assert '\x00' not in str(e.value) and '\x01' not in str(e.value)
