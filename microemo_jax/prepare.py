@@ -98,7 +98,10 @@ def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer
 
 
 class ClipProcessor:
-    """Raw clip -> record dict (see data/record.py), or a Skip with a specific reason."""
+    """Raw clip -> record dict (see data/record.py), or a Skip with a specific reason.
+
+    The record also carries ``prompt_shortened`` (which prompt parts were cut to fit ``max_seq_len``:
+    'speech', 'subtitle', 'answer'), which prepare counts and does not store."""
 
     def __init__(self, s: Settings):
         import cv2

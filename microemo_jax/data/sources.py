@@ -21,6 +21,11 @@ Targets: a name with both a description and OV labels gives two clips, ``NAME`` 
 cell or ``[]`` in the MER label files means ``['neutral']``, as MER2025's loaders do; in ``labels.csv``
 an empty cell means "no OV target" and ``[]`` means ``['neutral']``.
 
+Links: a video may be a symbolic link to anywhere; one that cannot be opened (a loop, a dangling link)
+is a ``bad_link`` Skip. A clip's side files (subtitles, utterance file, audio, face crops) must resolve
+inside the raw folder: one that does not, or cannot be opened, is refused unread and the clip becomes a
+``bad_side_file`` Skip naming the file.
+
 Accounting: every label-csv row and every video file ends up in a ``RawClip`` or a ``Skip``. In the
 dataset layouts a video without a label row is skipped as ``no_label`` (``include_unlabeled=True``
 makes it an answer-less clip, for prediction); in ``folder`` it is always a clip.
