@@ -19,13 +19,11 @@ def _checked(table: Mapping, what: str) -> Mapping:
     return table
 
 
-def _heads(labels, table: dict[str, str] | None, where: str) -> set[str]:
+def _words(labels, where: str) -> list[str]:
     try:
-        words = normalise(labels)
+        return normalise(labels)
     except TypeError as e:
         raise TypeError(f"{where}: {e}") from None
-    table = table or {}
-    return {table.get(w, w) for w in words}
 
 
 def score_ov(gold: Mapping[str, list[str]], pred: Mapping[str, list[str]], synonyms=None) -> dict:
@@ -43,8 +41,8 @@ def score_ov(gold: Mapping[str, list[str]], pred: Mapping[str, list[str]], synon
         table = syn.table(name)
         if table is None:
             no_groups.append(name)
-        g = _heads(labels, table, f'gold[{name!r}]')
-        p = _heads(pred.get(name, ()), table, f'pred[{name!r}]')
+        g = syn.heads(_words(labels, f'gold[{name!r}]'), table)
+        p = syn.heads(_words(pred.get(name, ()), f'pred[{name!r}]'), table)
         if not g:
             empty_gold.append(name)
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -36,15 +37,36 @@ def groups_to_table(groups, where: str = 'synonym groups') -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Synonyms:
-    """One table for every sample (``shared``) or one per sample name (``per_sample``); ``source`` says which."""
+    """One table for every sample (``shared``) or one per sample name (``per_sample``); ``source`` says which.
+
+    ``split_quotes``: MER read "don't believe" as 'don' + 't believe' (its parser splits on quotes) before
+    asking GPT for groups, so its cache groups those pieces; with it set, a label the table lacks is
+    split the same way when the table knows a piece, which reproduces the official scores exactly.
+    """
     source: str
     shared: dict[str, str] | None = None
     per_sample: dict[str, dict[str, str]] | None = None
     warnings: tuple[str, ...] = ()
+    split_quotes: bool = False
 
     def table(self, name: str) -> dict[str, str] | None:
         """The sample's word -> head table; None when a per-sample source has no entry for it."""
         return self.shared if self.per_sample is None else self.per_sample.get(name)
+
+    def heads(self, words: list[str], table: dict[str, str] | None) -> set[str]:
+        """The set of group heads of ``words`` (already normalised); a word in no group stays itself."""
+        table, out = table or {}, set()
+        for w in words:
+            pieces = _quote_pieces(w) if self.split_quotes and w not in table else []
+            if any(p in table for p in pieces):
+                out.update(table.get(p, p) for p in pieces)
+            else:
+                out.add(table.get(w, w))
+        return out
+
+
+def _quote_pieces(word: str) -> list[str]:
+    return [p for p in re.split('[\'"]', word) if p.strip() not in ('', ',')] if ("'" in word or '"' in word) else []
 
 
 def bundled() -> Synonyms:
@@ -105,7 +127,8 @@ def _from_cache(directory: str) -> Synonyms:
             groups = _lenient_groups(text)
             warnings.append(f"{path}: not a clean list of lists ({e}); read MER's way as {groups!r}")
         per_sample[fname[:-len('.npy')]] = groups_to_table(groups, path)
-    return Synonyms(f'MER2024 per-sample cache {directory}', per_sample=per_sample, warnings=tuple(warnings))
+    return Synonyms(f'MER2024 per-sample cache {directory}', per_sample=per_sample, warnings=tuple(warnings),
+                    split_quotes=True)
 
 
 def load_synonyms(path: str | os.PathLike | None = None) -> Synonyms:

@@ -61,12 +61,13 @@ def test_csv_rows_and_their_problems(tmp_path):
         'a,[angry],z\n'                                     # line 8: repeated name
         ',[sad],z\n'                                        # line 9: no name
         'e\n'                                               # line 10: too few fields
-        'f,"",z\n', encoding='utf-8')                       # line 11: empty cell = empty set
+        'f,"",z\n'                                         # line 11: empty cell = empty set
+        'g,"[\'two\n lines\'",z\n', encoding='utf-8')         # lines 12-13: malformed, reported at 12
     table = read_label_csv(path)
     assert table.labels == {'a': ['happy', 'excited'], 'b': ['sad'], 'c': ['multi\n line'], 'f': []}
     assert [(m['line'], m['reason'].split(':')[0]) for m in table.malformed] == [
         (6, 'd'), (8, "name 'a' repeats line 2; the first row is kept"), (9, 'empty name'),
-        (10, '1 fields, expected 3')]
+        (10, '1 fields, expected 3'), (12, 'g')]
     assert all(m['file'] == str(path) for m in table.malformed)
 
 

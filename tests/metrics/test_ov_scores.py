@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -141,3 +142,30 @@ def test_bad_synonym_sources_say_what_is_wrong(tmp_path):
         load_synonyms(tmp_path / 'empty')
     with pytest.raises(FileNotFoundError):
         load_synonyms(tmp_path / 'nowhere.json')
+
+
+def test_cache_groups_the_pieces_mer_split_a_quoted_label_into(tmp_path):
+    # MER parsed "don't believe" as 'don' + 't believe' before GPT grouped the words, so its cache holds
+    # the pieces; reading the label the same way (only where the cache knows a piece) matches MER.
+    cache = _cache(tmp_path / 'openset-synonym', {'a': "[['doubt', 't believe'], ['don']]"})
+    gold, pred = {'a': ['doubt']}, {'a': ["don't believe"]}
+    out = score_ov(gold, pred, load_synonyms(cache))
+    assert (out['accuracy_s'], out['recall_s']) == (0.5, 1.0)             # P = {don, doubt}, G = {doubt}
+    assert score_ov(gold, pred, [['doubt', 't believe'], ['don']])['avg'] == 0.0   # other sources: as written
+
+
+MER_OV_STORE = os.environ.get('MICROEMO_MER_OV_STORE')
+
+
+@pytest.mark.skipif(not MER_OV_STORE, reason='set MICROEMO_MER_OV_STORE to MERTools/MER2024/ov_store '
+                                             '(openset-synonym.zip unpacked) to compare with the official numbers')
+def test_official_mer2024_numbers():
+    """MERTools' main-ov.py docstring: accuracy 0.581777108433735, recall 0.4977911646586345 on its shipped files."""
+    from microemo_jax.metrics import read_label_csv
+    gold = read_label_csv(os.path.join(MER_OV_STORE, 'check-openset.csv'))
+    pred = read_label_csv(os.path.join(MER_OV_STORE, 'predict-openset.csv'))
+    out = score_ov(gold.labels, pred.labels, load_synonyms(os.path.join(MER_OV_STORE, 'openset-synonym')))
+    assert gold.malformed == pred.malformed == [] and out['n'] == 332
+    assert out['accuracy_s'] == pytest.approx(0.581777108433735, abs=1e-12)
+    assert out['recall_s'] == pytest.approx(0.4977911646586345, abs=1e-12)
+    assert out['avg'] == pytest.approx(0.5397841365461847, abs=1e-12)

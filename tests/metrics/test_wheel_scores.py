@@ -126,3 +126,13 @@ def test_a_raw_object_npy_member_calling_a_shell_is_refused(tmp_path):
     with pytest.raises(UnsafePickleError, match=r'format_mapping\]: refusing to load.*system'):
         load_wheel(tmp_path / 'w.npz')
     assert not marker.exists()
+
+
+MER_WHEEL = os.environ.get('MICROEMO_MER_WHEEL')
+
+
+@pytest.mark.skipif(not MER_WHEEL, reason="set MICROEMO_MER_WHEEL to MERTools' MER2026 emotion_wheel/wheel_mapping.npz")
+def test_mers_own_wheel_file_loads_safely():
+    wheel = load_wheel(MER_WHEEL)
+    assert (len(wheel.format_mapping), len(wheel.raw_mapping)) == (7356, 1255)
+    assert sorted(wheel.wheels) == [f'wheel{k}' for k in range(1, 6)]
