@@ -22,13 +22,15 @@ test: venv
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # The demo: generate + prepare the demo corpus (first time), train stage 1 then stage 2 on the CPU,
-# print the losses and draw them into $(DEMO_DIR)/loss_curves.png.
+# print the losses and draw them into $(DEMO_DIR)/loss_curves.png, then score the model on the held-out
+# split against the majority-label baseline and explain one held-out clip (demo_report).
 DEMO_DIR ?= runs/demo
 demo: venv
 	$(VENV)/bin/python -m microemo_jax.train --config configs/emer.py:demo --workdir $(DEMO_DIR)/stage1
 	$(VENV)/bin/python -m microemo_jax.train --config configs/emer.py:demo --workdir $(DEMO_DIR)/stage2 \
 		--config.stage=2 --config.init.params=$(DEMO_DIR)/stage1/params
 	$(VENV)/bin/python -m microemo_jax.curves $(DEMO_DIR)/stage1 $(DEMO_DIR)/stage2 --out $(DEMO_DIR)/loss_curves.png
+	$(VENV)/bin/python -m microemo_jax.demo_report $(DEMO_DIR)/stage2/params --out $(DEMO_DIR)/report
 
 # Reference fixtures: PyTorch + transformers on Python 3.11 (never a dependency of the package).
 fixtures:

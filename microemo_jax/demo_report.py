@@ -1,0 +1,62 @@
+"""The end of ``make demo``: score the trained demo model on the held-out split and explain one held-out clip.
+
+    python -m microemo_jax.demo_report PARAMS_DIR --out DIR [--split validation]
+
+Prints the model against the majority-label baseline (Accuracy_s, Recall_s, avg on the clean split,
+which shares no video with train), then the explanation of the first held-out clip with the path of
+its timeline picture. Everything it needs comes from the parameter folder (which records the prepared
+data and the raw corpus it came from).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def held_out_video(summary: dict, raw_dir: str) -> str:
+    """The raw video of the first evaluated clip."""
+    from microemo_jax.data.sources import VIDEO_EXTENSIONS
+    import csv
+    with open(os.path.join(summary['out'], 'per_sample.csv')) as f:
+        name = next(csv.DictReader(f))['name']
+    for ext in VIDEO_EXTENSIONS:
+        for candidate in (os.path.join(raw_dir, name + ext), os.path.join(raw_dir, 'video', name + ext)):
+            if os.path.isfile(candidate):
+                return candidate
+    raise FileNotFoundError(f"no video for the held-out clip {name!r} in {raw_dir}")
+
+
+def main(argv=None) -> None:
+    from microemo_jax.evaluate import EvaluateError, evaluate, format_table
+    from microemo_jax.params import ParamsFolderError, training_info
+    from microemo_jax.predict import Predictor, PredictError, find_videos
+    parser = argparse.ArgumentParser(prog='python -m microemo_jax.demo_report', description=__doc__.split('\n')[0])
+    parser.add_argument('params', help='the demo parameter folder (runs/demo/stage2/params)')
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--split', default='validation')
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=96)
+    args = parser.parse_args(argv)
+    info = training_info(args.params)
+    if not info.get('data_dir'):
+        sys.exit(f"error: {args.params} does not record its training data (training.json); train it with "
+                 f"`make demo` first")
+    try:
+        summary = evaluate(args.params, info['data_dir'], args.split, os.path.join(args.out, 'evaluate'),
+                           max_new_tokens=args.max_new_tokens)
+        summary['out'] = os.path.join(args.out, 'evaluate')
+        video = held_out_video(summary, info['raw'])
+        predictor = Predictor(args.params, max_new_tokens=args.max_new_tokens)
+        result, = predictor.explain_clips(find_videos(video, None), out=os.path.join(args.out, 'predict'))
+    except (EvaluateError, ParamsFolderError, PredictError, FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
+    print('\n' + format_table(summary))
+    print(f"\nheld-out clip {result['name']} ({video}):\n  {result['explanation']}\n"
+          f"  labels: {', '.join(result['labels']) or '(none)'}\n  timeline: {result['timeline']}")
+    with open(os.path.join(args.out, 'demo_report.json'), 'w') as f:
+        json.dump({'evaluate': summary, 'held_out': result}, f, indent=2, ensure_ascii=False)
+
+
+if __name__ == '__main__':
+    main()

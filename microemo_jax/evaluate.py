@@ -1,0 +1,227 @@
+"""Score a trained model on a prepared split: generate for every clip, extract labels, compute the OV metrics.
+
+    python -m microemo_jax.evaluate --params WORKDIR/params --data PREPARED --split validation|test --out DIR \
+        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 128] [--question description|ov]
+
+One generation per video: a clip prepared with both a description and OV labels (records ``NAME`` and
+``NAME#ov``) is asked the ``--question`` prompt once, and its gold labels are the clip's OV labels.
+The answer's labels come from ``metrics.extract_labels`` (the "emotional state is a, b, c." form, else the
+emotion words of the explanation). Writes ``per_sample.csv`` (name, gold, predicted, explanation) and
+``summary.json`` (scores, ``n``, a majority-label baseline scored the same way, generation settings).
+The baseline predicts, for every clip, the most frequent gold label of the training split (of the
+evaluated split when the dataset has no training split; ``summary.json`` says which).
+
+Multi-process runs (``jax.distributed``) give each process every P-th video; process 0 gathers the
+parts (written under OUT/parts/, so OUT must be on a filesystem all processes share) and scores.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections import Counter
+
+QUESTIONS = ('description', 'ov')
+
+
+class EvaluateError(RuntimeError):
+    """The evaluation cannot run; the message says why."""
+
+
+def video_of(record_name: str) -> str:
+    """The clip a record belongs to: records ``NAME`` and ``NAME#ov`` share the video ``NAME``."""
+    return record_name.split('#', 1)[0]
+
+
+def _text(x) -> str:
+    return x.decode('utf-8') if isinstance(x, bytes) else str(x)
+
+
+def gold_labels(openset_field) -> list[str] | None:
+    text = _text(openset_field)
+    if not text:
+        return None
+    labels = json.loads(text)
+    return [str(x) for x in labels]
+
+
+def plan_videos(source, question: str) -> list[dict]:
+    """One entry per video of a split: the record index to prompt with and the clip's gold labels."""
+    videos: dict[str, dict] = {}
+    for index in range(len(source)):
+        rec = source[index]
+        name = _text(rec['name'])
+        video = video_of(name)
+        entry = videos.setdefault(video, {'name': video, 'index': None, 'kind': None, 'gold': None})
+        kind = 'ov' if name.endswith('#ov') else 'description'
+        if entry['index'] is None or (kind == question and entry['kind'] != question):
+            entry['index'], entry['kind'] = index, kind
+        labels = gold_labels(rec['openset'])
+        if labels is not None:
+            entry['gold'] = labels
+    return [videos[k] for k in sorted(videos)]
+
+
+def majority_label(source) -> str | None:
+    """The most frequent gold label of a split (ties: alphabetical), or None without labels."""
+    counts: Counter = Counter()
+    seen = set()
+    for index in range(len(source)):
+        rec = source[index]
+        video = video_of(_text(rec['name']))
+        labels = gold_labels(rec['openset'])
+        if labels is None or video in seen:
+            continue
+        seen.add(video)
+        counts.update(label.strip().lower() for label in labels)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return sorted(k for k, v in counts.items() if v == best)[0]
+
+
+def score(gold: dict, pred: dict, synonyms, wheel) -> dict:
+    from microemo_jax.metrics import score_ov, score_wheel
+    out = dict(score_ov(gold, pred, synonyms))
+    if wheel is not None:
+        out.update(score_wheel(gold, pred, wheel))
+    return out
+
+
+def _write_part(path: str, rows: list[dict]) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + '\n')
+    os.replace(tmp, path)
+
+
+def _read_parts(parts_dir: str, count: int) -> list[dict]:
+    rows = []
+    for i in range(count):
+        with open(os.path.join(parts_dir, f'part-{i:05d}.jsonl')) as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return sorted(rows, key=lambda r: r['name'])
+
+
+def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None, wheel=None, batch_size: int = 8,
+             max_new_tokens: int = 128, question: str = 'description', limit: int = 0, seed: int = 0) -> dict:
+    import jax
+    from tqdm import tqdm
+
+    from microemo_jax import params as params_lib
+    from microemo_jax.data import pipeline, tfds_builder
+    from microemo_jax.inference import Explainer, GenerationSettings
+    from microemo_jax.metrics import extract_labels, load_synonyms, load_wheel
+    from microemo_jax.training import distributed
+
+    t0 = time.time()
+    if question not in QUESTIONS:
+        raise EvaluateError(f"--question must be one of {QUESTIONS}, got {question!r}")
+    if batch_size < 1:
+        raise EvaluateError(f"--batch-size must be >= 1, got {batch_size}")
+    synonym_table = load_synonyms(synonyms)
+    wheel_table = load_wheel(wheel) if wheel else None
+    folder = params_lib.load(params_dir)
+    available = tfds_builder.splits(data)
+    if split not in available:
+        raise EvaluateError(f"{data}: the prepared dataset has no {split!r} split (it has {available})")
+    source = pipeline.open_split(data, split)
+    videos = plan_videos(source, question)
+    if limit:
+        videos = videos[:limit]
+    baseline_split = 'train' if 'train' in available and split != 'train' else split
+    majority = majority_label(pipeline.open_split(data, baseline_split))
+
+    settings = GenerationSettings(max_new_tokens=max_new_tokens, seed=seed)
+    explainer = Explainer(folder, settings, batch_size=batch_size)
+    pi, pc = jax.process_index(), jax.process_count()
+    mine = videos[pi::pc]
+    rows = []
+    with tqdm(total=len(mine), desc=f'evaluate {split}', unit='clip', disable=not mine) as bar:
+        for i in range(0, len(mine), batch_size):
+            chunk = mine[i:i + batch_size]
+            texts = explainer.explain([source[v['index']] for v in chunk], progress=bar)
+            for v, text in zip(chunk, texts):
+                rows.append({'name': v['name'], 'gold': v['gold'], 'predicted': extract_labels(text),
+                             'explanation': text, 'prompt': v['kind']})
+    parts = os.path.join(out, 'parts')
+    os.makedirs(parts, exist_ok=True)  # also creates OUT
+    _write_part(os.path.join(parts, f'part-{pi:05d}.jsonl'), rows)
+    if pc > 1:
+        distributed.barrier('microemo: evaluate parts written')
+        if pi:
+            return {}
+        rows = _read_parts(parts, pc)
+
+    gold = {r['name']: r['gold'] for r in rows if r['gold'] is not None}
+    if not gold:
+        raise EvaluateError(f"{data} split {split!r} has no clip with OV labels (openset): nothing to score")
+    pred = {r['name']: r['predicted'] for r in rows}
+    summary = {
+        'split': split, 'data': os.path.abspath(data), 'params': folder.path, 'question': question,
+        'n_videos': len(rows), 'scores': score(gold, pred, synonym_table, wheel_table),
+        'baseline': None, 'generation': {**settings.as_dict(), 'batch_size': batch_size},
+        'synonyms': synonyms or 'bundled', 'wheel': wheel, 'seconds': round(time.time() - t0, 1),
+    }
+    if majority is not None:
+        summary['baseline'] = {'kind': 'majority label', 'label': majority, 'from_split': baseline_split,
+                               'scores': score(gold, {n: [majority] for n in gold}, synonym_table, wheel_table)}
+    with open(os.path.join(out, 'per_sample.csv'), 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['name', 'gold', 'predicted', 'explanation'])
+        for r in rows:
+            writer.writerow([r['name'], json.dumps(r['gold']) if r['gold'] is not None else '',
+                             json.dumps(r['predicted'], ensure_ascii=False), r['explanation']])
+    with open(os.path.join(out, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """The model against the baseline, one row each (Accuracy_s, Recall_s, avg and the wheel F if scored)."""
+    keys = [k for k in ('accuracy_s', 'recall_s', 'avg', 'ew_level1_f', 'ew_level2_f', 'ew_mean')
+            if k in summary['scores']]
+    lines = [f"{'':<28}" + ''.join(f'{k:>12}' for k in keys)]
+    rows = [('model', summary['scores'])]
+    if summary.get('baseline'):
+        rows.append((f"majority ({summary['baseline']['label']})", summary['baseline']['scores']))
+    for label, scores in rows:
+        lines.append(f'{label:<28}' + ''.join(f'{scores[k]:>12.3f}' for k in keys))
+    lines.append(f"{summary['split']} split, n={summary['scores']['n']} clips with gold labels")
+    return '\n'.join(lines)
+
+
+def main(argv=None) -> None:
+    from microemo_jax.training import distributed
+    distributed.maybe_initialize()
+    parser = argparse.ArgumentParser(prog='python -m microemo_jax.evaluate', description=__doc__.split('\n')[0])
+    parser.add_argument('--params', required=True, help='parameter folder written by train (WORKDIR/params)')
+    parser.add_argument('--data', required=True, help='prepared dataset (prepare --out folder)')
+    parser.add_argument('--split', default='validation', choices=('train', 'validation', 'test'))
+    parser.add_argument('--out', required=True, help='folder for per_sample.csv and summary.json')
+    parser.add_argument('--synonyms', help='synonym groups: JSON list, JSON name->groups, or openset-synonym/ folder')
+    parser.add_argument('--wheel', help="MER's wheel_mapping.npz (or JSON with the same keys): emotion-wheel F")
+    parser.add_argument('--batch-size', dest='batch_size', type=int, default=8)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=128)
+    parser.add_argument('--question', default='description', choices=QUESTIONS,
+                        help='prompt to answer: the explanation (default) or the OV-label question')
+    parser.add_argument('--limit', type=int, default=0, help='evaluate only the first N videos (0: all)')
+    args = parser.parse_args(argv)
+    from microemo_jax.params import ParamsFolderError
+    try:
+        summary = evaluate(args.params, args.data, args.split, args.out, synonyms=args.synonyms, wheel=args.wheel,
+                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, question=args.question,
+                           limit=args.limit)
+    except (EvaluateError, ParamsFolderError, FileNotFoundError, ValueError, OSError) as e:
+        sys.exit(f'error: {e}')
+    if summary:
+        print(format_table(summary))
+        print(f"wrote {os.path.join(args.out, 'per_sample.csv')} and {os.path.join(args.out, 'summary.json')}")
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,78 @@
+"""Pictures people would rather look at than read, drawn with matplotlib (Agg: no display needed).
+
+``draw_timeline``: what the model saw of a clip and what it said. The sampled frames sit on a time axis
+at their true timestamps with the tracked face boxes drawn on them, the utterance spans below with
+their text, and the labels and explanation above.
+"""
+from __future__ import annotations
+
+import textwrap
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')  # files only; never needs a display
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def draw_timeline(path: str, *, frames: Sequence[np.ndarray], timestamps: Sequence[float],
+                  face_boxes: np.ndarray, face_found: Sequence[bool], source_size: tuple[int, int],
+                  duration: float, utterances: Sequence[dict], labels: Sequence[str], explanation: str,
+                  title: str) -> str:
+    """Write the timeline PNG to ``path`` and return it.
+
+    ``frames``: RGB uint8 thumbnails (any size: they are shown at the source aspect ratio);
+    ``face_boxes``: (T, 4) x, y, w, h in source pixels (``source_size`` = (width, height));
+    ``utterances``: dicts with start, end, text (seconds).
+    """
+    from matplotlib.patches import Rectangle
+    plt = _pyplot()
+    t_count = len(frames)
+    duration = max(float(duration), float(max(timestamps, default=0.0)) + 1e-3, 1e-3)
+    width, height = source_size
+    aspect = height / width if width and height else 1.0
+    fig = plt.figure(figsize=(max(8.0, 1.3 * t_count + 2), 6.2), dpi=100)
+    head = fig.add_axes([0.03, 0.78, 0.94, 0.2])
+    head.axis('off')
+    label_text = ', '.join(labels) if labels else '(no emotion label found in the answer)'
+    head.text(0, 0.95, f'{title}', fontsize=12, weight='bold', va='top')
+    head.text(0, 0.68, f'labels: {label_text}', fontsize=11, color='#a0301e', va='top')
+    head.text(0, 0.42, '\n'.join(textwrap.wrap(explanation or '(empty answer)', 160)[:3]), fontsize=8.5,
+              va='top', family='sans-serif')
+
+    ax = fig.add_axes([0.05, 0.12, 0.92, 0.62])
+    thumb_w = duration / max(t_count, 1) * 0.92          # thumbnails never overlap
+    thumb_h = 1.0
+    ax.set_xlim(-thumb_w / 2 - 0.02 * duration, duration + thumb_w / 2)
+    ax.set_ylim(-1.35, 1.2)
+    for i, (frame, t) in enumerate(zip(frames, timestamps)):
+        x0, y0 = t - thumb_w / 2, 0.1
+        ax.imshow(frame, extent=(x0, x0 + thumb_w, y0, y0 + thumb_h), aspect='auto', zorder=2)
+        if face_found[i] and width and height:
+            bx, by, bw, bh = (float(v) for v in face_boxes[i])
+            ax.add_patch(Rectangle((x0 + bx / width * thumb_w, y0 + thumb_h - (by + bh) / height * thumb_h),
+                                   bw / width * thumb_w, bh / height * thumb_h, fill=False, lw=1.4,
+                                   edgecolor='#30d040', zorder=3))
+        ax.plot([t, t], [0.0, 0.1], color='0.3', lw=0.8)
+        ax.text(t, -0.05, f'{t:.1f}s', ha='center', va='top', fontsize=7)
+    for j, u in enumerate(utterances):
+        y = -0.55 - 0.3 * (j % 3)
+        ax.broken_barh([(float(u['start']), max(float(u['end']) - float(u['start']), 1e-3))], (y - 0.1, 0.2),
+                       color='#4a7fc1', alpha=0.8)
+        text = textwrap.shorten(str(u.get('text') or '(speech)'), 70, placeholder='…')
+        ax.text(float(u['start']), y + 0.13, f"{float(u['start']):.1f}-{float(u['end']):.1f}s  {text}", fontsize=7,
+                va='bottom')
+    ax.set_yticks([])
+    ax.set_xlabel('time (s)')
+    for side in ('left', 'right', 'top'):
+        ax.spines[side].set_visible(False)
+    ax.text(0.0, 1.0, f"frames (face box where found; faces in {sum(bool(f) for f in face_found)}/{t_count})",
+            transform=ax.transAxes, fontsize=8, va='bottom', color='0.3')
+    ax.text(0.0, 0.08, 'utterances', transform=ax.transAxes, fontsize=8, color='0.3')
+    fig.savefig(path)
+    plt.close(fig)
+    return path
