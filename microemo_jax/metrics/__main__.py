@@ -69,6 +69,9 @@ def _report(out: dict) -> None:
     if out['missing_predictions']:
         print(f"warning: {len(out['missing_predictions'])} gold names have no prediction and score as empty "
               f"predictions", file=sys.stderr)
+    if out['synonyms_missing']:
+        print(f"warning: {len(out['synonyms_missing'])} gold names have no synonym groups in {out['synonyms']}; "
+              f"their labels are compared as written", file=sys.stderr)
     for w in out['warnings']:
         print(f"warning: {w}", file=sys.stderr)
 

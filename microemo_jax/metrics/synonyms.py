@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from microemo_jax.metrics.labels import normalise, parse_groups
+from microemo_jax.metrics.lexicon import SYNONYM_GROUPS
 
 
 def groups_to_table(groups, where: str = 'synonym groups') -> dict[str, str]:
@@ -70,7 +71,6 @@ def _quote_pieces(word: str) -> list[str]:
 
 
 def bundled() -> Synonyms:
-    from microemo_jax.metrics.lexicon import SYNONYM_GROUPS
     return Synonyms('bundled table (microemo_jax/metrics/lexicon.py)', shared=groups_to_table(SYNONYM_GROUPS))
 
 
@@ -140,6 +140,8 @@ def load_synonyms(path: str | os.PathLike | None = None) -> Synonyms:
         return _from_cache(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"synonyms {path}: no such file or directory")
+    if path.endswith('.npy'):
+        raise ValueError(f"synonyms {path}: one cache file; pass the directory holding the NAME.npy files")
     return _from_json(path)
 
 

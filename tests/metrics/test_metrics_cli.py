@@ -67,6 +67,13 @@ def test_synonyms_file(files, capsys, tmp_path):
     assert out['synonyms'].startswith('JSON groups')
 
 
+def test_names_without_per_sample_groups_are_reported(files, capsys, tmp_path):
+    gold, pred = files
+    (tmp_path / 'per.json').write_text('{"a": [["happy", "joyful"]]}')
+    rc, out, err = run(capsys, '--gold', gold, '--pred', pred, '--synonyms', tmp_path / 'per.json')
+    assert rc == 0 and out['synonyms_missing'] == ['b', 's4'] and '2 gold names have no synonym groups' in err
+
+
 @pytest.mark.parametrize('make, message', [
     (lambda t: ['--gold', t / 'nowhere.csv'], 'nowhere.csv: no such file'),
     (lambda t: ['--gold', _write(t / 'g.csv', 'names,emotions\n')], 'no column name, openset'),

@@ -169,3 +169,9 @@ def test_official_mer2024_numbers():
     assert out['accuracy_s'] == pytest.approx(0.581777108433735, abs=1e-12)
     assert out['recall_s'] == pytest.approx(0.4977911646586345, abs=1e-12)
     assert out['avg'] == pytest.approx(0.5397841365461847, abs=1e-12)
+
+
+def test_a_single_cache_file_is_pointed_at_its_directory(tmp_path):
+    np.save(tmp_path / 'a.npy', "[['happy']]")
+    with pytest.raises(ValueError, match='pass the directory holding the NAME.npy files'):
+        load_synonyms(tmp_path / 'a.npy')
