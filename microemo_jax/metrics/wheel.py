@@ -129,7 +129,8 @@ def score_wheel(gold: Mapping[str, list[str]], pred: Mapping[str, list[str]], wh
         wheel = load_wheel(wheel)
     if not isinstance(gold, Mapping) or not isinstance(pred, Mapping):
         raise TypeError("gold and pred must be dicts name -> list of labels")
-    per = {name: {lv: _one(wheel, gold, pred, maps[lv]) for lv in LEVELS} for name, maps in sorted(wheel.wheels.items())}
+    per = {name: {lv: _one(wheel, gold, pred, maps[lv]) for lv in LEVELS}
+           for name, maps in sorted(wheel.wheels.items())}
     out = {}
     for lv in LEVELS:
         for key in ('f', 'precision', 'recall'):

@@ -43,7 +43,8 @@ def test_ov_scores_and_reports(files, capsys):
     assert out['accuracy_s'] == pytest.approx(1 / 3) and out['recall_s'] == pytest.approx(1 / 6)
     assert out['avg'] == pytest.approx(1 / 4) and out['n'] == 3
     assert out['ignored_predictions'] == ['zzz'] and out['missing_predictions'] == ['s4']
-    assert [(os.path.basename(m['file']), m['line']) for m in out['malformed_rows']] == [('gold.csv', 4), ('pred.csv', 5)]
+    where = [(os.path.basename(m['file']), m['line']) for m in out['malformed_rows']]
+    assert where == [('gold.csv', 4), ('pred.csv', 5)]
     assert 'gold.csv:4' in err and 'pred.csv:5' in err and 'zzz' in err
     assert 'ew_mean' not in out and set(out['about']) == {'accuracy_s', 'recall_s', 'avg', 'n'}
 
