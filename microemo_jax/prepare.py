@@ -80,6 +80,8 @@ class Settings:
     qformer_tokenizer: str
     seed: int
     timestamp_tokenizer: str = 'bert'   # model.frame_encoder.timestamp_tokenizer: which one tokenizes the timestamps
+    face_detector: str = 'blazeface'    # data.face_detector: faces.make_detector's name
+    align_faces: bool = True            # data.align_faces: warp crops onto canonical eye/mouth points
 
 
 def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer: str) -> Settings:
@@ -94,7 +96,8 @@ def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer
                     num_audio_tokens=audio_tokens, sampling=d.sampling, question=d.question,
                     require_faces=d.require_faces, jpeg_quality=d.jpeg_quality, llm_tokenizer=llm_tokenizer,
                     qformer_tokenizer=qformer_tokenizer, seed=cfg.seed,
-                    timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer)
+                    timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer,
+                    face_detector=d.get('face_detector', 'blazeface'), align_faces=bool(d.get('align_faces', True)))
 
 
 class ClipProcessor:
@@ -109,7 +112,7 @@ class ClipProcessor:
         self.s = s
         self.llm_tok = tokenizers_lib.load_tokenizer(s.llm_tokenizer, what='LLM')
         self.qf_tok = tokenizers_lib.load_tokenizer(s.qformer_tokenizer, what='Q-Former')
-        self.detector = faces_lib.FaceDetector()
+        self.detector = faces_lib.make_detector(s.face_detector)
         self._cache = None
 
     def __call__(self, clip: sources_lib.RawClip):
@@ -162,9 +165,10 @@ class ClipProcessor:
         duration = float(decoded.info.duration)
         if clip.faces_npy:
             tubes = faces_lib.load_openface_tubelets(clip.faces_npy, decoded.timestamps, duration,
-                                                     tubelet_length=s.num_crops, crop_size=s.face_size)
+                                                     tubelet_length=s.num_crops, crop_size=s.face_size,
+                                                     mesh=faces_lib.default_mesh())
         else:
-            tubes = faces_lib.face_tubelets(decoded, self.detector, crop_size=s.face_size)
+            tubes = faces_lib.face_tubelets(decoded, self.detector, crop_size=s.face_size, align=s.align_faces)
         sound = audio_lib.load_audio(clip.audio_file or clip.video)
         mel = audio_lib.log_mel(sound.waveform, num_mel_bins=s.num_mel_bins, max_frames=s.max_mel_frames)
         utts, utt_source = utterances_lib.find_utterances(

@@ -1,12 +1,14 @@
 """Face tubelets for the micro-expression branch: the speaker's face, same box over K consecutive frames.
 
 Two sources, one output (``FaceTubelets``):
-  * ``face_tubelets(clip, detector)`` detects faces on each anchor frame of a ``DecodedClip`` with OpenCV's
-    Haar cascade (ships inside opencv-python-headless: offline, no model download), picks the speaker's
-    track across anchors, and crops the same margin-expanded square from the anchor's K frames (a box that
-    moved within the tubelet would add motion that is not facial motion);
+  * ``face_tubelets(clip, detector)`` detects faces on each anchor frame of a ``DecodedClip`` (``make_detector``:
+    MediaPipe's BlazeFace run by OpenCV, see blazeface.py, or OpenCV's Haar cascade; both offline, their
+    models ship with the packages), picks the speaker's track across anchors, runs the 468-point face mesh
+    (landmarks.py) on each of the anchor's K frames and either aligns each crop to a canonical face from
+    its eyes and mouth (align.py: consecutive crops then differ by expression, not head motion) or, with
+    ``align=False``, crops the same margin-expanded square from the K frames (the pre-alignment behaviour);
   * ``load_openface_tubelets`` maps a dataset's OpenFace crops (MER2025 ``openface_face/NAME/NAME.npy``)
-    onto the same anchors by time.
+    onto the same anchors by time (already aligned by OpenFace; the mesh gives their landmarks).
 
 Per clip with T' anchors and K frames per tubelet:
     faces      uint8 (T', K, crop, crop, 3)  RGB crops (zeros where face_mask is False)
@@ -14,6 +16,10 @@ Per clip with T' anchors and K frames per tubelet:
     boxes      float32 (T', 4)  x, y, w, h of the speaker's face in source-frame pixels (upright frame at
                                 native resolution, see video.VideoInfo); zeros when unknown
     detected   bool (T',)       True where the detector saw the face (False: interpolated or none)
+    landmarks  float32 (T', K, 68, 2)  the 68-point subset of the face mesh (landmarks.MESH_68) in crop
+                                coordinates, in units of the crop side (0..1, x right, y down); zeros where
+                                landmark_mask is False
+    landmark_mask bool (T', K)  where the mesh found the face in that crop
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ import numpy as np
 from microemo_jax.data.video import DecodedClip, MediaError
 
 FACE_REASONS = ('missing_file', 'corrupt_faces')
+DETECTORS = ('blazeface', 'blazeface_full', 'haar')
+NUM_LANDMARKS = 68
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +41,15 @@ class FaceTubelets:
     face_mask: np.ndarray
     boxes: np.ndarray
     detected: np.ndarray
+    landmarks: np.ndarray | None = None        # None: zeros (no landmarks)
+    landmark_mask: np.ndarray | None = None
+
+    def __post_init__(self):
+        n, k = self.face_mask.shape
+        if self.landmarks is None:
+            object.__setattr__(self, 'landmarks', np.zeros((n, k, NUM_LANDMARKS, 2), np.float32))
+        if self.landmark_mask is None:
+            object.__setattr__(self, 'landmark_mask', np.zeros((n, k), bool))
 
     @property
     def any_face(self) -> bool:
@@ -41,6 +58,31 @@ class FaceTubelets:
 
 
 # ----------------------------------------------------------------------------------------------- detector
+def make_detector(name: str = 'blazeface'):
+    """The face detector ``data.face_detector`` names: 'blazeface' (MediaPipe short-range BlazeFace, faces
+    within ~2 m: talking heads), 'blazeface_full' (the full-range model, small faces too, slower) or 'haar'
+    (OpenCV's frontal-face cascade, the old default). All return (N, 5) x, y, w, h, score boxes from
+    ``detect``; the BlazeFace ones also give eye/nose/mouth/ear keypoints (``detect_with_keypoints``)."""
+    if name == 'haar':
+        return FaceDetector()
+    if name in ('blazeface', 'blazeface_full'):
+        from microemo_jax.data.blazeface import BlazeFace
+        return BlazeFace('short' if name == 'blazeface' else 'full')
+    raise ValueError(f"face detector must be one of {DETECTORS}, got {name!r}")
+
+
+_MESH = None
+
+
+def default_mesh():
+    """One shared FaceMesh per process (loading the model costs ~50 ms)."""
+    global _MESH
+    if _MESH is None:
+        from microemo_jax.data.landmarks import FaceMesh
+        _MESH = FaceMesh()
+    return _MESH
+
+
 class FaceDetector:
     """OpenCV frontal-face Haar cascade, returning (N, 5) boxes x, y, w, h, score in input pixels.
 
@@ -200,48 +242,94 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interp)
 
 
-def face_tubelets(clip: DecodedClip, detector: FaceDetector, *, crop_size: int, margin: float = 0.25,
-                  max_gap: int = 2) -> FaceTubelets:
-    """Detect on each anchor frame, track the speaker, crop the same box from the anchor's K frames.
+def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float = 0.25, max_gap: int = 2,
+                  align: bool = True, landmarks: bool = True, mesh=None) -> FaceTubelets:
+    """Detect on each anchor frame, track the speaker, then per anchor run the face mesh on its K frames
+    (each frame's region from the previous frame's mesh) and cut the crops.
+
+    ``align=True``: each crop is the similarity warp that puts that frame's eyes and mouth on the canonical
+    points (align.py); a frame where the mesh lost the face borrows the nearest aligned frame's warp, and a
+    tubelet without any mesh falls back to the box crop below. ``align=False``: the same square box (the
+    tracked face box grown by ``margin`` x its side on each side, 0.25: the crop is 1.5x the face, kept
+    inside the frame) for all K frames. ``landmarks=False`` (with ``align=False``) skips the mesh entirely.
+    ``mesh``: a landmarks.FaceMesh (default: one shared per process).
 
     Detection runs on the tubelet frames (longer side <= the clip's tubelet_max_side); boxes are returned in
-    source-frame pixels. ``margin`` grows the face box by that fraction of its side on each side (0.25: the
-    crop is 1.5x the face), as a square, kept inside the frame.
+    source-frame pixels, landmarks in crop units (see the module docstring).
     """
+    from microemo_jax.data import align as align_lib
+    from microemo_jax.data import landmarks as lm_lib
     tub, tmask = clip.tubelets, clip.tubelet_mask
     n, k, th, tw = tub.shape[:4]
     scale = clip.tubelet_scale
-    dets = []
+    use_mesh = align or landmarks
+    if use_mesh and mesh is None:
+        mesh = default_mesh()
+    with_kps = hasattr(detector, 'detect_with_keypoints')
+    dets, kps = [], []
     for i in range(n):
-        d = detector.detect(tub[i, 0]) if tmask[i, 0] else np.zeros((0, 5), np.float32)
+        if not tmask[i, 0]:
+            d, kp = np.zeros((0, 5), np.float32), np.zeros((0, 6, 2), np.float32)
+        elif with_kps:
+            d, kp = detector.detect_with_keypoints(tub[i, 0])
+        else:
+            d, kp = detector.detect(tub[i, 0]), None
         d = d.copy()
         d[:, :4] *= scale
         dets.append(d)
+        kps.append(kp)
     track = track_speaker(dets, times=clip.timestamps, max_gap=max_gap)
-    detected = _is_detection(dets, track)
+    match = _matching_detection(dets, track)
+    detected = match >= 0
 
     faces = np.zeros((n, k, crop_size, crop_size, 3), np.uint8)
     mask = np.zeros((n, k), bool)
     boxes = np.zeros((n, 4), np.float32)
+    lms = np.zeros((n, k, NUM_LANDMARKS, 2), np.float32)
+    lm_mask = np.zeros((n, k), bool)
     for i, box in enumerate(track):
         if box is None:
             continue
         boxes[i] = box
-        x0, y0, x1, y1 = crop_box(np.asarray(box) / scale, tw, th, margin)
-        for j in range(k):
-            if not tmask[i, j]:
-                break
-            faces[i, j] = _resize(tub[i, j, y0:y1, x0:x1], crop_size)
+        box_t = np.asarray(box, np.float64) / scale              # in tubelet-frame pixels
+        x0, y0, x1, y1 = crop_box(box_t, tw, th, margin)
+        count = int(tmask[i].sum())
+        points = [None] * count
+        if use_mesh and count:
+            if match[i] >= 0 and kps[i] is not None:
+                roi = lm_lib.roi_from_detection(box_t, kps[i][match[i]])
+            else:
+                roi = lm_lib.roi_from_box(box_t)
+            found, _ = mesh.track([tub[i, j] for j in range(count)], roi)
+            points = [None if p is None else p[lm_lib.MESH_68, :2] for p in found]
+        mats = [align_lib.alignment_matrix(p, crop_size) if (align and p is not None) else None for p in points]
+        valid = [j for j, m in enumerate(mats) if m is not None]
+        for j in range(count):
+            if valid:
+                near = min(valid, key=lambda v: (abs(v - j), v))
+                m = mats[near]
+                faces[i, j] = align_lib.warp_face(tub[i, j], m, crop_size)
+                if points[j] is not None:
+                    lms[i, j] = align_lib.apply(m, points[j]) / crop_size
+                    lm_mask[i, j] = True
+            else:
+                faces[i, j] = _resize(tub[i, j, y0:y1, x0:x1], crop_size)
+                if points[j] is not None:
+                    lms[i, j] = (points[j] - [x0, y0]) / float(x1 - x0)
+                    lm_mask[i, j] = True
             mask[i, j] = True
-    return FaceTubelets(faces=faces, face_mask=mask, boxes=boxes, detected=detected)
+    return FaceTubelets(faces=faces, face_mask=mask, boxes=boxes, detected=detected, landmarks=lms,
+                        landmark_mask=lm_mask)
 
 
-def _is_detection(dets, track) -> np.ndarray:
-    """Whether each tracked box is one of that anchor's detections (not interpolated)."""
-    out = np.zeros(len(track), bool)
+def _matching_detection(dets, track) -> np.ndarray:
+    """Per anchor, the index of the detection the tracked box is (-1: interpolated or no face)."""
+    out = np.full(len(track), -1, np.int64)
     for i, box in enumerate(track):
         if box is not None and len(dets[i]):
-            out[i] = bool(np.any(np.all(np.abs(dets[i][:, :4] - box) < 1e-3, axis=1)))
+            hit = np.nonzero(np.all(np.abs(dets[i][:, :4] - box) < 1e-3, axis=1))[0]
+            if len(hit):
+                out[i] = int(hit[0])
     return out
 
 
@@ -272,14 +360,15 @@ def _as_rgb_uint8(arr: np.ndarray, path: str, channel_order: str) -> np.ndarray:
 
 
 def load_openface_tubelets(npy_path: str | os.PathLike, timestamps, duration: float, *, tubelet_length: int,
-                           crop_size: int, channel_order: str = 'bgr') -> FaceTubelets:
+                           crop_size: int, channel_order: str = 'bgr', mesh=None) -> FaceTubelets:
     """Dataset-shipped OpenFace crops as face tubelets on the clip's anchors.
 
     OpenFace writes one aligned crop per frame in which it found a face; MERTools stacks them with
     ``cv2.imread`` into ``NAME.npy``, hence BGR by default (``channel_order='rgb'`` for arrays saved as RGB;
     grey (N, H, W) and float arrays are accepted). Anchor time t maps to crop floor(t / duration * N) and
     the tubelet takes the K crops from there (fewer at the end: masked). The crops are already aligned, so
-    ``boxes`` (source-frame positions) are unknown: zeros. An empty array means "no face in this clip":
+    ``boxes`` (source-frame positions) are unknown: zeros. With a landmarks.FaceMesh as ``mesh``, the landmarks
+    of each crop (the whole crop as the mesh's region) fill ``landmarks``. An empty array means "no face in this clip":
     an all-False mask, not an error. A file that is not a numeric array of crops raises
     MediaError('corrupt_faces').
     """
@@ -306,8 +395,18 @@ def load_openface_tubelets(npy_path: str | os.PathLike, timestamps, duration: fl
     if not duration or duration <= 0:
         raise ValueError(f"{path}: duration must be > 0 to map crops to times, got {duration}")
     start = np.clip(np.floor(timestamps / duration * n), 0, n - 1).astype(int)
+    lms = np.zeros((n_anchor, k, NUM_LANDMARKS, 2), np.float32)
+    lm_mask = np.zeros((n_anchor, k), bool)
     for i, s in enumerate(start):
         for j in range(min(k, n - s)):
             faces[i, j] = _resize(crops[s + j], crop_size)
             mask[i, j] = True
-    return FaceTubelets(faces, mask, boxes, mask[:, 0].copy())
+        if mesh is not None:
+            from microemo_jax.data import landmarks as lm_lib
+            side = float(crop_size)
+            found, _ = mesh.track(list(faces[i, :int(mask[i].sum())]), lm_lib.ROI(side / 2, side / 2, side))
+            for j, p in enumerate(found):
+                if p is not None:
+                    lms[i, j] = p[lm_lib.MESH_68, :2] / side
+                    lm_mask[i, j] = True
+    return FaceTubelets(faces, mask, boxes, mask[:, 0].copy(), lms, lm_mask)

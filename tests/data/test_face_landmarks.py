@@ -1,0 +1,226 @@
+"""BlazeFace detection, face-mesh landmarks and face alignment on a real face photo (skimage astronaut).
+
+Reference points were read off the 512 px photo by hand (microemo_jax/data/demo_face.py LM): the eyes at
+(201, 101) and (244.5, 102) (the person's right eye is on the image's left), the mouth centre at (222, 145).
+"""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from media import astronaut_face, moving_face_frames, noise_frames, textured_background, write_h264_mp4
+from microemo_jax.data import align, blazeface, faces, landmarks
+from microemo_jax.data.video import decode_clip
+
+RIGHT_EYE, LEFT_EYE, MOUTH = np.array([201.0, 101.0]), np.array([244.5, 102.0]), np.array([222.0, 145.0])
+HAAR_BOX = np.array([177, 66, 95, 95], np.float32)       # where the Haar cascade puts her face
+
+
+def _iou(a, b):
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture(scope='module')
+def photo():
+    return data.astronaut()
+
+
+@pytest.fixture(scope='module')
+def short():
+    return blazeface.BlazeFace('short')
+
+
+@pytest.fixture(scope='module')
+def mesh():
+    return landmarks.FaceMesh()
+
+
+def _similar(img, angle, scale, shift):
+    """img rotated by ``angle`` degrees and scaled about its centre, then shifted; and the 2 x 3 matrix."""
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    m[:, 2] += shift
+    return cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE), m
+
+
+# ----------------------------------------------------------------------------------------------- BlazeFace
+def test_anchor_layout_matches_the_models():
+    a = blazeface.ssd_anchors(128, (8, 16, 16, 16), 1.0)
+    assert a.shape == (896, 2)                                   # 16x16x2 + 8x8x6
+    np.testing.assert_allclose(a[:2], [[0.5 / 16, 0.5 / 16]] * 2)  # two anchors per stride-8 cell
+    np.testing.assert_allclose(a[512:518], [[0.5 / 8, 0.5 / 8]] * 6)
+    np.testing.assert_allclose(a[-1], [7.5 / 8, 7.5 / 8])
+    full = blazeface.ssd_anchors(192, (4,), 0.0)
+    assert full.shape == (2304, 2)
+    np.testing.assert_allclose(full[1], [1.5 / 48, 0.5 / 48])   # row-major: x varies fastest
+
+
+@pytest.mark.parametrize('model', ['short', 'full'])
+def test_blazeface_finds_the_astronaut_with_keypoints(photo, model, short):
+    det = short if model == 'short' else blazeface.BlazeFace('full')
+    boxes, kps = det.detect_with_keypoints(photo)
+    assert boxes.shape == (1, 5) and boxes.dtype == np.float32 and kps.shape == (1, 6, 2)
+    assert _iou(boxes[0, :4], HAAR_BOX) > 0.6, boxes
+    assert boxes[0, 4] > 0.8
+    # BlazeFace keypoints are coarse (the mesh refines them): within ~1/8 of the 95 px face
+    assert np.linalg.norm(kps[0, 0] - RIGHT_EYE) < 12 and np.linalg.norm(kps[0, 1] - LEFT_EYE) < 12
+    assert np.linalg.norm(kps[0, 3] - MOUTH) < 10
+
+
+def test_blazeface_maps_letterboxed_boxes_back_to_image_pixels(short):
+    frame = textured_background(200, 480, seed=4)             # wide frame: letterboxed top and bottom
+    frame[40:200, 300:460] = astronaut_face(160)
+    boxes, kps = short.detect_with_keypoints(frame)
+    assert len(boxes) == 1
+    # the face inside astronaut_face(160) is the photo's face shifted by (-145, -36)
+    assert _iou(boxes[0, :4], HAAR_BOX - [145 - 300, 36 - 40, 0, 0]) > 0.6, boxes
+    assert np.linalg.norm(kps[0, 0] - (RIGHT_EYE - [145 - 300, 36 - 40])) < 12
+
+
+@pytest.mark.parametrize('image', ['noise', 'background', 'flat'])
+def test_blazeface_finds_no_face_where_there_is_none(short, image):
+    img = {'noise': noise_frames(1, 240, 320)[0], 'background': textured_background(240, 320, seed=3),
+           'flat': np.full((240, 320, 3), 128, np.uint8)}[image]
+    boxes, kps = short.detect_with_keypoints(img)
+    assert boxes.shape == (0, 5) and kps.shape == (0, 6, 2)
+
+
+def test_nms_keeps_one_box_per_face(photo, short):
+    def on_face(det):
+        return sum(_iou(b[:4], HAAR_BOX) > 0.3 for b in det.detect(photo))
+    assert on_face(blazeface.BlazeFace('short', min_score=0.1, nms_iou=1.0)) > 5   # many anchors fire on her face
+    assert on_face(blazeface.BlazeFace('short', min_score=0.1)) == 1
+
+
+def test_missing_or_corrupt_model_is_clear(tmp_path, monkeypatch):
+    monkeypatch.setattr(blazeface, 'MODEL_DIR', str(tmp_path))
+    with pytest.raises(FileNotFoundError, match='face_models.*reinstall'):
+        blazeface.BlazeFace('short')
+    (tmp_path / 'face_detection_short_range.tflite').write_bytes(b'not a model')
+    with pytest.raises(RuntimeError, match='TFLite model'):
+        blazeface.BlazeFace('short')
+    with pytest.raises(ValueError, match='short'):
+        blazeface.BlazeFace('medium')
+
+
+def test_models_are_package_data():
+    files = {v.file for v in blazeface.VARIANTS.values()} | {'face_landmark.tflite', 'LICENSE', 'README.md'}
+    assert all(os.path.isfile(os.path.join(blazeface.MODEL_DIR, f)) for f in files)
+    cfg = open(os.path.join(os.path.dirname(__file__), '..', '..', 'setup.cfg')).read()
+    assert 'face_models/*.tflite' in cfg and 'face_models/LICENSE' in cfg
+
+
+# ----------------------------------------------------------------------------------------------- mesh
+def _eyes_mouth(points468):
+    return align.anchor_points(points468[landmarks.MESH_68])
+
+
+def test_mesh_puts_eyes_and_mouth_where_they_are(photo, short, mesh):
+    boxes, kps = short.detect_with_keypoints(photo)
+    pts, presence = mesh.landmarks(photo, landmarks.roi_from_detection(boxes[0], kps[0]))
+    assert pts.shape == (468, 3) and presence > 0.9
+    r, l, m = _eyes_mouth(pts)
+    assert np.linalg.norm(r - RIGHT_EYE) < 4 and np.linalg.norm(l - LEFT_EYE) < 4
+    assert np.linalg.norm(m - MOUTH) < 6
+    # the 68 subset is ordered as iBUG: jaw left of the eyes, chin (8) below the mouth, brows above the eyes
+    p68 = pts[landmarks.MESH_68]
+    assert p68[0, 0] < r[0] and p68[16, 0] > l[0] and p68[8, 1] > m[1] + 15 and p68[19, 1] < r[1]
+
+
+def test_mesh_follows_a_rotated_face_and_says_when_there_is_none(photo, short, mesh):
+    rot, m = _similar(photo, 30, 1.0, (0, 0))
+    boxes, kps = short.detect_with_keypoints(rot)
+    pts, presence = mesh.landmarks(rot, landmarks.roi_from_detection(boxes[0], kps[0]))
+    want = align.apply(m, np.stack([RIGHT_EYE, LEFT_EYE]))
+    got = _eyes_mouth(pts)[:2]
+    assert presence > 0.9 and np.abs(got - want).max() < 4, (got, want)
+    _, absent = mesh.landmarks(textured_background(256, 256, seed=5), landmarks.ROI(128, 128, 150))
+    assert absent < 0.5
+
+
+def test_roi_from_landmarks_tracks_the_face(photo, short, mesh):
+    boxes, kps = short.detect_with_keypoints(photo)
+    pts, _ = mesh.landmarks(photo, landmarks.roi_from_detection(boxes[0], kps[0]))
+    roi = landmarks.roi_from_landmarks(pts)
+    assert abs(roi.cx - 222) < 10 and abs(roi.cy - 125) < 15 and abs(roi.angle) < 0.1
+    again, _ = mesh.landmarks(photo, roi)
+    assert np.abs(again[:, :2] - pts[:, :2]).mean() < 2
+
+
+# ----------------------------------------------------------------------------------------------- alignment
+def test_alignment_matrix_lands_the_anchor_points_on_the_canonical_ones():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 1, (68, 2)) * 10
+    pts[landmarks.RIGHT_EYE_68] += [30, 40]
+    pts[landmarks.LEFT_EYE_68] += [70, 38]
+    pts[landmarks.MOUTH_68] += [50, 80]
+    m = align.alignment_matrix(pts, 100)
+    np.testing.assert_allclose(align.apply(m, align.anchor_points(pts)), align.CANONICAL * 100, atol=1.5)
+    assert align.alignment_matrix(np.zeros((68, 2)), 100) is None          # degenerate
+    with pytest.raises(ValueError, match='68'):
+        align.anchor_points(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize('angle, scale, shift', [(20, 1.0, (30, -20)), (-15, 0.7, (-40, 25))])
+def test_aligned_crops_of_a_moved_face_match_the_upright_one(photo, short, mesh, angle, scale, shift):
+    moved, _ = _similar(photo, angle, scale, shift)
+    crops = []
+    for img in (photo, moved):
+        boxes, kps = short.detect_with_keypoints(img)
+        pts, _ = mesh.landmarks(img, landmarks.roi_from_detection(boxes[0], kps[0]))
+        m = align.alignment_matrix(pts[landmarks.MESH_68], 96)
+        crop = align.warp_face(img, m, 96)
+        # the mesh run again on the aligned crop finds the eyes and mouth on the canonical points
+        again, _ = mesh.landmarks(crop, landmarks.ROI(48, 48, 96 / 1.1))
+        np.testing.assert_allclose(_eyes_mouth(again), align.CANONICAL * 96, atol=96 * 0.03)
+        crops.append(crop.astype(np.float32))
+    assert np.abs(crops[0] - crops[1]).mean() < 12                           # the same face, same place
+    unaligned = [cv2.resize(img[60:190, 160:290], (96, 96)).astype(np.float32) for img in (photo, moved)]
+    assert np.abs(unaligned[0] - unaligned[1]).mean() > 2 * np.abs(crops[0] - crops[1]).mean()
+
+
+# ----------------------------------------------------------------------------------------------- tubelets
+@pytest.fixture(scope='module')
+def face_clip(tmp_path_factory):
+    frames, boxes = moving_face_frames(40, 128, 160, face_size=72)
+    return write_h264_mp4(tmp_path_factory.mktemp('aligned') / 'face.mp4', frames), boxes
+
+
+def test_aligned_tubelets_cancel_motion_and_carry_landmarks(face_clip, short, mesh):
+    clip = decode_clip(face_clip[0], 3, frame_size=32, tubelet_length=4)
+    ft = faces.face_tubelets(clip, short, crop_size=64, mesh=mesh)
+    flat = faces.face_tubelets(clip, short, crop_size=64, align=False, mesh=mesh)
+    assert ft.detected.all() and ft.face_mask.all() and ft.landmark_mask.all()
+    assert ft.landmarks.shape == (3, 4, 68, 2) and ft.landmarks.dtype == np.float32
+    for i in range(3):
+        for k in range(4):                       # landmarks in crop units, eyes/mouth on the canonical points
+            np.testing.assert_allclose(align.anchor_points(ft.landmarks[i, k]), align.CANONICAL, atol=0.02)
+    # the face slides ~2.4 px per frame: the fixed-box crops change, the aligned ones much less
+    moved = np.abs(flat.faces[0, 3].astype(int) - flat.faces[0, 0]).mean()
+    still = np.abs(ft.faces[0, 3].astype(int) - ft.faces[0, 0]).mean()
+    assert moved > 2 * still, (moved, still)
+    # without alignment the landmarks are in the box crop's units and move with the face (x grows)
+    assert flat.landmark_mask.all()
+    shift = align.anchor_points(flat.landmarks[0, 3])[:, 0] - align.anchor_points(flat.landmarks[0, 0])[:, 0]
+    assert (shift > 0.02).all()
+
+
+def test_haar_stays_selectable_and_without_mesh_nothing_changes(face_clip):
+    haar = faces.make_detector('haar')
+    assert isinstance(haar, faces.FaceDetector)
+    assert isinstance(faces.make_detector('blazeface'), blazeface.BlazeFace)
+    assert faces.make_detector('blazeface_full').model == 'full'
+    with pytest.raises(ValueError, match='blazeface.*haar'):
+        faces.make_detector('mtcnn')
+    clip = decode_clip(face_clip[0], 2, frame_size=32, tubelet_length=2)
+    ft = faces.face_tubelets(clip, haar, crop_size=32, align=False, landmarks=False)
+    assert ft.detected.all() and not ft.landmark_mask.any() and not ft.landmarks.any()
+    aligned = faces.face_tubelets(clip, haar, crop_size=32)    # Haar boxes + mesh: aligned too
+    assert aligned.landmark_mask.all()
