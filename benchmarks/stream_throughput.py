@@ -74,6 +74,7 @@ def synthetic_records(cfg, n: int) -> list[dict]:
         loss[-n_tok // 4:] = True
         recs.append(dict(
             name=f'synthetic_{i:04d}', source='folder', utterance_source='subtitles', subtitle='', answer='',
+            timestamp_tokenizer='bert',
             openset='[]', timestamps=np.linspace(0, 30, t, endpoint=False, dtype=np.float32),
             frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
             face_mask=np.ones((t, s.num_crops), bool), face_boxes=np.zeros((t, 4), np.float32),

@@ -62,6 +62,7 @@ class Shapes:
     seq_len: int
     video_tokens: int
     audio_tokens: int
+    timestamp_tokenizer: str = 'bert'   # which tokenizer's ids the model's image Q-Former reads
 
     @classmethod
     def from_config(cls, cfg) -> 'Shapes':
@@ -74,7 +75,7 @@ class Shapes:
                    face_size=face, timestamp_tokens=m.frame_encoder.max_timestamp_tokens,
                    num_mel_bins=m.audio.num_mel_bins, mel_frames=cfg.data.max_mel_frames,
                    max_utterances=m.max_utterances, seq_len=cfg.data.max_seq_len, video_tokens=video,
-                   audio_tokens=audio)
+                   audio_tokens=audio, timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer)
 
     @property
     def audio_positions(self) -> int:
@@ -118,6 +119,9 @@ def _check_fits(rec: dict, s: Shapes, name: str) -> None:
     if k > s.num_crops:
         raise ValueError(f"clip {name!r} has {k} face crops per frame, model.micro_expression.num_crops="
                          f"{s.num_crops}; {other}")
+    if rec['timestamp_tokenizer'] != s.timestamp_tokenizer:
+        raise ValueError(f"clip {name!r} has timestamp ids from the {rec['timestamp_tokenizer']!r} tokenizer, the model "
+                         f"reads model.frame_encoder.timestamp_tokenizer={s.timestamp_tokenizer!r} ids; {other}")
     if rec['timestamp_ids'].shape[1] > s.timestamp_tokens:
         raise ValueError(f"clip {name!r} has {rec['timestamp_ids'].shape[1]} timestamp tokens, "
                          f"model.frame_encoder.max_timestamp_tokens={s.timestamp_tokens}; {other}")

@@ -67,18 +67,30 @@ def _pad_id(tokenizer) -> int:
     return 0
 
 
-def timestamp_token_ids(qformer_tokenizer, timestamps: Sequence[float], max_tokens: int
-                        ) -> tuple[np.ndarray, np.ndarray]:
+TIMESTAMP_TOKENIZERS = ('bert', 'llm')
+
+
+def timestamp_tokenizer(kind: str, *, qformer_tokenizer, llm_tokenizer):
+    """The tokenizer for the timestamp sentences: ``kind`` is ``model.frame_encoder.timestamp_tokenizer``,
+    'bert' (the image Q-Former's own, InstructBLIP practice) or 'llm' (TimeChat, which tokenizes them with
+    LLaMA's tokenizer and feeds those ids to the Q-Former)."""
+    if kind not in TIMESTAMP_TOKENIZERS:
+        raise ValueError(f"timestamp tokenizer {kind!r} must be one of {TIMESTAMP_TOKENIZERS}")
+    return llm_tokenizer if kind == 'llm' else qformer_tokenizer
+
+
+def timestamp_token_ids(tokenizer, timestamps: Sequence[float], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids int32 (T, max_tokens), mask int32 (T, max_tokens)) of the timestamp sentences.
 
-    Encoded with the tokenizer's own special tokens ([CLS] ... [SEP] for BERT), right-padded with its pad
-    id. A sentence longer than ``max_tokens`` is an error rather than a silent cut of the time value.
+    Encoded with the tokenizer's own special tokens ([CLS] ... [SEP] for BERT, ``<s>`` first for LLaMA, as
+    TimeChat's call does), right-padded with its pad id (else its unk id, as TimeChat pads LLaMA's). A
+    sentence longer than ``max_tokens`` is an error rather than a silent cut of the time value.
     """
     sentences = timestamp_sentences(timestamps)
-    ids = np.full((len(sentences), max_tokens), _pad_id(qformer_tokenizer), np.int32)
+    ids = np.full((len(sentences), max_tokens), _pad_id(tokenizer), np.int32)
     mask = np.zeros((len(sentences), max_tokens), np.int32)
     for i, sentence in enumerate(sentences):
-        tokens = qformer_tokenizer(sentence, add_special_tokens=True)['input_ids']
+        tokens = tokenizer(sentence, add_special_tokens=True)['input_ids']
         if len(tokens) > max_tokens:
             raise ValueError(f"timestamp sentence {sentence!r} is {len(tokens)} tokens, more than max_tokens="
                              f"{max_tokens}: raise model.frame_encoder.max_timestamp_tokens")

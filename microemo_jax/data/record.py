@@ -21,6 +21,8 @@ Per record, with T' sampled frames, K crops per anchor, U utterances, S prompt t
     utterance_source   str     'subtitles' | 'utterance_file' | 'vad' | 'whole_clip'
     timestamp_ids      i32 (T', L)        image Q-Former tokens of "This frame is sampled at {t} second."
     timestamp_mask     i32 (T', L)
+    timestamp_tokenizer str    'bert' | 'llm': which tokenizer made timestamp_ids (model.frame_encoder.timestamp_tokenizer);
+                               the pipeline refuses records made with the other one
     input_ids          i32 (S,)           chat-template prompt (+ answer) with placeholder ids at modality slots
     loss_mask          bool (S,)          answer tokens
     modality_positions i32 (N_video + N_audio,)  where the projected video, then audio tokens go
@@ -47,7 +49,8 @@ FIELDS = {
     'loss_mask': (np.bool_, 1),
     'modality_positions': (np.int32, 1),
 }
-TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset')
+TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset', 'timestamp_tokenizer')
+TIMESTAMP_TOKENIZERS = ('bert', 'llm')
 
 
 def check_record(rec: dict) -> None:
@@ -60,6 +63,12 @@ def check_record(rec: dict) -> None:
         if arr.dtype != dtype or arr.ndim != rank:
             raise ValueError(f"record {name!r}: field {key!r} is {arr.dtype}{arr.shape}, expected {np.dtype(dtype)} "
                              f"of rank {rank}")
+    if 'timestamp_tokenizer' not in rec:
+        raise ValueError(f"record {name!r}: no 'timestamp_tokenizer' field (which tokenizer made its timestamp ids): "
+                         f"it was prepared by an older version; re-run prepare")
+    if rec['timestamp_tokenizer'] not in TIMESTAMP_TOKENIZERS:
+        raise ValueError(f"record {name!r}: timestamp_tokenizer={rec['timestamp_tokenizer']!r} is not one of "
+                         f"{TIMESTAMP_TOKENIZERS}")
     for key in TEXT_FIELDS:
         if not isinstance(rec.get(key), str):
             raise ValueError(f"record {name!r}: text field {key!r} is missing or not a str")

@@ -52,6 +52,7 @@ def make_record(name, *, t=5, crops=None, mel=300, utts=2, tokens=120, ts_tokens
     ts_mask[:, -2:] = 0
     rec = dict(
         name=name, source='folder', utterance_source='subtitles', subtitle='hi', answer='calm', openset='[]',
+        timestamp_tokenizer='bert',
         timestamps=np.arange(t, dtype=np.float32) * 0.4 + 0.2,
         frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
         face_mask=face_mask, face_boxes=np.zeros((t, 4), np.float32),
@@ -269,6 +270,9 @@ def test_errors_name_the_clip_or_the_setting(source):
     other = make_record('other config', n_mod=N_MOD - 8)[0]
     msg = _first_error([other] + source[:3])                    # caught before any worker starts
     assert 'other config' in msg and 'prepared for another config' in msg and str(N_MOD) in msg
+    llm_ids = dict(source[0], name='llm ids', timestamp_tokenizer='llm')   # ids of the other tokenizer
+    msg = _first_error([llm_ids] + source[:3])
+    assert 'llm ids' in msg and "timestamp_tokenizer='bert'" in msg and "'llm' tokenizer" in msg
     msg = _first_error(source, process_count=3)
     assert 'data.batch_size=4' in msg and '3 processes' in msg
     bad = dict(source[0], name='broken jpeg', frames_jpeg=np.zeros_like(source[0]['frames_jpeg']))

@@ -154,3 +154,18 @@ def test_timestamp_sentences_and_tokens(tokenizers):
         assert qf.decode(row[:n], skip_special_tokens=True) == sentence.lower()
     with pytest.raises(ValueError, match='max_timestamp_tokens'):
         prompt.timestamp_token_ids(qf, times, 6)
+
+
+def test_timestamp_tokenizer_llm_gives_llm_ids(tokenizers):
+    """model.frame_encoder.timestamp_tokenizer='llm' (TimeChat): the LLM tokenizer makes the timestamp ids."""
+    llm, qf = tokenizers
+    assert prompt.timestamp_tokenizer('bert', qformer_tokenizer=qf, llm_tokenizer=llm) is qf
+    tok = prompt.timestamp_tokenizer('llm', qformer_tokenizer=qf, llm_tokenizer=llm)
+    assert tok is llm
+    ids, mask = prompt.timestamp_token_ids(tok, [0.5, 12.3], 24)
+    for row, m, sentence in zip(ids, mask, prompt.timestamp_sentences([0.5, 12.3])):
+        n = int(m.sum())
+        assert row[0] == llm.bos_token_id and np.all(row[n:] == llm.pad_token_id)
+        assert llm.decode(row[:n], skip_special_tokens=True) == sentence  # LLM ids, cased as written
+    with pytest.raises(ValueError, match="'gpt'"):
+        prompt.timestamp_tokenizer('gpt', qformer_tokenizer=qf, llm_tokenizer=llm)
