@@ -243,7 +243,7 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float = 0.25, max_gap: int = 2,
-                  align: bool = True, landmarks: bool = True, mesh=None) -> FaceTubelets:
+                  align: bool = True, landmarks: bool = True, verify: bool = True, mesh=None) -> FaceTubelets:
     """Detect on each anchor frame, track the speaker, then per anchor run the face mesh on its K frames
     (each frame's region from the previous frame's mesh) and cut the crops.
 
@@ -252,7 +252,10 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
     tubelet without any mesh falls back to the box crop below. ``align=False``: the same square box (the
     tracked face box grown by ``margin`` x its side on each side, 0.25: the crop is 1.5x the face, kept
     inside the frame) for all K frames. ``landmarks=False`` (with ``align=False``) skips the mesh entirely.
-    ``mesh``: a landmarks.FaceMesh (default: one shared per process).
+    ``verify`` (when the mesh runs): an anchor where the mesh finds no face in any of its K frames is dropped
+    as a detector false alarm (BlazeFace fires on ~5 % of cartoon-sky frames at its 0.5 threshold; the mesh's
+    presence score rejects them, see benchmarks/README.md). ``mesh``: a landmarks.FaceMesh (default: one
+    shared per process).
 
     Detection runs on the tubelet frames (longer side <= the clip's tubelet_max_side); boxes are returned in
     source-frame pixels, landmarks in crop units (see the module docstring).
@@ -290,7 +293,6 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
     for i, box in enumerate(track):
         if box is None:
             continue
-        boxes[i] = box
         box_t = np.asarray(box, np.float64) / scale              # in tubelet-frame pixels
         x0, y0, x1, y1 = crop_box(box_t, tw, th, margin)
         count = int(tmask[i].sum())
@@ -302,6 +304,10 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
                 roi = lm_lib.roi_from_box(box_t)
             found, _ = mesh.track([tub[i, j] for j in range(count)], roi)
             points = [None if p is None else p[lm_lib.MESH_68, :2] for p in found]
+            if verify and all(p is None for p in points):
+                detected[i] = False
+                continue
+        boxes[i] = box
         mats = [align_lib.alignment_matrix(p, crop_size) if (align and p is not None) else None for p in points]
         valid = [j for j, m in enumerate(mats) if m is not None]
         for j in range(count):

@@ -74,14 +74,16 @@ def test_blazeface_finds_the_astronaut_with_keypoints(photo, model, short):
     assert np.linalg.norm(kps[0, 3] - MOUTH) < 10
 
 
-def test_blazeface_maps_letterboxed_boxes_back_to_image_pixels(short):
-    frame = textured_background(200, 480, seed=4)             # wide frame: letterboxed top and bottom
-    frame[40:200, 300:460] = astronaut_face(160)
+@pytest.mark.parametrize('height, width, top, left', [(200, 480, 40, 300), (480, 220, 280, 20)])
+def test_blazeface_maps_letterboxed_boxes_back_to_image_pixels(short, height, width, top, left):
+    frame = textured_background(height, width, seed=4)       # wide: padded top and bottom; tall: left and right
+    frame[top:top + 160, left:left + 160] = astronaut_face(160)
     boxes, kps = short.detect_with_keypoints(frame)
     assert len(boxes) == 1
     # the face inside astronaut_face(160) is the photo's face shifted by (-145, -36)
-    assert _iou(boxes[0, :4], HAAR_BOX - [145 - 300, 36 - 40, 0, 0]) > 0.6, boxes
-    assert np.linalg.norm(kps[0, 0] - (RIGHT_EYE - [145 - 300, 36 - 40])) < 12
+    offset = np.array([left - 145, top - 36])
+    assert _iou(boxes[0, :4], HAAR_BOX + [*offset, 0, 0]) > 0.6, boxes
+    assert np.linalg.norm(kps[0, 0] - (RIGHT_EYE + offset)) < 12
 
 
 @pytest.mark.parametrize('image', ['noise', 'background', 'flat'])
@@ -224,3 +226,20 @@ def test_haar_stays_selectable_and_without_mesh_nothing_changes(face_clip):
     assert ft.detected.all() and not ft.landmark_mask.any() and not ft.landmarks.any()
     aligned = faces.face_tubelets(clip, haar, crop_size=32)    # Haar boxes + mesh: aligned too
     assert aligned.landmark_mask.all()
+
+
+class _FalseAlarm:
+    """A detector that always 'finds' a face in the middle of the frame."""
+
+    def detect(self, rgb):
+        h, w = rgb.shape[:2]
+        return np.array([[w / 4, h / 4, w / 2, h / 2, 0.6]], np.float32)
+
+
+def test_the_mesh_drops_detector_false_alarms(tmp_path, mesh):
+    frames = np.stack([textured_background(96, 128, seed=7)] * 8)
+    clip = decode_clip(write_h264_mp4(tmp_path / 'sky.mp4', frames), 2, frame_size=32, tubelet_length=2)
+    kept = faces.face_tubelets(clip, _FalseAlarm(), crop_size=32, verify=False, mesh=mesh)
+    assert kept.face_mask.all() and kept.detected.all() and not kept.landmark_mask.any()
+    dropped = faces.face_tubelets(clip, _FalseAlarm(), crop_size=32, mesh=mesh)
+    assert not dropped.any_face and not dropped.detected.any() and not dropped.boxes.any()
