@@ -5,6 +5,8 @@
     load_qformer(path)          -> QFormer;  == Blip2QFormerModel / InstructBlipQFormerModel last_hidden_state
     load_query_tokens(path)     -> the learned query tokens of a BLIP-2 / InstructBLIP checkpoint
     load_whisper_encoder(path)  -> WhisperEncoder;  == WhisperEncoder last_hidden_state
+    load_whisper(path)          -> WhisperSpeechModel (encoder + decoder);  == WhisperForConditionalGeneration
+                                   logits, and greedy timestamped generate via models.whisper_decoder.transcribe
     export_llama(module, path)  -> a folder LlamaForCausalLM.from_pretrained loads (LoRA merged)
 
 Loaders accept the standalone save of a module and the full-model checkpoint that contains it.
@@ -13,7 +15,7 @@ from microemo_jax.hf.blip2_vision import load_blip2_vision
 from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import export_llama, load_llama
 from microemo_jax.hf.qformer import load_qformer, load_query_tokens
-from microemo_jax.hf.whisper import load_whisper_encoder
+from microemo_jax.hf.whisper import load_whisper, load_whisper_encoder, load_whisper_generation_config
 
 __all__ = ['CheckpointError', 'HFCheckpoint', 'export_llama', 'load_blip2_vision', 'load_llama', 'load_qformer',
-           'load_query_tokens', 'load_whisper_encoder']
+           'load_query_tokens', 'load_whisper', 'load_whisper_encoder', 'load_whisper_generation_config']
