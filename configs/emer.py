@@ -130,6 +130,10 @@ def get_config(arg=None):
         max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions
         question='description',       # 'description' (EMER explanation) or 'ov' (open-vocabulary labels)
         require_faces=False,          # skip clips where no face is found (else they train without the local branch)
+        face_detector='blazeface',    # 'blazeface' (MediaPipe short range, talking heads), 'blazeface_full' (small
+                                      # faces too, slower) or 'haar' (OpenCV frontal cascade); all offline
+        align_faces=True,             # warp each face crop so the eyes and mouth sit on canonical points (face-mesh
+                                      # landmarks): crop differences then show expression, not head motion
         jpeg_quality=90,
         batch_size=8 if paper else 4,  # global batch
         num_workers=4 if paper else 0,  # Grain worker processes per host (0: in-process)

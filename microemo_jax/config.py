@@ -114,6 +114,13 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if m is None:
         return
     problems = []
+    d = cfg.get('data')
+    if d is not None:
+        if d.get('face_detector', 'blazeface') not in ('blazeface', 'blazeface_full', 'haar'):
+            problems.append(f"data.face_detector={d.get('face_detector')!r} must be 'blazeface', 'blazeface_full' "
+                            f"or 'haar'")
+        if not isinstance(d.get('align_faces', True), bool):
+            problems.append(f"data.align_faces={d.get('align_faces')!r} must be True or False")
     for key in ('dtype', 'param_dtype', 'frozen_param_dtype'):
         if m.get(key) not in DTYPES:
             problems.append(f"model.{key}={m.get(key)!r} is not one of {DTYPES}")

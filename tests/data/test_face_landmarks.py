@@ -243,3 +243,18 @@ def test_the_mesh_drops_detector_false_alarms(tmp_path, mesh):
     assert kept.face_mask.all() and kept.detected.all() and not kept.landmark_mask.any()
     dropped = faces.face_tubelets(clip, _FalseAlarm(), crop_size=32, mesh=mesh)
     assert not dropped.any_face and not dropped.detected.any() and not dropped.boxes.any()
+
+
+# ----------------------------------------------------------------------------------------------- config
+def test_config_chooses_the_detector_and_alignment():
+    from microemo_jax.config import ConfigError, load_config
+    from microemo_jax.prepare import settings_from_config
+    spec = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'emer.py') + ':demo'
+    cfg = load_config(spec)
+    s = settings_from_config(cfg, 'folder', 'llm', 'qf')
+    assert (s.face_detector, s.align_faces) == ('blazeface', True)
+    s = settings_from_config(load_config(spec, ['data.face_detector=haar', 'data.align_faces=False']),
+                             'folder', 'llm', 'qf')
+    assert (s.face_detector, s.align_faces) == ('haar', False)
+    with pytest.raises(ConfigError, match="data.face_detector='mtcnn' must be 'blazeface'"):
+        load_config(spec, ['data.face_detector=mtcnn'])
