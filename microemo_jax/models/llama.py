@@ -222,7 +222,10 @@ class Llama(nnx.Module):
 
     def __call__(self, input_ids: jax.Array | None = None, *, inputs_embeds: jax.Array | None = None,
                  attention_mask: jax.Array | None = None, positions: jax.Array | None = None,
-                 cache: KVCache | None = None, dropout_rng: jax.Array | None = None):
+                 cache: KVCache | None = None, dropout_rng: jax.Array | None = None,
+                 logits_at: jax.Array | None = None):
+        """``logits_at`` (B,) or (B, K) int: compute the logits only at these slots, (B, 1|K, vocab)
+        (generation needs only the last prompt token's, and the head is the largest matmul)."""
         x = self._input_embeddings(input_ids, inputs_embeds)
         b, s = x.shape[:2]
         valid = self._check_bs('attention_mask', attention_mask, b, s)
@@ -248,6 +251,8 @@ class Llama(nnx.Module):
             positions = jnp.broadcast_to(self._check_bs('positions', positions, b, s, allow_1d=True), (b, s))
         cos, sin = rope_tables(self.cfg, positions)
         x, new_kv = self.layers(x, xs, cos=cos, sin=sin, mask=mask, cache_index=cache_index)
+        if logits_at is not None:
+            x = jnp.take_along_axis(x, jnp.asarray(logits_at, jnp.int32).reshape(b, -1)[..., None], axis=1)
         x = self.norm(x)
         logits = self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
         logits = logits.astype(jnp.float32)
