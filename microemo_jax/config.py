@@ -108,12 +108,47 @@ def parse_value(key: str, text: str, current):
 DTYPES = ('float32', 'bfloat16', 'float16')
 
 
+def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """Step counts: each bad value is blamed by its own name (a negative total_steps is not a warmup problem)."""
+    problems = []
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    total = cfg.get('total_steps')
+    total_ok = total is None or (is_int(total) and total >= 1)
+    if not total_ok:
+        problems.append(f"total_steps={total!r} must be a whole number >= 1 (optimiser updates of the run)")
+    for key in ('log_every', 'checkpoint_every'):
+        value = cfg.get(key)
+        if value is not None and not (is_int(value) and value >= 1):
+            problems.append(f"{key}={value!r} must be a whole number >= 1 (steps)")
+    train = cfg.get('train')
+    if train is not None:
+        for key, low in (('keep_checkpoints', 1), ('max_steps_per_run', 0), ('validate_every', 0),
+                         ('validation_batches', 0)):
+            value = train.get(key)
+            if value is not None and not (is_int(value) and value >= low):
+                problems.append(f"train.{key}={value!r} must be a whole number >= {low}")
+    optim = cfg.get('optim')
+    if optim is not None and total is not None and total_ok:  # only meaningful against a valid total_steps
+        warmup = optim.get('warmup_steps')
+        if warmup is not None and not (is_int(warmup) and 0 <= warmup < total):
+            problems.append(f"optim.warmup_steps={warmup!r} must be in [0, total_steps={total})")
+        accum = optim.get('grad_accum_steps')
+        if accum is not None and not (is_int(accum) and accum >= 1):
+            problems.append(f"optim.grad_accum_steps={accum!r} must be a whole number >= 1")
+    return problems
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
-    """Cross-field checks that would otherwise fail deep inside model construction."""
+    """Cross-field checks that would otherwise fail deep inside model construction or the first step."""
+    training = _training_problems(cfg)
     m = cfg.get('model')
     if m is None:
+        if training:
+            raise ConfigError('invalid config:\n  ' + '\n  '.join(training))
         return
-    problems = []
+    problems = training
     d = cfg.get('data')
     if d is not None:
         if d.get('face_detector', 'blazeface') not in ('blazeface', 'blazeface_full', 'haar'):

@@ -67,3 +67,18 @@ def test_command_line_forms():
     assert rest == ['--workdir', '/tmp/x']
     with pytest.raises(ConfigError, match='--config PATH'):
         config_from_argv(['--workdir', 'x'])
+
+
+@pytest.mark.parametrize('override, blamed', [
+    ('total_steps=-5', 'total_steps=-5 must be'),
+    ('total_steps=0', 'total_steps=0 must be'),
+    ('log_every=0', 'log_every=0 must be'),
+    ('checkpoint_every=-1', 'checkpoint_every=-1 must be'),
+    ('train.keep_checkpoints=0', 'train.keep_checkpoints=0 must be'),
+    ('optim.warmup_steps=300', r'optim.warmup_steps=300 must be in \[0, total_steps=300\)'),
+])
+def test_step_counts_blame_their_own_key(override, blamed):
+    with pytest.raises(ConfigError, match=blamed) as e:
+        load_config(CONFIG + ':demo', [override])
+    if override.startswith('total_steps'):
+        assert 'warmup_steps' not in str(e.value)  # a bad total_steps is not a warmup problem

@@ -48,7 +48,9 @@ def _check(o, total_steps: int) -> None:
         problems.append(f"optim.lr={o.lr} must be > 0")
     if not 0 <= o.min_lr <= o.lr:
         problems.append(f"optim.min_lr={o.min_lr} must be in [0, optim.lr={o.lr}]")
-    if not 0 <= o.warmup_steps < total_steps:
+    if not total_steps >= 1:
+        problems.append(f"total_steps={total_steps} must be >= 1")
+    elif not 0 <= o.warmup_steps < total_steps:
         problems.append(f"optim.warmup_steps={o.warmup_steps} must be in [0, total_steps={total_steps})")
     if o.grad_accum_steps < 1:
         problems.append(f"optim.grad_accum_steps={o.grad_accum_steps} must be >= 1")
