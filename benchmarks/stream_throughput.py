@@ -78,6 +78,8 @@ def synthetic_records(cfg, n: int) -> list[dict]:
             openset='[]', timestamps=np.linspace(0, 30, t, endpoint=False, dtype=np.float32),
             frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
             face_mask=np.ones((t, s.num_crops), bool), face_boxes=np.zeros((t, 4), np.float32),
+            face_landmarks=np.full((t, s.num_crops, 68, 2), 0.5, np.float16),
+            face_landmark_mask=np.ones((t, s.num_crops), bool),
             audio_mel=rng.standard_normal((s.mel_frames, s.num_mel_bins)).astype(np.float16),  # time-major
             utterances=np.stack([starts, starts + 2.0], -1), timestamp_ids=np.ones((t, s.timestamp_tokens), np.int32),
             timestamp_mask=np.ones((t, s.timestamp_tokens), np.int32),

@@ -3,11 +3,13 @@
     python -m microemo_jax.prepare --source folder --raw DIR --out OUT \
         [--tokenizer LLM_TOKENIZER_DIR] [--qformer-tokenizer BERT_TOKENIZER_DIR] [--split-file SPLITS.csv] \
         [--config configs/emer.py:demo] [--workers N] [--shard-size 32] [--config.KEY=VALUE ...]
+        [--asr whisper:PATH | pocketsphinx | none]
 
 Per clip: decode and sample frames with their true timestamps, track the speaker's face and cut the
-tubelets (or use the dataset's OpenFace crops), 16 kHz mono audio -> Whisper log-mel, utterance spans
-(timed subtitles > utterance file > voice activity > whole clip), chat-template prompt tokenized with
-the local tokenizers, loss mask on the answer. Clips are processed in shards by ``--workers``
+tubelets (or use the dataset's OpenFace crops), 16 kHz mono audio -> Whisper log-mel, utterances
+{start, end, text} (timed subtitles > utterance file > ``--asr`` speech recognition on the voiced spans >
+voice activity (Silero VAD) > whole clip; ``data/speech.py``; the default ASR is pocketsphinx), chat-template
+prompt tokenized with the local tokenizers, loss mask on the answer. Clips are processed in shards by ``--workers``
 processes; each finished shard is stored under OUT/work/ (arrays in an .npz read without pickle, text in
 a JSON sidecar) with a key of what produced it: the settings (tokenizers by content) and each input's
 identity (path, size, mtime, its label row). A re-run reuses the shards whose key is unchanged and redoes
@@ -48,6 +50,7 @@ from microemo_jax.data import faces as faces_lib
 from microemo_jax.data import prompt as prompt_lib
 from microemo_jax.data import record as record_lib
 from microemo_jax.data import sources as sources_lib
+from microemo_jax.data import speech as speech_lib
 from microemo_jax.data import tfds_builder
 from microemo_jax.data import tokenizers as tokenizers_lib
 from microemo_jax.data import utterances as utterances_lib
@@ -82,9 +85,13 @@ class Settings:
     timestamp_tokenizer: str = 'bert'   # model.frame_encoder.timestamp_tokenizer: which one tokenizes the timestamps
     face_detector: str = 'blazeface'    # data.face_detector: faces.make_detector's name
     align_faces: bool = True            # data.align_faces: warp crops onto canonical eye/mouth points
+    asr: str = 'none'                   # --asr: 'none' | 'pocketsphinx' | 'whisper:/abs/path' (data/speech.py)
+    vad: str = 'silero'                 # the voice-activity detector that runs here: 'silero' | 'energy'
 
 
-def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer: str) -> Settings:
+def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer: str, *,
+                         asr: str | None = None) -> Settings:
+    """``asr``: an ``--asr`` value (None: pocketsphinx when installed, else none; see data/speech.py)."""
     m, d = cfg.model, cfg.data
     video_tokens, audio_tokens = token_budget(m)
     me = m.micro_expression
@@ -97,7 +104,9 @@ def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer
                     require_faces=d.require_faces, jpeg_quality=d.jpeg_quality, llm_tokenizer=llm_tokenizer,
                     qformer_tokenizer=qformer_tokenizer, seed=cfg.seed,
                     timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer,
-                    face_detector=d.get('face_detector', 'blazeface'), align_faces=bool(d.get('align_faces', True)))
+                    face_detector=d.get('face_detector', 'blazeface'), align_faces=bool(d.get('align_faces', True)),
+                    asr=speech_lib.default_asr() if asr is None else speech_lib.parse_asr(asr),
+                    vad=speech_lib.vad_detector())
 
 
 class ClipProcessor:
@@ -114,6 +123,7 @@ class ClipProcessor:
         self.qf_tok = tokenizers_lib.load_tokenizer(s.qformer_tokenizer, what='Q-Former')
         self.detector = faces_lib.make_detector(s.face_detector)
         self._cache = None
+        self.asr = speech_lib.lazy_asr(s.asr)  # the recognizer loads on first use, once per worker
 
     def __call__(self, clip: sources_lib.RawClip):
         try:
@@ -173,7 +183,8 @@ class ClipProcessor:
         mel = audio_lib.log_mel(sound.waveform, num_mel_bins=s.num_mel_bins, max_frames=s.max_mel_frames)
         utts, utt_source = utterances_lib.find_utterances(
             duration, subtitle_path=clip.subtitle_file, utterance_path=clip.utterance_file,
-            waveform=sound.waveform if sound.has_audio else None, max_utterances=s.max_utterances)
+            waveform=sound.waveform if sound.has_audio else None, max_utterances=s.max_utterances, vad=s.vad,
+            asr=self.asr)
         ts_tok = prompt_lib.timestamp_tokenizer(s.timestamp_tokenizer, qformer_tokenizer=self.qf_tok,
                                                 llm_tokenizer=self.llm_tok)
         ts_ids, ts_mask = prompt_lib.timestamp_token_ids(ts_tok, decoded.timestamps, s.timestamp_tokens)
@@ -184,6 +195,8 @@ class ClipProcessor:
             timestamps=np.asarray(decoded.timestamps, np.float32), frames_jpeg=frames_blob,
             frame_offsets=frame_offsets, faces_jpeg=faces_blob, face_offsets=face_offsets,
             face_mask=np.asarray(tubes.face_mask, bool), face_boxes=np.asarray(tubes.boxes, np.float32),
+            face_landmarks=np.asarray(tubes.landmarks, np.float16),
+            face_landmark_mask=np.asarray(tubes.landmark_mask, bool),
             audio_mel=np.ascontiguousarray(mel.T).astype(np.float16),
             utterances=np.asarray([[u.start, u.end] for u in utts], np.float32).reshape(-1, 2),
             utterance_source=utt_source, utterance_texts=[(u.start, u.end, u.text) for u in utts],
@@ -249,6 +262,7 @@ def settings_identity(s: Settings) -> dict:
     d = dataclasses.asdict(s)
     for key in ('llm_tokenizer', 'qformer_tokenizer'):
         d[key] = _tree_digest(d[key]) if os.path.isdir(d[key]) else d[key]
+    d['asr'] = speech_lib.asr_identity(s.asr)
     d['shard_format'] = tfds_builder.SHARD_FORMAT
     return d
 
@@ -480,26 +494,28 @@ def check_out(out: str) -> None:
 
 
 def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tokenizer=None, workers=1,
-            shard_size=32, split_file: str | None = None) -> dict:
+            shard_size=32, split_file: str | None = None, asr: str | None = None) -> dict:
     if shard_size < 1:
         raise PrepareError(f"--shard-size must be at least 1, got {shard_size}")
     if workers < 1:
         raise PrepareError(f"--workers must be at least 1, got {workers}")
     if split_file is not None and not os.path.isfile(split_file):
         raise PrepareError(f"--split-file {split_file} is not a file")
+    asr = speech_lib.parse_asr(asr) if asr is not None else None  # a bad --asr fails before any work
     check_out(out)
     with DirLock(out, 'prepare output folder'):
         return _prepare(cfg, source, raw, out, tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer,
-                        workers=workers, shard_size=shard_size, split_file=split_file)
+                        workers=workers, shard_size=shard_size, split_file=split_file, asr=asr)
 
 
-def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, shard_size, split_file) -> dict:
+def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, shard_size, split_file,
+             asr=None) -> dict:
     t0 = time.time()
     clips, source_skips = sources_lib.read_source(source, raw)
     args = argparse.Namespace(tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer)
     llm_dir, qf_dir, tok_how = ensure_tokenizers(args, clips, out, cfg)
     check_vocab(cfg, llm_dir, qf_dir)
-    settings = settings_from_config(cfg, source, llm_dir, qf_dir)
+    settings = settings_from_config(cfg, source, llm_dir, qf_dir, asr=asr)
     work = os.path.join(out, 'work')
     shard_stats, index = run_shards(clips, settings, work, workers=workers, shard_size=shard_size)
     records = [r for shard in index for r in shard.records]
@@ -532,6 +548,8 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
             'answers_cut_examples': cut['answer'][:20], 'subtitles_cut': len(cut['subtitle']),
             'speech_cut': len(cut['speech'])},
         'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how},
+        'speech': {'asr': settings.asr, 'vad': settings.vad,
+                   'utterance_sources': dict(Counter(r['utterance_source'] for r in records))},
         'config': {'variant': cfg.variant, 'num_frames': settings.num_frames, 'frame_size': settings.frame_size,
                    'num_crops': settings.num_crops, 'max_seq_len': settings.max_seq_len,
                    'num_video_tokens': settings.num_video_tokens, 'num_audio_tokens': settings.num_audio_tokens},
@@ -561,6 +579,9 @@ def main(argv=None) -> None:
     parser.add_argument('--split-file', dest='split_file',
                         help='CSV with columns name,split (train/validation/test): an official split, by video; '
                              'videos it does not list get the default hashed train/validation split')
+    parser.add_argument('--asr', help="speech recognition for clips without subtitles or an utterance file: "
+                                      "whisper:PATH (a Hugging Face Whisper folder), pocketsphinx (the default when "
+                                      "installed), or none (voice-activity spans only)")
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
@@ -571,7 +592,7 @@ def main(argv=None) -> None:
     try:
         report = prepare(cfg, args.source, args.raw, args.out, tokenizer=args.tokenizer,
                          qformer_tokenizer=args.qformer_tokenizer, workers=args.workers, shard_size=args.shard_size,
-                         split_file=args.split_file)
+                         split_file=args.split_file, asr=args.asr)
     except (ConfigError, LockHeld, FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:

@@ -15,10 +15,14 @@ Per record, with T' sampled frames, K crops per anchor, U utterances, S prompt t
     face_offsets       i64 (n_faces+1,)
     face_mask          bool (T', K)       which crops exist (crops are packed at the front of each tubelet)
     face_boxes         f32 (T', 4)        x, y, w, h of the tracked face in the source frame (0 when none)
+    face_landmarks     f16 (T', K, 68, 2) face-mesh landmarks of each crop (the 68-point iBUG subset, faces.py), x, y
+                                          in the crop in units of its side (0..1); 0 where face_landmark_mask is False
+    face_landmark_mask bool (T', K)       crops whose landmarks were found
     audio_mel          f16 (M, n_mels)    Whisper log-mel of the clip's audio, TIME-MAJOR (M may be 0: no audio;
                                           TFDS Tensors allow only the first dimension to vary)
     utterances         f32 (U, 2)         start, end seconds
-    utterance_source   str     'subtitles' | 'utterance_file' | 'vad' | 'whole_clip'
+    utterance_source   str     'subtitles' | 'utterance_file' | 'asr-whisper' | 'asr-pocketsphinx' | 'vad' | 'whole'
+                                          (where the spans came from: utterances.SOURCES)
     timestamp_ids      i32 (T', L)        image Q-Former tokens of "This frame is sampled at {t} second."
     timestamp_mask     i32 (T', L)
     timestamp_tokenizer str    'bert' | 'llm': which tokenizer made timestamp_ids (model.frame_encoder.timestamp_tokenizer);
@@ -41,6 +45,8 @@ FIELDS = {
     'face_offsets': (np.int64, 1),
     'face_mask': (np.bool_, 2),
     'face_boxes': (np.float32, 2),
+    'face_landmarks': (np.float16, 4),
+    'face_landmark_mask': (np.bool_, 2),
     'audio_mel': (np.float16, 2),
     'utterances': (np.float32, 2),
     'timestamp_ids': (np.int32, 2),
@@ -51,11 +57,15 @@ FIELDS = {
 }
 TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset', 'timestamp_tokenizer')
 TIMESTAMP_TOKENIZERS = ('bert', 'llm')
+NUM_LANDMARKS = 68   # faces.NUM_LANDMARKS (landmarks.MESH_68)
 
 
 def check_record(rec: dict) -> None:
     """Raise ValueError naming the first field that is missing or has the wrong dtype/rank/consistency."""
     name = rec.get('name', '<unnamed>')
+    if 'face_mask' in rec and 'face_landmarks' not in rec:
+        raise ValueError(f"record {name!r}: no 'face_landmarks' field (face-mesh landmarks of each crop): it was "
+                         f"prepared by an older version; re-run prepare")
     for key, (dtype, rank) in FIELDS.items():
         if key not in rec:
             raise ValueError(f"record {name!r}: field {key!r} is missing")
@@ -75,6 +85,11 @@ def check_record(rec: dict) -> None:
     t = len(rec['timestamps'])
     if len(rec['frame_offsets']) != t + 1 or rec['face_mask'].shape[0] != t or rec['timestamp_ids'].shape[0] != t:
         raise ValueError(f"record {name!r}: {t} timestamps but frame/face/timestamp-token arrays disagree")
+    k = rec['face_mask'].shape[1]
+    if rec['face_landmarks'].shape != (t, k, NUM_LANDMARKS, 2) or rec['face_landmark_mask'].shape != (t, k):
+        raise ValueError(f"record {name!r}: face_landmarks {rec['face_landmarks'].shape} / face_landmark_mask "
+                         f"{rec['face_landmark_mask'].shape} do not match face_mask {rec['face_mask'].shape} "
+                         f"(want ({t}, {k}, {NUM_LANDMARKS}, 2) and ({t}, {k}))")
     if len(rec['face_offsets']) != int(rec['face_mask'].sum()) + 1:
         raise ValueError(f"record {name!r}: face_offsets does not match the number of crops in face_mask")
     if rec['input_ids'].shape != rec['loss_mask'].shape:

@@ -56,6 +56,9 @@ def make_record(name, *, t=5, crops=None, mel=300, utts=2, tokens=120, ts_tokens
         timestamps=np.arange(t, dtype=np.float32) * 0.4 + 0.2,
         frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
         face_mask=face_mask, face_boxes=np.zeros((t, 4), np.float32),
+        face_landmarks=np.where(face_mask[..., None, None], rng.uniform(0.2, 0.8, face_mask.shape + (68, 2)),
+                                0).astype(np.float16),
+        face_landmark_mask=face_mask.copy(),
         audio_mel=rng.standard_normal((mel, SHAPES.num_mel_bins)).astype(np.float16),  # time-major
         utterances=np.stack([starts, starts + 0.5], -1).astype(np.float32).reshape(utts, 2),
         timestamp_ids=rng.integers(1, 500, (t, ts_tokens)).astype(np.int32) * ts_mask, timestamp_mask=ts_mask,

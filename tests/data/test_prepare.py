@@ -87,6 +87,9 @@ def test_a_record_comes_out_with_what_went_in(prepared):
     assert len(rec['timestamps']) == 4 and np.all(np.diff(rec['timestamps']) > 0)
     assert len(split_jpegs(rec['frames_jpeg'], rec['frame_offsets'])) == 4
     assert rec['face_mask'].any()                          # the real face detector found the astronaut
+    assert rec['face_landmarks'].shape == rec['face_mask'].shape + (68, 2)      # face-mesh points of each crop
+    assert rec['face_landmark_mask'][rec['face_mask']].all()
+    assert 0.1 < rec['face_landmarks'][rec['face_mask']].astype(float).mean() < 0.9   # inside the crop, 0..1 units
     assert rec['utterance_source'] in (b'subtitles', 'subtitles')
     np.testing.assert_allclose(rec['utterances'], [[0.1, 0.6], [0.7, 1.1]], atol=1e-6)
     assert rec['audio_mel'].shape[1] == 16 and rec['audio_mel'].shape[0] > 0
