@@ -1,12 +1,13 @@
 """Explain your own video: the emotions a person shows, and why, with a timeline picture.
 
     python -m microemo_jax.predict --params WORKDIR/params --video PATH [--subtitles PATH] [--out DIR]
-        [--max-new-tokens 128] [--temperature 0] [--batch-size 1]
+        [--max-new-tokens 128] [--temperature 0] [--batch-size 1] [--asr whisper:PATH | pocketsphinx | none]
 
 PATH is a video file or a folder of videos (``.mp4 .avi .mkv .webm .mov``; a ``NAME.srt``/``NAME.vtt``
 beside a video is used as its subtitles). Each clip goes through the same preprocessing as ``prepare``
-(frames at their true timestamps, the speaker's face tubelets, audio, utterances from the subtitles or
-else from voice activity) with the tokenizers and shapes stored in the parameter folder, then through
+(frames at their true timestamps, the speaker's face tubelets, audio, utterances from the subtitles, else
+from speech recognition on the voiced spans (``--asr``; pocketsphinx by default), else from voice activity)
+with the tokenizers and shapes stored in the parameter folder, then through
 the model. The explanation and its labels are printed; with ``--out`` each clip also gets ``NAME.json``
 and ``NAME.timeline.png``. A clip that cannot be read is reported with its path and the reason and the
 others go on; the exit status is non-zero if any clip failed.
@@ -65,14 +66,16 @@ class Predictor:
     """A parameter folder ready to explain raw videos (the preprocessing of ``prepare``, then generation)."""
 
     def __init__(self, params_dir: str, *, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
-                 top_k: int = 0, seed: int = 0, batch_size: int = 1, question: str | None = None):
+                 top_k: int = 0, seed: int = 0, batch_size: int = 1, question: str | None = None,
+                 asr: str | None = None):
         from microemo_jax import params as params_lib
         from microemo_jax.inference import Explainer, GenerationSettings
         from microemo_jax.prepare import ClipProcessor, settings_from_config
         self.folder = params_lib.load(params_dir)
         cfg = self.folder.cfg
         settings = settings_from_config(cfg, 'folder', os.path.join(self.folder.path, params_lib.TOKENIZER_DIRS['llm']),
-                                        os.path.join(self.folder.path, params_lib.TOKENIZER_DIRS['qformer']))
+                                        os.path.join(self.folder.path, params_lib.TOKENIZER_DIRS['qformer']),
+                                        asr=asr)
         if question:
             settings = dataclasses.replace(settings, question=question)
         self.processor = ClipProcessor(settings)
@@ -159,6 +162,8 @@ def main(argv=None) -> None:
     parser.add_argument('--batch-size', dest='batch_size', type=int, default=1)
     parser.add_argument('--question', choices=('description', 'ov'),
                         help="prompt: the explanation or the OV-label question (default: the config's data.question)")
+    parser.add_argument('--asr', help='speech recognition for clips without subtitles: whisper:PATH (a Hugging Face '
+                                      'Whisper folder), pocketsphinx (the default when installed), or none')
     args = parser.parse_args(argv)
     from microemo_jax.params import ParamsFolderError
     failed = []
@@ -171,7 +176,7 @@ def main(argv=None) -> None:
         clips = find_videos(args.video, args.subtitles)
         predictor = Predictor(args.params, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, batch_size=args.batch_size,
-                              question=args.question)
+                              question=args.question, asr=args.asr)
         for result in predictor.explain_clips(clips, out=args.out, on_error=report):
             print(f"{result['name']}: {result['explanation']}")
             print(f"  labels: {', '.join(result['labels']) or '(none)'}"

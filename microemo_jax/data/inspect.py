@@ -3,9 +3,9 @@
     python -m microemo_jax.data.inspect OUT [--split train|validation|test|all]
 
 Fields: name, video (the name before '#': a clip's targets share it), split, num_frames, timestamps,
-faces_found (anchors with at least one face crop), num_utterances, utterance_source, num_tokens,
-num_answer_tokens. Then, on stderr, one summary line: records and videos per split and the videos found
-in more than one split (``videos_in_several_splits``, 0 for an honest split).
+faces_found (anchors with at least one face crop), num_utterances, utterance_source (where the spans came
+from: subtitles, utterance_file, asr-whisper, asr-pocketsphinx, vad or whole), num_tokens, num_answer_tokens.
+Then, on stderr, one summary line: records and videos per split and the videos found in more than one split (``videos_in_several_splits``, 0 for an honest split).
 """
 from __future__ import annotations
 

@@ -1,13 +1,16 @@
-"""Utterance spans of a clip: timed subtitles > utterance file > voice-activity detection > the whole clip.
+"""Utterance spans of a clip: timed subtitles > utterance file > ASR on voiced spans > voice activity > the whole clip.
 
 The utterance-aware video/audio Q-Formers pool one slot per span, so spans must be in the clip's seconds,
 non-empty, sorted and at most ``max_utterances`` many. Rules of ``find_utterances``:
 
-1. Sources are tried in order: timed subtitles (.srt/.vtt), an utterance file (TimeChat ASR format
-   ``start<TAB>end<TAB>text``), voice activity in the waveform, the whole clip ``[0, duration]``. A
-   source that is not given, or that yields no span inside the clip, passes to the next one. A given
-   file that is missing or malformed raises (FileNotFoundError / SubtitleError): a broken annotation is
-   reported, never silently replaced by a weaker source.
+1. Sources are tried in order, and the first that yields a span inside the clip is the clip's
+   ``utterance_source`` (one of ``SOURCES``): ``subtitles`` (timed .srt/.vtt), ``utterance_file`` (a
+   provided transcript, TimeChat ASR format ``start<TAB>end<TAB>text``), ``asr-whisper`` /
+   ``asr-pocketsphinx`` (speech recognition on the voiced spans, ``data/speech.py``; only spans with words),
+   ``vad`` (the voiced spans without text: Silero VAD, or the energy detector below when Silero is
+   unavailable), ``whole`` (``[0, duration]``). A given file that is missing or malformed raises
+   (FileNotFoundError / SubtitleError): a broken annotation is reported, never silently replaced by a
+   weaker source. Music, noise and silence have no voiced span, so they never get ASR text.
 2. Spans are sorted by (start, end) and clipped to ``[0, duration]``. A span that ends up empty is
    dropped; if it was a zero-length cue inside the clip with text, its text joins the nearest kept span
    (in time order) so no spoken words are lost. Cues wholly outside the clip are dropped with their text
@@ -31,7 +34,7 @@ import re
 
 import numpy as np
 
-SOURCES = ('subtitles', 'utterance_file', 'vad', 'whole_clip')
+SOURCES = ('subtitles', 'utterance_file', 'asr-whisper', 'asr-pocketsphinx', 'vad', 'whole')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,8 +329,12 @@ def merge_closest(utterances: list[Utterance], max_utterances: int) -> list[Utte
 
 def find_utterances(duration: float, *, subtitle_path: str | os.PathLike | None = None,
                     utterance_path: str | os.PathLike | None = None, waveform: np.ndarray | None = None,
-                    sample_rate: int = 16000, max_utterances: int | None = None) -> tuple[list[Utterance], str]:
-    """Spans of a clip of ``duration`` seconds and the source used (one of ``SOURCES``); see the module rules."""
+                    sample_rate: int = 16000, max_utterances: int | None = None, vad: str = 'silero',
+                    asr=None) -> tuple[list[Utterance], str]:
+    """Spans of a clip of ``duration`` seconds and the source used (one of ``SOURCES``); see the module rules.
+
+    ``vad``: 'silero' (falls back to 'energy' when unavailable) or 'energy'. ``asr``: a recognizer of
+    ``data.speech.make_asr`` (``(waveform, spans) -> utterances``, with a ``source`` attribute) or None."""
     if not np.isfinite(duration) or duration <= 0:
         raise ValueError(f"find_utterances: clip duration must be a positive number of seconds, got {duration}")
     candidates = []
@@ -336,8 +343,18 @@ def find_utterances(duration: float, *, subtitle_path: str | os.PathLike | None 
     if utterance_path is not None:
         candidates.append(('utterance_file', lambda: read_utterance_file(_existing(utterance_path, 'utterance'))))
     if waveform is not None and len(waveform):
-        candidates.append(('vad', lambda: detect_voice_activity(waveform, sample_rate)))
-    candidates.append(('whole_clip', lambda: [Utterance(0.0, float(duration), '')]))
+        voiced = []
+
+        def detect():
+            from microemo_jax.data.speech import detect_speech  # speech imports this module
+            if not voiced:
+                voiced.append(_clip(detect_speech(waveform, sample_rate, detector=vad)[0], duration))
+            return voiced[0]
+
+        if asr is not None:
+            candidates.append((asr.source, lambda: [u for u in asr(waveform, detect()) if u.text] if detect() else []))
+        candidates.append(('vad', detect))
+    candidates.append(('whole', lambda: [Utterance(0.0, float(duration), '')]))
     for source, read in candidates:
         spans = _clip(read(), duration)
         if spans:

@@ -1,8 +1,9 @@
 """Whisper text decoder (transformers' ``WhisperDecoder`` + ``proj_out`` layout) and greedy timestamped decoding.
 
 The decoder: token embeddings plus a learned position table (``scale_embedding`` is kept from config.json
-but, as in transformers, which defines the scale and never applies it, not used), pre-LN layers of causal self-attention, cross-attention over the encoder output and a GELU MLP
-(k_proj without bias, as in the encoder), a final LayerNorm, and logits from the tied embedding table
+but not used: transformers defines the scale and never applies it), pre-LN layers of causal self-attention,
+cross-attention over the encoder output and a GELU MLP (k_proj without bias, as in the encoder), a final
+LayerNorm, and logits from the tied embedding table
 (or ``proj_out`` when the checkpoint unties it). ``WhisperSpeechModel`` holds the encoder
 (``models/whisper.py``) and this decoder, as ``WhisperForConditionalGeneration`` does.
 

@@ -1,4 +1,4 @@
-"""Utterance spans: subtitle/utterance-file parsing, energy VAD and the source priority of find_utterances."""
+"""Utterance spans: subtitle/utterance-file parsing, the energy VAD (fallback) and the source priority of find_utterances."""
 from __future__ import annotations
 
 import fractions
@@ -212,12 +212,12 @@ def test_priority_order(sources):
     assert find_utterances(3.0, subtitle_path=srt, utterance_path=utt, waveform=waveform) == (
         [U(0.5, 1.5, 'from subtitles')], 'subtitles')
     assert find_utterances(3.0, utterance_path=utt, waveform=waveform) == ([U(0.2, 0.9, 'from asr')], 'utterance_file')
-    found, source = find_utterances(3.0, waveform=waveform)
+    found, source = find_utterances(3.0, waveform=waveform, vad='energy')  # a synthetic buzz: the energy detector
     assert source == 'vad' and len(found) == 1 and abs(found[0].start - 1.0) < 0.06 and abs(found[0].end - 2.0) < 0.06
-    assert find_utterances(3.0) == ([U(0.0, 3.0, '')], 'whole_clip')
-    assert find_utterances(3.0, waveform=np.zeros(0, np.float32)) == ([U(0.0, 3.0, '')], 'whole_clip')
+    assert find_utterances(3.0) == ([U(0.0, 3.0, '')], 'whole')
+    assert find_utterances(3.0, waveform=np.zeros(0, np.float32)) == ([U(0.0, 3.0, '')], 'whole')
     quiet = np.random.default_rng(0).normal(0, 0.003, 3 * SR)
-    assert find_utterances(3.0, waveform=quiet) == ([U(0.0, 3.0, '')], 'whole_clip')
+    assert find_utterances(3.0, waveform=quiet, vad='energy') == ([U(0.0, 3.0, '')], 'whole')
 
 
 def test_falls_through_when_a_source_has_nothing_in_the_clip(tmp_path, sources):
@@ -227,7 +227,7 @@ def test_falls_through_when_a_source_has_nothing_in_the_clip(tmp_path, sources):
     assert find_utterances(3.0, subtitle_path=late, utterance_path=utt)[1] == 'utterance_file'
     empty = tmp_path / 'empty.srt'
     empty.write_text('')
-    assert find_utterances(3.0, subtitle_path=empty)[1] == 'whole_clip'
+    assert find_utterances(3.0, subtitle_path=empty)[1] == 'whole'
 
 
 def test_missing_or_malformed_given_files_raise(tmp_path, sources):

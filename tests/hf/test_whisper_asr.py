@@ -1,5 +1,6 @@
 """Whisper encoder + decoder from a WhisperForConditionalGeneration checkpoint, and greedy timestamped
-decoding, against transformers' ``generate`` on the committed tiny checkpoint (tools/reference_fixtures/whisper_asr.py)."""
+decoding, against transformers' ``generate`` on the committed tiny checkpoint
+(tools/reference_fixtures/whisper_asr.py)."""
 from __future__ import annotations
 
 import os
