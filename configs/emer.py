@@ -5,12 +5,14 @@ r"""MicroEmo on EMER-style data (big_vision-style config).
 
 Variants:
   demo   tiny widths for 2 CPU cores (minutes), same architecture and switches as the paper model.
+  tiny   the demo shrunk further for the test suite (4 frames, 32 px, 1-layer video/audio Q-Formers and
+         face branch, a 320-token LLM): every switch, seconds to compile.
   paper  EVA ViT-g/14 224 px, BERT-base Q-Formers (InstructBLIP layout), LLaMA-2-7B-chat, Whisper-large-v3
          encoder, T=32 frames (TimeChat goes to 96), K=4 face crops per anchor, U_max=8 utterances.
 """
 import ml_collections
 
-VARIANTS = ('demo', 'paper')
+VARIANTS = ('demo', 'paper', 'tiny')
 
 
 def _vision(hidden, intermediate, layers, heads, patch, image, eps):
@@ -55,8 +57,10 @@ def get_config(arg=None):
                        else _qformer(64, 2, 4, 128, 2, 8, vocab=512, max_pos=64))
     m.frame_encoder = ml_collections.ConfigDict(dict(
         timestamp_text=True,          # feed the timestamp sentence to the image Q-Former (TimeChat)
-        timestamp_tokenizer='bert',   # 'llm' reproduces TimeChat's quirk 1 (LLaMA tokenizer ids); used by prepare
-        keep_text_tokens=False,       # True reproduces TimeChat's quirk 2 (text positions kept in the output)
+        timestamp_tokenizer='bert',   # 'llm' reproduces TimeChat's quirk 1: prepare tokenizes the sentence with the
+                                      # LLM tokenizer, and the Q-Former's word embedding covers the LLM vocabulary
+        keep_text_tokens=False,       # True reproduces TimeChat's quirk 2 (text positions kept in the output;
+                                      # padded text positions stay masked)
         max_timestamp_tokens=16,
     ))
     # 2. Micro-expression local branch over face tubelets (K consecutive crops per anchor).
@@ -65,13 +69,16 @@ def get_config(arg=None):
         face_encoder='shared',        # 'shared': the frozen frame ViT; 'separate': the smaller ViT below
         face_vision=_vision(64, 128, 2, 4, 16, 64, 1e-6) if not paper else _vision(768, 3072, 12, 12, 16, 224, 1e-6),
         num_crops=4,                  # K
-        use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics)
+        use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics);
+                                      # False: per-crop appearance only
         hidden_size=768 if paper else 64,
         num_layers=2,
         num_heads=12 if paper else 4,
         dropout=0.1,
     ))
     # 3. Gated global-local attention (tanh gates start at 0: the global pipeline is unchanged at init).
+    # enabled=False (with the local branch on): the local tokens are projected and appended to each frame's
+    # tokens in the video Q-Former instead, so this ablation removes only the attention mechanism.
     m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0))
     # 4. Utterance-aware video Q-Former: once over all frames, once per utterance slot (+ optional windows).
     m.video_qformer = _qformer(768, 2, 12, 3072, 1, 32) if paper else _qformer(64, 2, 4, 128, 1, 8)
@@ -91,6 +98,9 @@ def get_config(arg=None):
         encoder_ffn_dim=5120 if paper else 128,
         max_source_positions=1500 if paper else 400,
         seconds_per_position=0.02,                            # Whisper: 10 ms hop, stride-2 conv
+        pad_to_30s=paper,             # pad the log-mel to the encoder's full window (2 * max_source_positions
+                                      # frames: 30 s for Whisper) as WhisperFeatureExtractor pads a short clip,
+                                      # and run the encoder unmasked over it, as pretrained Whisper saw audio
     ))
     m.audio_qformer = _qformer(768, 2, 12, 3072, 1, 8) if paper else _qformer(64, 2, 4, 128, 1, 4)
     # 6. LLM (LLaMA family) + LoRA.
@@ -158,6 +168,8 @@ def get_config(arg=None):
     # Where the parameters come from: '' = fresh init; else a folder written by `python -m microemo_jax.convert`
     # or a stage-1 run's exported params (LoRA adapters missing from it start from their fresh init).
     c.init = ml_collections.ConfigDict(dict(params=''))
+    if variant == 'tiny':
+        _shrink_to_tiny(c)
     c.train = ml_collections.ConfigDict(dict(
         validate_every=1000 if paper else 100,   # steps between validation-loss passes (0: never)
         validation_batches=50 if paper else 4,  # batches per validation pass
@@ -166,6 +178,8 @@ def get_config(arg=None):
                                                 # that requeue themselves); 0: run to total_steps
     ))
 
+    if variant == 'tiny':
+        c.train.validate_every, c.train.validation_batches = 2, 1
     # Device mesh and the one table that maps logical parameter/activation axes to mesh axes.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = (
@@ -182,3 +196,23 @@ def get_config(arg=None):
         ('query', None),
     )
     return c
+
+
+def _shrink_to_tiny(c) -> None:
+    """The ``tiny`` variant: the demo with the fewest frames, layers and widths that still exercise every switch."""
+    m, d = c.model, c.data
+    m.vision.update(image_size=32, patch_size=16, num_layers=1)
+    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0)
+    m.micro_expression.face_vision.update(image_size=32, patch_size=16, num_layers=1)
+    m.image_qformer.update(num_query_tokens=4, dropout=0.0)
+    m.video_qformer.update(num_query_tokens=4, num_layers=1, dropout=0.0)
+    m.audio_qformer.update(num_query_tokens=2, num_layers=1, dropout=0.0)
+    m.audio.update(max_source_positions=24, encoder_layers=1)
+    m.frame_encoder.max_timestamp_tokens = 12
+    m.num_frames, m.max_utterances = 4, 2
+    m.llm.update(vocab_size=320, hidden_size=64, intermediate_size=96, num_heads=4, num_kv_heads=2, head_dim=16,
+                 max_position_embeddings=512)
+    m.lora.update(rank=4, dropout=0.0)
+    d.update(demo_clips=8, max_seq_len=256, max_mel_frames=48, batch_size=4, num_workers=0)
+    c.total_steps, c.log_every, c.checkpoint_every = 4, 1, 2
+    c.optim.warmup_steps = 1

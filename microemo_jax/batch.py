@@ -59,7 +59,9 @@ def synthetic_batch(m, batch_size: int, seq_len: int, *, seed: int = 0, mel_fram
     out['timestamps'] = np.broadcast_to(np.linspace(0, duration, t, endpoint=False, dtype=np.float32), (b, t)).copy()
     out['frame_mask'] = np.ones((b, t), bool)
     out['frame_mask'][1:, t // 2 + 1:] = False              # later clips are shorter: padded frames
-    out['timestamp_ids'] = rng.integers(1, max(m.image_qformer.vocab_size, 2), spec['timestamp_ids'].shape).astype(np.int32)
+    # ids of the tokenizer prepare would use (model.frame_encoder.timestamp_tokenizer)
+    ts_vocab = m.llm.vocab_size if m.frame_encoder.timestamp_tokenizer == 'llm' else m.image_qformer.vocab_size
+    out['timestamp_ids'] = rng.integers(1, max(ts_vocab, 2), spec['timestamp_ids'].shape).astype(np.int32)
     out['timestamp_mask'] = np.ones(spec['timestamp_mask'].shape, np.int32)
     out['timestamp_mask'][..., -2:] = 0                     # padded text
     k = spec['face_mask'].shape[-1]

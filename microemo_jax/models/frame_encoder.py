@@ -1,9 +1,19 @@
 """Timestamp-bound frame encoder (TimeChat): ViT patch tokens -> image Q-Former that also reads
 "This frame is sampled at {t} second." -> query tokens per frame.
 
-Two switches reproduce TimeChat's known quirks: the tokenizer used for the timestamp sentence
-(``timestamp_tokenizer``, applied when the data is prepared) and ``keep_text_tokens``, which keeps the
-text positions of the Q-Former output next to the query positions.
+Two switches reproduce TimeChat's known quirks:
+
+* ``timestamp_tokenizer='llm'``: TimeChat tokenizes the sentence with the LLaMA tokenizer and feeds those ids
+  to the BERT Q-Former's word embedding. ``prepare`` then tokenizes with the LLM tokenizer (each record says
+  which tokenizer made its ids, and the data pipeline refuses a dataset made with the other one), and the
+  Q-Former's word embedding gets ``max(image_qformer.vocab_size, llm.vocab_size)`` rows so every LLM id
+  has a row (TimeChat's LLaMA ids above BERT's 30523 rows would index past its table). A pretrained
+  Q-Former keeps its rows; the added ones start from the usual initialisation.
+* ``keep_text_tokens=True``: the text positions of the Q-Former output stay next to the query positions;
+  their ``timestamp_mask`` comes along, so padded text positions never reach the video Q-Former.
+
+Without ``timestamp_text`` the Q-Former has no text parts at all (TimeChat drops them the same way); with
+text but without ``keep_text_tokens``, its last layer has no text FFN (its output would be dropped).
 """
 from __future__ import annotations
 
@@ -15,6 +25,17 @@ from microemo_jax.models.qformer import QFormer
 from microemo_jax.models.vit import VisionTransformer
 
 
+def text_vocab_size(m) -> int:
+    """Rows of the image Q-Former's word embedding for model config ``m``: 0 without timestamp text; the
+    Q-Former vocabulary, or in 'llm' mode at least the LLM's (the timestamp ids are then LLM ids)."""
+    fe = m.frame_encoder
+    if not fe.timestamp_text:
+        return 0
+    if fe.timestamp_tokenizer == 'llm':
+        return max(m.image_qformer.vocab_size, m.llm.vocab_size)
+    return m.image_qformer.vocab_size
+
+
 class FrameEncoder(nnx.Module):
 
     def __init__(self, vit: VisionTransformer, qformer: QFormer, num_query_tokens: int, *,
@@ -22,6 +43,7 @@ class FrameEncoder(nnx.Module):
                  rngs: nnx.Rngs):
         self.vit, self.qformer = vit, qformer
         self.timestamp_text, self.keep_text_tokens = timestamp_text, keep_text_tokens
+        qformer.prune_text(text_input=timestamp_text, text_output=timestamp_text and keep_text_tokens)
         width = qformer.cfg.hidden_size
         self.query_tokens = param(rngs, nnx.initializers.normal(0.02), (1, num_query_tokens, width),
                                   (None, 'query', 'embed'), param_dtype)
@@ -34,7 +56,8 @@ class FrameEncoder(nnx.Module):
         return self.num_query_tokens + (max_timestamp_tokens if self.timestamp_text and self.keep_text_tokens else 0)
 
     def __call__(self, frames, timestamp_ids=None, timestamp_mask=None, *, dropout_rng=None):
-        """frames (B, T, C, H, W); timestamp_ids/mask (B, T, L) -> (B, T, tokens_per_frame, D)."""
+        """frames (B, T, C, H, W); timestamp_ids/mask (B, T, L) -> tokens (B, T, N, D) and their validity (B, T, N),
+        N = tokens_per_frame: the query tokens are always valid, kept text tokens where ``timestamp_mask`` is 1."""
         if frames.ndim != 5:
             raise ValueError(f"frames must be (batch, time, channels, height, width), got shape {frames.shape}")
         b, t = frames.shape[:2]
@@ -48,8 +71,10 @@ class FrameEncoder(nnx.Module):
             text_mask = timestamp_mask.reshape(b * t, -1).astype(jnp.int32)
             mask = jnp.concatenate([jnp.ones(queries.shape[:2], jnp.int32), text_mask], axis=1)
             out = self.qformer(queries, image_embeds, input_ids=ids, attention_mask=mask, dropout_rng=dropout_rng)
+            valid = mask.astype(bool)
             if not self.keep_text_tokens:
-                out = out[:, :queries.shape[1]]
+                out, valid = out[:, :queries.shape[1]], valid[:, :queries.shape[1]]
         else:
             out = self.qformer(queries, image_embeds, dropout_rng=dropout_rng)
-        return out.reshape((b, t) + out.shape[1:])
+            valid = jnp.ones(out.shape[:2], bool)
+        return out.reshape((b, t) + out.shape[1:]), valid.reshape((b, t) + valid.shape[1:])

@@ -2,6 +2,7 @@
 
     frames --ViT--> image Q-Former(+timestamp text) --global-local attn <-- micro-expression branch <-- faces
            --> utterance-aware video Q-Former --> Linear --> LLM prompt slots
+    (global-local attention off: the local tokens, projected, join each frame's tokens in the video Q-Former)
     log-mel --Whisper--> utterance-aware audio Q-Former --> Linear --> LLM prompt slots
 
 The prompt (built by the data pipeline) holds ``num_video_tokens + num_audio_tokens`` placeholder
@@ -9,10 +10,15 @@ positions, given per example in ``modality_positions``; the projected tokens rep
 Tokens of empty slots (padded utterances, clips without audio) are masked out of the LLM's attention,
 and positions count only attended tokens, so padding never changes what the model computes.
 
+Only parameters something uses are built: no global-local module without the local branch, no text parts
+in the image Q-Former without timestamp text (see frame_encoder.py).
+
 Pretrained towers can be passed in (``MicroEmo(cfg, vit=..., llm=...)``), which is how converted Hugging Face weights
 enter without materialising a second copy of the model.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +26,7 @@ import ml_collections
 from flax import nnx
 
 from microemo_jax.models.audio import AudioBranch
-from microemo_jax.models.frame_encoder import FrameEncoder
+from microemo_jax.models.frame_encoder import FrameEncoder, text_vocab_size
 from microemo_jax.models.global_local import GlobalLocalAttention
 from microemo_jax.models.layers import Dense, split_rng
 from microemo_jax.models.llama import Llama, LlamaConfig
@@ -54,6 +60,13 @@ def qformer_config(c, encoder_hidden_size: int) -> QFormerConfig:
                          vocab_size=c.vocab_size, max_position_embeddings=c.max_position_embeddings,
                          pad_token_id=c.pad_token_id, hidden_dropout=c.dropout, attention_dropout=c.dropout,
                          text_ffn=c.vocab_size > 0)
+
+
+def image_qformer_config(m) -> QFormerConfig:
+    """The image Q-Former as model config ``m`` builds it: text parts sized for the timestamp ids (or none)."""
+    vocab = text_vocab_size(m)
+    return dataclasses.replace(qformer_config(m.image_qformer, m.vision.hidden_size), vocab_size=vocab,
+                               text_ffn=vocab > 0)
 
 
 def whisper_config(c) -> WhisperEncoderConfig:
@@ -94,8 +107,10 @@ class MicroEmo(nnx.Module):
 
         # 1. timestamp-bound frame encoder
         vit = vit or VisionTransformer(vision_config(cfg.vision), attention_impl=impl, rngs=rngs, **stack, **frozen)
-        image_qformer = image_qformer or QFormer(qformer_config(cfg.image_qformer, cfg.vision.hidden_size),
-                                                 attention_impl=impl, rngs=rngs, **trained)
+        if image_qformer is None:
+            image_qformer = QFormer(image_qformer_config(cfg), attention_impl=impl, rngs=rngs, **trained)
+        elif cfg.frame_encoder.timestamp_text:  # a pretrained Q-Former: room for every timestamp id ('llm' mode)
+            image_qformer.resize_vocab(text_vocab_size(cfg), rngs=rngs)
         self.frame_encoder = FrameEncoder(vit, image_qformer, cfg.image_qformer.num_query_tokens,
                                           timestamp_text=cfg.frame_encoder.timestamp_text,
                                           keep_text_tokens=cfg.frame_encoder.keep_text_tokens,
@@ -115,12 +130,16 @@ class MicroEmo(nnx.Module):
                                                           me.num_heads, use_differences=me.use_differences,
                                                           dropout_rate=me.dropout, attention_impl=impl, rngs=rngs,
                                                           **trained)
-            self.global_local = (GlobalLocalAttention(q_width, me.hidden_size, cfg.global_local.num_heads,
-                                                      neighbours=cfg.global_local.neighbours, attention_impl=impl,
-                                                      rngs=rngs, **trained)
-                                 if cfg.global_local.enabled else None)
+            if cfg.global_local.enabled:
+                self.global_local = GlobalLocalAttention(q_width, me.hidden_size, cfg.global_local.num_heads,
+                                                         neighbours=cfg.global_local.neighbours, attention_impl=impl,
+                                                         rngs=rngs, **trained)
+                self.local_proj = None
+            else:  # the local tokens join each frame's tokens in the video Q-Former instead
+                self.global_local = None
+                self.local_proj = Dense(me.hidden_size, q_width, axes=('embed', 'embed'), rngs=rngs, **trained)
         else:
-            self.face_vit = self.micro_expression = self.global_local = None
+            self.face_vit = self.micro_expression = self.global_local = self.local_proj = None
         # 4. utterance-aware video Q-Former
         vq = cfg.video_qformer
         self.video_qformer = VideoQFormer(QFormer(qformer_config(vq, q_width), attention_impl=impl, rngs=rngs, **trained),
@@ -137,7 +156,8 @@ class MicroEmo(nnx.Module):
                                                       rngs=rngs, **trained),
                                      aq.num_query_tokens, cfg.max_utterances,
                                      seconds_per_position=cfg.audio.seconds_per_position,
-                                     utterance_scale=cfg.utterance_scale, param_dtype=trained['param_dtype'],
+                                     utterance_scale=cfg.utterance_scale,
+                                     pad_to_30s=cfg.audio.get('pad_to_30s', False), param_dtype=trained['param_dtype'],
                                      rngs=rngs)
             self.audio_proj = Dense(aq.hidden_size, cfg.llm.hidden_size, axes=('embed', 'embed'), rngs=rngs, **trained)
         else:
@@ -180,13 +200,17 @@ class MicroEmo(nnx.Module):
         if t != self.cfg.num_frames:
             raise ValueError(f"batch has {t} frames per clip, the model was built for model.num_frames="
                              f"{self.cfg.num_frames}")
-        tokens = self.frame_encoder(frames, batch.get('timestamp_ids'), batch.get('timestamp_mask'),
-                                    dropout_rng=r_frame)
-        if self.micro_expression is not None and self.global_local is not None:
+        tokens, token_mask = self.frame_encoder(frames, batch.get('timestamp_ids'), batch.get('timestamp_mask'),
+                                                dropout_rng=r_frame)
+        if self.micro_expression is not None:
             local, local_mask = self.encode_faces(batch['faces'], batch['face_mask'], dropout_rng=r_face)
-            tokens = self.global_local(tokens, local, local_mask)
-        video, video_valid = self.video_qformer(tokens, batch['frame_mask'], batch['timestamps'], batch['utterances'],
-                                                batch['utterance_mask'], dropout_rng=r_video)
+            if self.global_local is not None:
+                tokens = self.global_local(tokens, local, local_mask)
+            else:
+                tokens = jnp.concatenate([tokens, self.local_proj(local).astype(tokens.dtype)], axis=2)
+                token_mask = jnp.concatenate([token_mask, local_mask.astype(bool)], axis=2)
+        video, video_valid = self.video_qformer(tokens, token_mask, batch['frame_mask'], batch['timestamps'],
+                                                batch['utterances'], batch['utterance_mask'], dropout_rng=r_video)
         out = [self.video_proj(video.reshape(b, -1, video.shape[-1]))]
         valid = [jnp.repeat(video_valid, video.shape[2], axis=1)]
         if self.audio is not None:

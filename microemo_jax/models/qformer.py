@@ -150,7 +150,7 @@ class QFormerLayer(nnx.Module):
         if self.crossattention is not None:
             q = self.crossattention(q, encoder, cross_mask, dropout_rng=r_cross)
         q = self.ffn_query(q, dropout_rng=r_query)
-        if a.shape[1] == num_queries:
+        if a.shape[1] == num_queries or self.ffn_text is None:  # no text, or a last layer without text output
             return q
         t = self.ffn_text(a[:, num_queries:], dropout_rng=r_text)
         return jnp.concatenate([q, t], axis=1)
@@ -173,6 +173,35 @@ class QFormer(nnx.Module):
         self.layers = nnx.List([QFormerLayer(cfg, i, attention_impl=attention_impl, **kw)
                                 for i in range(cfg.num_layers)])
 
+    def prune_text(self, *, text_input: bool, text_output: bool) -> None:
+        """Drop text parts a caller never uses, so no parameter goes without a gradient (TimeChat drops them too).
+
+        ``text_input=False``: word/position embeddings and every text FFN (the Blip2QFormerModel layout).
+        ``text_output=False``: only the last layer's text FFN; the output then holds the query positions only.
+        """
+        if not text_input and self.word_embeddings is not None:
+            self.word_embeddings = self.position_embeddings = None
+            for layer in self.layers:
+                layer.ffn_text = None
+            self.cfg = dataclasses.replace(self.cfg, vocab_size=0, text_ffn=False)
+        if not text_output and len(self.layers):
+            self.layers[-1].ffn_text = None
+
+    def resize_vocab(self, rows: int, *, rngs: nnx.Rngs) -> None:
+        """Grow the word embedding to ``rows`` (transformers' ``resize_token_embeddings``): rows that exist keep
+        their values, new rows get a fresh initialisation."""
+        if self.word_embeddings is None:
+            raise ValueError("QFormer.resize_vocab: this Q-Former has no text embeddings")
+        old = self.word_embeddings
+        n = old.embedding.get_value().shape[0]
+        if rows <= n:
+            return
+        new = Embed(rows, self.cfg.hidden_size, axes=('vocab', 'embed'), dtype=self.dtype,
+                    param_dtype=old.embedding.get_value().dtype, rngs=rngs)
+        new.embedding.set_value(new.embedding.get_value().at[:n].set(old.embedding.get_value()))
+        self.word_embeddings = new
+        self.cfg = dataclasses.replace(self.cfg, vocab_size=rows)
+
     def __call__(self, query_embeds: jax.Array, encoder_hidden_states: jax.Array, input_ids: jax.Array | None = None,
                  attention_mask: jax.Array | None = None, *, encoder_attention_mask: jax.Array | None = None,
                  dropout_rng: jax.Array | None = None) -> jax.Array:
@@ -183,7 +212,7 @@ class QFormer(nnx.Module):
         input_ids: (B, L) text tokens placed after the queries (needs text embeddings).
         attention_mask: (B, Q + L) 1 = attend, over queries *and* text, as in InstructBlipQFormerModel.
         encoder_attention_mask: (B, Se) 1 = valid encoder position.
-        Returns (B, Q + L, H); L = 0 without text.
+        Returns (B, Q + L, H); L = 0 without text, or when the last layer's text FFN was pruned.
         """
         self._check(query_embeds, encoder_hidden_states, input_ids, attention_mask, encoder_attention_mask)
         b = encoder_hidden_states.shape[0]

@@ -3,7 +3,9 @@
 Frame tokens get a learned frame-position embedding, then a small Q-Former with its own queries runs
 once per slot (whole video, each utterance span, optional fixed windows), cross-attending only to the
 frames of that slot. A learned slot-index embedding marks which slot each output token came from.
-All slots run as one batched call with masks, so shapes stay static.
+All slots run as one batched call with masks, so shapes stay static. A frame's tokens are its image
+Q-Former tokens (plus kept timestamp-text tokens, plus its local face tokens when the global-local
+attention is off); ``token_mask`` says which of them are real.
 """
 from __future__ import annotations
 
@@ -55,8 +57,10 @@ class VideoQFormer(nnx.Module):
         width = qformer.cfg.encoder_hidden_size
         self.frame_pos = param(rngs, default_kernel_init, (max_frames, width), ('pos', 'embed'), param_dtype)
 
-    def __call__(self, frame_tokens, frame_mask, timestamps, utterances, utterance_mask, *, dropout_rng=None):
-        """frame_tokens (B, T, N, D) -> tokens (B, S, Q, D) and slot validity (B, S)."""
+    def __call__(self, frame_tokens, token_mask, frame_mask, timestamps, utterances, utterance_mask, *,
+                 dropout_rng=None):
+        """frame_tokens (B, T, N, D), token_mask (B, T, N) or None (all valid) -> tokens (B, S, Q, D) and slot
+        validity (B, S). A slot reads the valid tokens of the frames it selects."""
         b, t, n, d = frame_tokens.shape
         if t > self.max_frames:
             raise ValueError(f"{t} frames exceed the frame-position embedding ({self.max_frames} positions)")
@@ -64,6 +68,8 @@ class VideoQFormer(nnx.Module):
         masks, slot_valid = slot_masks(timestamps, frame_mask, utterances, utterance_mask,
                                        utterance_scale=self.utterance_scale, window_size=self.window_size,
                                        window_stride=self.window_stride)
-        element_masks = jnp.repeat(masks, n, axis=-1)  # every token of a selected frame
+        element_masks = jnp.repeat(masks, n, axis=-1)  # every token of a selected frame...
+        if token_mask is not None:                      # ...that is not padding (e.g. padded timestamp text)
+            element_masks = element_masks & token_mask.reshape(b, 1, t * n).astype(bool)
         out = self.slots.run_slots(x.reshape(b, t * n, d), element_masks, dropout_rng=dropout_rng)
         return out, slot_valid

@@ -3,7 +3,9 @@
 Two conv1d layers (kernel 3, padding 1; the second with stride 2, halving the frame rate) with GELU,
 a position table, pre-LN transformer layers (k_proj has no bias) and a final LayerNorm.
 
-Differences from transformers, both because emotion clips are short and batched:
+Differences from transformers, both because emotion clips are short and batched (``pad_to_window`` gives
+transformers' exact behaviour instead: a clip padded to the full window as the feature extractor pads it,
+run without a mask):
 * any ``T_mel <= 2 * max_source_positions`` is accepted (transformers insists on exactly that many,
   i.e. 30 s padded); the first ``ceil(T_mel / 2)`` positions of the table are used. With
   ``T_mel == 2 * max_source_positions`` the output equals transformers'.
@@ -81,6 +83,27 @@ class WhisperEncoderConfig:
 def output_length(num_mel_frames: int) -> int:
     """Encoder positions produced from ``num_mel_frames`` frames (the stride-2 conv): ceil(T / 2)."""
     return (num_mel_frames - 1) // 2 + 1
+
+
+def pad_to_window(mel: jax.Array, frame_valid: jax.Array, total_frames: int) -> jax.Array:
+    """Fill a batch of short clips' log-mel out to ``total_frames`` as ``WhisperFeatureExtractor`` pads a clip.
+
+    mel (B, bins, T) with ``frame_valid`` (B, T) marking each clip's frames -> (B, bins, total_frames). The
+    extractor appends zeros to the waveform (to 30 s); their log10 power is the 1e-10 floor (-10), which its
+    clamp lifts to (max - 8), so after (x + 4) / 4 every padded frame holds max(M - 2, -1.5), with M the
+    clip's largest normalised value. Frames not marked valid (whatever the batch holds there) get that
+    value; a clip with no valid frame is digital silence (-1.5). The frames right after a clip's end carry
+    the tail of its last STFT windows in the extractor's output, so marked frames must include those to
+    match it exactly.
+    """
+    b, bins, t = mel.shape
+    if t > total_frames:
+        raise ValueError(f"pad_to_window: {t} mel frames exceed the encoder window of {total_frames}")
+    valid = frame_valid.astype(bool)[:, None, :]
+    top = jnp.max(jnp.where(valid, mel, -jnp.inf), axis=(1, 2))
+    floor = jnp.where(jnp.isfinite(top), jnp.maximum(top - 2.0, -1.5), -1.5).astype(mel.dtype)[:, None, None]
+    x = jnp.where(valid, mel, floor)
+    return jnp.concatenate([x, jnp.broadcast_to(floor, (b, bins, total_frames - t))], axis=2)
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""WhisperEncoder beyond transformers: short clips, padding masks, input checks, dropout, axes."""
+"""WhisperEncoder beyond transformers: short clips, padding masks, padding to the window as transformers pads,
+input checks, dropout, axes."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig, output_length
+from helpers import assert_parity, fixture, reference
+from microemo_jax.hf import load_whisper_encoder
+from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig, output_length, pad_to_window
 from microemo_jax.models.whisper_features import log_mel_spectrogram
 
 CFG = WhisperEncoderConfig(num_mel_bins=8, d_model=32, encoder_layers=2, encoder_attention_heads=4,
@@ -121,3 +124,34 @@ def test_log_mel_shapes_and_bad_audio():
         log_mel_spectrogram(audio[:150])
     with pytest.raises(ValueError, match='real-valued'):
         log_mel_spectrogram(audio.astype(np.complex64))
+
+
+def test_pad_to_window_matches_transformers_on_short_padded_clips():
+    """model.audio.pad_to_30s: short clips whose batch holds garbage past their frames, filled out to the window as
+    WhisperFeatureExtractor pads them, give transformers' WhisperEncoder outputs (fixture from
+    tools/reference_fixtures/whisper.py)."""
+    ref = reference('whisper_encoder_standalone')
+    encoder = load_whisper_encoder(fixture('whisper_encoder_standalone'))
+    features, lengths = ref['padded_input_features'], ref['padded_lengths']
+    window = features.shape[-1]
+    # The extractor's features are our log-mel of the waveform with zeros appended (it pads the audio).
+    for wave, n, x in zip(ref['padded_waveforms'], lengths, features):
+        np.testing.assert_allclose(log_mel_spectrogram(np.pad(wave[:n], (0, window * 160 - n)), x.shape[0]), x,
+                                   atol=1e-5)
+    # A batch as the pipeline gives it: each clip's frames (to the end of its last STFT window), then garbage.
+    positions = np.asarray([-(-(n // 160 + 3) // 2) for n in lengths])
+    audio_mask = np.arange(window // 2)[None] < positions[:, None]
+    frame_valid = np.repeat(audio_mask, 2, axis=1)
+    garbage = 3 + 4 * np.random.default_rng(0).standard_normal(features.shape).astype(np.float32)
+    batch_mel = np.where(frame_valid[:, None, :], features, garbage)
+    padded = jax.jit(pad_to_window, static_argnums=2)(jnp.asarray(batch_mel[..., :24]), jnp.asarray(frame_valid[:, :24]),
+                                                      window)
+    np.testing.assert_allclose(np.asarray(padded), features, rtol=0, atol=1e-6)
+    assert_parity(_encode(encoder, padded), ref['padded_last_hidden_state'])
+    # The masked short-clip path is a different computation: this is why the switch exists.
+    masked = _encode(encoder, jnp.asarray(batch_mel), jnp.asarray(audio_mask))
+    valid = audio_mask[..., None]
+    assert np.abs(np.where(valid, np.asarray(masked) - ref['padded_last_hidden_state'], 0)).max() > 1e-2
+    # A clip without audio becomes Whisper's digital silence.
+    silent = pad_to_window(jnp.asarray(batch_mel[:1, :, :4]), jnp.zeros((1, 4), bool), 8)
+    np.testing.assert_array_equal(np.asarray(silent), np.full((1, 8, 8), -1.5, np.float32))

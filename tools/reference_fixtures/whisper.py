@@ -4,7 +4,10 @@ Cases (all with model_type 'whisper'; the encoder's tensors sit under a differen
 * ``whisper_encoder_standalone``: ``WhisperEncoder.save_pretrained`` (no prefix); 8 mel bins,
   max_source_positions 16 (T_mel = 32). Also records a *short* input: transformers only accepts exactly
   2 * max_source_positions frames, so the short reference comes from a WhisperEncoder whose position
-  table is the first rows of this one's (which is what our encoder does with short inputs).
+  table is the first rows of this one's (which is what our encoder does with short inputs). And a
+  *padded* short input (``model.audio.pad_to_30s``): two short random waveforms that
+  ``WhisperFeatureExtractor`` pads to the encoder's whole window (2 * max_source_positions frames, its
+  30 s at full size), with its per-frame attention mask and this encoder's output on them.
 * ``whisper_model_full``: ``WhisperModel`` (``encoder.``); 12 mel bins, max_source_positions 24.
 * ``whisper_cond_gen_full``: ``WhisperForConditionalGeneration`` (``model.encoder.``); 16 mel bins,
   max_source_positions 32, activation 'gelu_new' (tanh GELU) in the FFN.
@@ -28,6 +31,7 @@ from reference_fixtures.common import case_dir, save_reference, seed
 
 BATCH = 2
 SHORT_FRAMES = 20  # even: transformers needs T_mel == 2 * max_source_positions
+PADDED_SAMPLES = (1937, 3211)  # two short clips (12 and 20 frames of 10 ms) padded to the encoder's window
 
 
 def _config(num_mel_bins: int, max_source_positions: int, activation: str = 'gelu') -> WhisperConfig:
@@ -55,7 +59,8 @@ def _encoder_of(model: torch.nn.Module) -> WhisperEncoder:
     return model if isinstance(model, WhisperEncoder) else model.get_encoder()
 
 
-def _case(out_root: str, name: str, cls, config: WhisperConfig, n_seed: int, *, short: bool = False) -> None:
+def _case(out_root: str, name: str, cls, config: WhisperConfig, n_seed: int, *, short: bool = False,
+          padded: bool = False) -> None:
     seed(n_seed)
     path = case_dir(out_root, name)
     model = cls(config).eval()
@@ -73,6 +78,8 @@ def _case(out_root: str, name: str, cls, config: WhisperConfig, n_seed: int, *, 
     arrays = {'input_features': input_features, 'last_hidden_state': hidden}
     if short:
         arrays.update(_short(encoder, config))
+    if padded:
+        arrays.update(_padded(encoder, config))
     save_reference(path, **arrays)
 
 
@@ -87,6 +94,28 @@ def _short(encoder: WhisperEncoder, config: WhisperConfig) -> dict[str, torch.Te
     with torch.no_grad():
         y = short(x).last_hidden_state
     return {'short_input_features': x, 'short_last_hidden_state': y}
+
+
+def _padded(encoder: WhisperEncoder, config: WhisperConfig) -> dict[str, np.ndarray]:
+    """Short waveforms padded by WhisperFeatureExtractor to the encoder's window, and the encoder's output."""
+    frames = 2 * config.max_source_positions
+    waves = [(0.1 * torch.randn(n)).numpy().astype(np.float32) for n in PADDED_SAMPLES]
+    extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
+    out = extractor(waves, sampling_rate=16000, padding='max_length', max_length=frames * extractor.hop_length,
+                    return_attention_mask=True, return_tensors='np')
+    features, mask = out['input_features'].astype(np.float32), out['attention_mask'].astype(np.int32)
+    assert features.shape == (len(waves), config.num_mel_bins, frames), features.shape
+    for x, n in zip(features, PADDED_SAMPLES):  # past the clip's last STFT windows: the clamp floor only
+        tail = x[:, n // extractor.hop_length + 3:]
+        assert np.all(tail == max(x.max() - 2.0, -1.5)) or np.allclose(tail, max(x.max() - 2.0, -1.5), atol=1e-6)
+    with torch.no_grad():
+        hidden = encoder(torch.from_numpy(features)).last_hidden_state
+    waveforms = np.zeros((len(waves), max(PADDED_SAMPLES)), np.float32)
+    for i, w in enumerate(waves):
+        waveforms[i, :len(w)] = w
+    return {'padded_waveforms': waveforms, 'padded_lengths': np.asarray(PADDED_SAMPLES, np.int32),
+            'padded_input_features': features, 'padded_attention_mask': mask,
+            'padded_last_hidden_state': hidden.numpy()}
 
 
 def _features_case(out_root: str, n_seed: int) -> None:
@@ -104,7 +133,7 @@ def _features_case(out_root: str, n_seed: int) -> None:
 
 
 def make(out_root: str) -> None:
-    _case(out_root, 'whisper_encoder_standalone', WhisperEncoder, _config(8, 16), 100, short=True)
+    _case(out_root, 'whisper_encoder_standalone', WhisperEncoder, _config(8, 16), 100, short=True, padded=True)
     _case(out_root, 'whisper_model_full', WhisperModel, _config(12, 24), 101)
     _case(out_root, 'whisper_cond_gen_full', WhisperForConditionalGeneration, _config(16, 32, 'gelu_new'), 102)
     _features_case(out_root, 103)
