@@ -329,7 +329,7 @@ class WhisperASR:
             for j, (_, piece) in enumerate(group):
                 feats[j] = self._features(piece)
             segments = transcribe(self.model, feats, self.gen, language=self.language,
-                                  max_new_tokens=self.max_new_tokens)
+                                  max_new_tokens=self.max_new_tokens, num_rows=len(group))
             for (start, piece), segs in zip(group, segments):
                 length = len(piece) / SAMPLE_RATE
                 for seg in segs:

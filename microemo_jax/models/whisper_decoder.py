@@ -459,15 +459,17 @@ def split_segments(tokens: Sequence[int], gen: WhisperGenerationConfig, *, seek:
 
 
 def transcribe(model: WhisperSpeechModel, features, gen: WhisperGenerationConfig, *, language: str | None = None,
-               task: str | None = 'transcribe', max_new_tokens: int | None = None,
+               task: str | None = 'transcribe', max_new_tokens: int | None = None, num_rows: int | None = None,
                max_passes: int = 16) -> list[list[Segment]]:
     """Timestamped segments of each row of (B, bins, window) features, as transformers' short-form
-    ``generate(return_timestamps=True)`` finds them (see the module docstring)."""
+    ``generate(return_timestamps=True)`` finds them (see the module docstring). Rows from ``num_rows`` on
+    are batch padding (a fixed batch keeps one compiled program): they are not decoded again and get []."""
     features = np.asarray(features, np.float32)
     window = model.window_frames
     b = features.shape[0]
     prompt = decoder_prompt(model, features, gen, language=language, task=task)
     seek = np.zeros(b, np.int64)                 # mel frames already transcribed, per row
+    seek[b if num_rows is None else num_rows:] = window
     out: list[list[Segment]] = [[] for _ in range(b)]
     for _ in range(max_passes):
         rows = np.flatnonzero(seek < window)

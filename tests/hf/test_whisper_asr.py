@@ -56,6 +56,9 @@ def test_greedy_and_segments_match_generate(setup):
     for row, segs in enumerate(segments):
         assert [t for s in segs for t in s.tokens] == _strip(ref['en.generate'][row], gen.eos_token_id)
     assert sum(len(s) > 1 for s in segments) >= 2, 'the fixture should make transformers seek within the window'
+    # Rows past num_rows are batch padding: never decoded into segments, the real rows unchanged.
+    padded = wd.transcribe(model, feats, gen, language='en', max_new_tokens=MAX_NEW, num_rows=2)
+    assert padded[:2] == segments[:2] and padded[2:] == [[], []]
 
 
 def test_language_detection_matches(setup):
