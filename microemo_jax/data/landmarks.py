@@ -40,6 +40,28 @@ MESH_68 = np.array([
 RIGHT_EYE_68, LEFT_EYE_68, MOUTH_68 = slice(36, 42), slice(42, 48), slice(48, 60)
 
 
+def _mirror_68() -> np.ndarray:
+    pairs = [(i, 16 - i) for i in range(8)] + [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22), (31, 35), (32, 34),
+             (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46), (48, 54), (49, 53), (50, 52), (55, 59),
+             (56, 58), (60, 64), (61, 63), (65, 67)]
+    perm = np.arange(68)
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return perm
+
+
+# Which of the 68 points a point becomes in the mirror image (the person's right eye becomes the left one).
+MIRROR_68 = _mirror_68()
+
+
+def flip_landmarks(points, width: float = 1.0) -> np.ndarray:
+    """The 68 landmarks (..., 68, 2) of the horizontally flipped image: x -> width - x, and each point
+    renamed as its mirror twin (MIRROR_68), so that point i still means the same part of the face."""
+    p = np.asarray(points)[..., MIRROR_68, :].copy()
+    p[..., 0] = width - p[..., 0]
+    return p
+
+
 @dataclasses.dataclass(frozen=True)
 class ROI:
     """A rotated square in image pixels: centre, side, and the angle (radians) of its x axis in the image

@@ -5,6 +5,13 @@ the native frame rate. Per-crop features f_{i,k} (from the face encoder) become 
 appearance f_{i,0} and the first-order differences f_{i,k} - f_{i,k-1} (the motion that carries the
 micro-expression), each with a temporal position embedding, then temporal self-attention. Crops are
 packed at the front of the tubelet; ``face_mask`` marks the real ones.
+
+With ``landmarks=True`` each token also gets the face's geometry (``model.micro_expression.landmarks``):
+the crop's 68 face-mesh landmarks (data/faces.py; crop coordinates) are normalised for position and size
+(centred on their mean, divided by the inter-ocular distance), so only the face's shape remains; token 0
+adds that shape, and with ``use_differences`` token k adds its displacement since crop k-1 (x10: typical
+displacements are a few hundredths of the eye distance), through one linear layer per kind. Crops without
+landmarks (``landmark_mask``) add nothing.
 """
 from __future__ import annotations
 
@@ -18,20 +25,51 @@ from microemo_jax.models.layers import Dense, LayerNorm, default_kernel_init, pa
 class MicroExpressionBranch(nnx.Module):
 
     def __init__(self, feature_dim: int, hidden_size: int, num_crops: int, num_layers: int, num_heads: int, *,
-                 use_differences: bool = True, dropout_rate: float = 0.0, dtype=jnp.float32,
-                 param_dtype=jnp.float32, attention_impl=None, rngs: nnx.Rngs):
+                 use_differences: bool = True, landmarks: bool = False, num_landmarks: int = 68,
+                 dropout_rate: float = 0.0, dtype=jnp.float32, param_dtype=jnp.float32, attention_impl=None,
+                 rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.num_crops, self.use_differences = num_crops, use_differences
+        self.landmarks, self.num_landmarks = landmarks, num_landmarks
         self.appearance = Dense(feature_dim, hidden_size, axes=('embed', 'embed'), **kw)
         self.motion = Dense(feature_dim, hidden_size, axes=('embed', 'embed'), **kw) if use_differences else None
+        # landmark geometry (2 * num_landmarks numbers) -> hidden; None when the switch is off
+        self.shape_proj = (Dense(2 * num_landmarks, hidden_size, axes=(None, 'embed'), **kw) if landmarks else None)
+        self.shape_motion = (Dense(2 * num_landmarks, hidden_size, axes=(None, 'embed'), **kw)
+                             if landmarks and use_differences else None)
         self.temporal_pos = param(rngs, default_kernel_init, (num_crops, hidden_size), ('pos', 'embed'), param_dtype)
         self.blocks = nnx.List([SelfAttentionBlock(hidden_size, num_heads, dropout_rate=dropout_rate,
                                                    attention_impl=attention_impl, **kw)
                                 for _ in range(num_layers)])
         self.norm = LayerNorm(hidden_size, **kw)
 
-    def __call__(self, features, face_mask, *, dropout_rng=None):
-        """features (B, T, K, F), face_mask (B, T, K) -> local tokens (B, T, K, D), token mask (B, T, K)."""
+    def _landmark_tokens(self, landmarks, landmark_mask):
+        """(B, T, K, L, 2) crop-unit landmarks -> (B, T, K, D) geometry tokens (zero where unknown)."""
+        if landmarks is None or landmark_mask is None:
+            raise ValueError("model.micro_expression.landmarks is on: the batch needs face_landmarks "
+                             "(B, T, K, L, 2) and face_landmark_mask (B, T, K) (records from prepare carry them)")
+        if landmarks.shape[2:] != (self.num_crops, self.num_landmarks, 2):
+            raise ValueError(f"face_landmarks must be (batch, frames, {self.num_crops}, {self.num_landmarks}, 2), "
+                             f"got {landmarks.shape}")
+        pts = landmarks.astype(jnp.float32)
+        ok = landmark_mask.astype(bool)
+        centred = pts - pts.mean(axis=-2, keepdims=True)
+        # inter-ocular distance from the iBUG eye points (36-41 right eye, 42-47 left eye)
+        eyes = pts[..., 42:48, :].mean(-2) - pts[..., 36:42, :].mean(-2)
+        iod = jnp.sqrt(jnp.sum(eyes ** 2, axis=-1, keepdims=True))[..., None]
+        ok = ok & (iod[..., 0, 0] > 1e-3)
+        shape = jnp.where(ok[..., None, None], centred / jnp.maximum(iod, 1e-3), 0.0)
+        shape = shape.reshape(shape.shape[:3] + (-1,))
+        if self.use_differences:
+            first = self.shape_proj(shape[:, :, :1]) * ok[:, :, :1, None]
+            both = ok[:, :, 1:] & ok[:, :, :-1]
+            moves = self.shape_motion(10.0 * (shape[:, :, 1:] - shape[:, :, :-1])) * both[..., None]
+            return jnp.concatenate([first, moves], axis=2)
+        return self.shape_proj(shape) * ok[..., None]
+
+    def __call__(self, features, face_mask, *, landmarks=None, landmark_mask=None, dropout_rng=None):
+        """features (B, T, K, F), face_mask (B, T, K) [, landmarks (B, T, K, L, 2), landmark_mask (B, T, K)]
+        -> local tokens (B, T, K, D), token mask (B, T, K). The landmarks are read only with ``landmarks=True``."""
         if features.ndim != 4 or features.shape[2] != self.num_crops:
             raise ValueError(f"face features must be (batch, frames, {self.num_crops} crops, dim), "
                              f"got {features.shape}")
@@ -44,6 +82,8 @@ class MicroExpressionBranch(nnx.Module):
             valid = jnp.concatenate([valid[:, :, :1], valid[:, :, 1:] & valid[:, :, :-1]], axis=2)
         else:
             tokens = self.appearance(features)
+        if self.landmarks:
+            tokens = tokens + self._landmark_tokens(landmarks, landmark_mask).astype(tokens.dtype)
         tokens = tokens + self.temporal_pos[...].astype(tokens.dtype)
         x = tokens.reshape(b * t, k, -1)
         flat_valid = valid.reshape(b * t, k)

@@ -258,3 +258,16 @@ def test_config_chooses_the_detector_and_alignment():
     assert (s.face_detector, s.align_faces) == ('haar', False)
     with pytest.raises(ConfigError, match="data.face_detector='mtcnn' must be 'blazeface'"):
         load_config(spec, ['data.face_detector=mtcnn'])
+
+
+def test_flipped_landmarks_are_the_landmarks_of_the_flipped_face(photo, short, mesh):
+    def points(img):
+        boxes, kps = short.detect_with_keypoints(img)
+        pts, _ = mesh.landmarks(img, landmarks.roi_from_detection(boxes[0], kps[0]))
+        return pts[landmarks.MESH_68, :2]
+    mirrored = np.ascontiguousarray(photo[:, ::-1])
+    flipped = landmarks.flip_landmarks(points(photo), width=photo.shape[1])
+    err = np.linalg.norm(flipped - points(mirrored), axis=-1)
+    assert np.median(err) < 3 and err.max() < 12, err        # point i is the same part of the face
+    assert sorted(landmarks.MIRROR_68) == list(range(68))
+    np.testing.assert_array_equal(landmarks.MIRROR_68[landmarks.MIRROR_68], np.arange(68))
