@@ -6,7 +6,7 @@ REF_VENV := .venv-ref
 REF_PYTHON ?= $(shell command -v python3.11 || ls /root/.pyenv/versions/3.11*/bin/python3 2>/dev/null | head -1 || echo python3.11)
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo fixtures clean-venv
+.PHONY: venv test demo serve fixtures clean-venv
 
 venv: $(STAMP)
 
@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): requirements.lock setup.cfg pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/python -c 'import sys; assert sys.version_info[:2] >= (3, 12), f"Python >= 3.12 needed, found {sys.version}"'
-	$(VENV)/bin/pip install -q -r requirements.lock
+	$(VENV)/bin/pip install -q -r requirements.lock  # all extras included (web: gradio; test: pytest, playwright)
 	$(VENV)/bin/pip install -q --no-deps -e .
 	@touch $(STAMP)
 
@@ -31,6 +31,11 @@ demo: venv
 		--config.stage=2 --config.init.params=$(DEMO_DIR)/stage1/params
 	$(VENV)/bin/python -m microemo_jax.curves $(DEMO_DIR)/stage1 $(DEMO_DIR)/stage2 --out $(DEMO_DIR)/loss_curves.png
 	$(VENV)/bin/python -m microemo_jax.demo_report $(DEMO_DIR)/stage2/params --out $(DEMO_DIR)/report
+
+# The web demo of the model `make demo` trained, on http://127.0.0.1:7860/ (SERVE_ARGS: e.g. --port 8080).
+SERVE_ARGS ?=
+serve: venv
+	$(VENV)/bin/python -m microemo_jax.serve --params $(DEMO_DIR)/stage2/params $(SERVE_ARGS)
 
 # Reference fixtures: PyTorch + transformers on Python 3.11 (never a dependency of the package).
 fixtures:
