@@ -335,7 +335,8 @@ def details_markdown(result: dict, held_out: HeldOut | None) -> str:
     t = result['timestamps']
     faces = f"a face in {result['faces_found']} of {len(result['face_frames'])} sampled frames"
     source = {'subtitles': 'from the subtitles', 'utterance_file': 'from the utterance file',
-              'vad': 'from voice activity', 'whole_clip': '(the whole clip)'}.get(
+              'asr-whisper': 'recognised by Whisper', 'asr-pocketsphinx': 'recognised by PocketSphinx',
+              'vad': 'from voice activity', 'whole': '(the whole clip)'}.get(
         result.get('utterance_source'), f"from {result.get('utterance_source')}")
     lines = [f"**{html.escape(result['name'])}**: {len(t)} frames sampled between {t[0]:.1f} s and {t[-1]:.1f} s, "
              f"{faces}; {len(result['utterances'])} utterance(s) {source}; explained in {result.get('seconds', 0):.1f} s."
