@@ -30,6 +30,7 @@ import glob
 import html
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -245,7 +246,8 @@ class Service:
         try:
             info = video_lib.probe(video)
         except video_lib.MediaError as e:
-            raise ServeError(_readable(f'{name} cannot be read as a video: {e.detail}.', video, None)) from None
+            raise ServeError(_readable(f'{name} cannot be read as a video: {e.detail}. Upload a video file '
+                                       f'({", ".join(VIDEO_EXTENSIONS)}).', video, None)) from None
         except Exception as e:  # noqa: BLE001  (any decoder failure is the upload's problem, not the server's)
             raise ServeError(_readable(f'{name} cannot be read as a video ({type(e).__name__}: {e}).', video,
                                        None)) from None
@@ -311,6 +313,7 @@ def _readable(message: str, video: str | None, subtitles: str | None) -> str:
     for path in (video, subtitles):
         if path:
             message = message.replace('file:' + path, path).replace(path, os.path.basename(path))
+    message = re.sub(r'\[Errno -?\d+\] ', '', message)  # FFmpeg's error numbers mean nothing to a web user
     return message.replace('--subtitles ', 'subtitles ').replace('--video ', '')
 
 
