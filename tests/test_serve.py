@@ -196,6 +196,19 @@ def test_limits_are_checked_before_any_work(server, clips, tmp_path):
         short.check(clips.video, None)
 
 
+def test_no_face_is_refused_when_faces_are_required(server, tmp_path):
+    import numpy as np
+    from data.media import textured_background, write_video
+
+    from microemo_jax import serve
+    frames = np.stack([textured_background(96, 96, seed=i) for i in range(20)])
+    video = write_video(tmp_path / 'wall.mp4', frames, fps=10)
+    strict = serve.Service(server.service.predictor, limits=serve.Limits(require_faces=True),
+                           workdir=str(tmp_path / 'serve'))
+    with pytest.raises(serve.ServeError, match=r'wall\.mp4: no face found in any sampled frame'):
+        strict.explain(video)
+
+
 def test_model_panel_and_held_out_clips(server, corpus, tmp_path):  # noqa: F811
     from microemo_jax import serve
     service = server.service
