@@ -237,18 +237,30 @@ def _decode(graphdef, state, cache, logits, key, settings, eos, *, max_new_token
         i, _, _, _, done = carry
         return (i < max_new_tokens) & ~jnp.all(done)
 
+    # An unrolled layer stack carries one buffer per layer through the loop: the stack/slice pairs around the
+    # call then cancel out and each layer's keys and values are updated in place, not copied every step.
+    per_layer = not llm.layers.scan
+
     def body(carry):
         i, tok, cache, out, done = carry
-        ctx = _sharded(mesh, rules)
-        with ctx:
+        if per_layer:
+            cache = KVCache(k=jnp.stack(cache.k), v=jnp.stack(cache.v), valid=cache.valid, length=cache.length)
+        with _sharded(mesh, rules):
             logits, cache = llm(tok[:, None], attention_mask=jnp.ones((b, 1), bool), cache=cache)
         tok, done = pick(logits[:, 0], i, done)
         out = jax.lax.dynamic_update_slice(out, tok[:, None], (0, i))
-        return i + 1, tok, _constrain_cache(cache, mesh, rules), out, done
+        cache = _constrain_cache(cache, mesh, rules)
+        if per_layer:
+            cache = _unstack(cache)
+        return i + 1, tok, cache, out, done
 
-    carry = (jnp.int32(1), tok, cache, out, done)
+    carry = (jnp.int32(1), tok, _unstack(cache) if per_layer else cache, out, done)
     out = jax.lax.while_loop(cond, body, carry)[3]
     return _constrain(out, (None, None), mesh, rules) if mesh is not None else out
+
+
+def _unstack(cache: KVCache) -> KVCache:
+    return KVCache(k=tuple(cache.k), v=tuple(cache.v), valid=cache.valid, length=cache.length)
 
 
 def _sample(logits: jax.Array, key, settings, mode) -> jax.Array:
