@@ -71,6 +71,8 @@ def get_config(arg=None):
         num_crops=4,                  # K
         use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics);
                                       # False: per-crop appearance only
+        landmarks=False,              # also read each crop's 68 face-mesh landmarks (shape, and its motion between
+                                      # crops); off: the paper's branch. Records always carry them (no re-prepare)
         hidden_size=768 if paper else 64,
         num_layers=2,
         num_heads=12 if paper else 4,

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from microemo_jax.data.record import NUM_LANDMARKS
 from microemo_jax.models.slots import num_slots
 
 
@@ -36,6 +37,7 @@ def batch_spec(m, batch_size: int, seq_len: int, *, mel_frames: int | None = Non
         timestamp_ids=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
         timestamp_mask=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
         faces=((b, t, k, 3, face, face), f32), face_mask=((b, t, k), jnp.bool_),
+        face_landmarks=((b, t, k, NUM_LANDMARKS, 2), f32), face_landmark_mask=((b, t, k), jnp.bool_),
         audio_mel=((b, m.audio.num_mel_bins, mel_frames), f32), audio_mask=((b, (mel_frames + 1) // 2), jnp.bool_),
         utterances=((b, u, 2), f32), utterance_mask=((b, u), jnp.bool_),
         input_ids=((b, seq_len), i32), attention_mask=((b, seq_len), jnp.bool_), loss_mask=((b, seq_len), jnp.bool_),
@@ -68,6 +70,11 @@ def synthetic_batch(m, batch_size: int, seq_len: int, *, seed: int = 0, mel_fram
     out['face_mask'] = np.ones((b, t, k), bool)
     out['face_mask'][:, ::2, k - 1:] = False                # some tubelets are short
     out['face_mask'][:, 1, :] = False                       # a frame without a face
+    # landmarks in crop units around a face shape, moving a little from crop to crop; known where there is a crop
+    shape = rng.uniform(0.25, 0.75, (NUM_LANDMARKS, 2))
+    out['face_landmarks'] = (shape + rng.normal(0, 0.01, spec['face_landmarks'].shape)).astype(np.float32)
+    out['face_landmark_mask'] = out['face_mask'].copy()
+    out['face_landmarks'] *= out['face_landmark_mask'][..., None, None]
     n_pos = spec['audio_mask'].shape[1]
     out['audio_mask'] = np.zeros((b, n_pos), bool)
     out['audio_mask'][:, : n_pos * 3 // 4] = True

@@ -18,7 +18,8 @@ order, both measured or reasoned:
   Prefetch buffers then hold stored clips (a few MiB) rather than decoded ones.
 
 Every batch has the same shapes: frames, faces, timestamp tokens, utterances, audio and tokens are padded
-to the config and masked. Evaluation repeats clips at the end (``names == ''``, ``loss_mask`` all False)
+to the config and masked. Face landmarks (crop units) follow their crops: mirrored with a flipped
+crop. Evaluation repeats clips at the end (``names == ''``, ``loss_mask`` all False)
 so every process and worker gets whole batches and the same number of them; nothing is dropped.
 
 Iterator state: ``it.get_state()`` / ``it.set_state(state)`` give back the exact next batch (same
@@ -43,6 +44,7 @@ from grain.python import SharedMemoryArray   # public re-export (grain.python is
 
 from microemo_jax.data import record as rec_lib
 from microemo_jax.data.augment import IDENTITY, ClipAugment, crop_frames, normalise_into, resize_square
+from microemo_jax.data.landmarks import flip_landmarks
 
 _IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', 0)   # OpenCV >= 4.10 decodes straight to RGB
 PADDING_KEY = '_padding'   # set on the clips evaluation repeats to fill its last batches
@@ -181,6 +183,12 @@ def fill_example(raw: dict, s: Shapes, aug: ClipAugment, out: dict[str, np.ndarr
     slots = [out['faces'][ti, ki] for ti, ki in zip(*np.nonzero(face_mask))]   # row-major (T', K), as prepare wrote
     normalise_into(crops, slots, aug)
     out['face_mask'][:t, :k] = face_mask
+    lms = np.asarray(rec['face_landmarks'], np.float32)
+    if aug.flip:                                   # the crops are mirrored: so are their landmarks
+        lms = flip_landmarks(lms)
+    lm_mask = np.asarray(rec['face_landmark_mask'], bool)
+    out['face_landmarks'][:t, :k] = np.where(lm_mask[..., None, None], lms, 0.0)
+    out['face_landmark_mask'][:t, :k] = lm_mask
 
     n_mel = min(rec['audio_mel'].shape[0], s.mel_frames)
     if n_mel:
@@ -207,6 +215,7 @@ def example_shapes(s: Shapes) -> dict[str, tuple[tuple[int, ...], type]]:
         frames=((T, 3, s.image_size, s.image_size), f32), frame_mask=((T,), np.bool_), timestamps=((T,), f32),
         timestamp_ids=((T, s.timestamp_tokens), i32), timestamp_mask=((T, s.timestamp_tokens), i32),
         faces=((T, K, 3, s.face_size, s.face_size), f32), face_mask=((T, K), np.bool_),
+        face_landmarks=((T, K, rec_lib.NUM_LANDMARKS, 2), f32), face_landmark_mask=((T, K), np.bool_),
         audio_mel=((s.num_mel_bins, s.mel_frames), f32), audio_mask=((s.audio_positions,), np.bool_),
         utterances=((s.max_utterances, 2), f32), utterance_mask=((s.max_utterances,), np.bool_),
         input_ids=((s.seq_len,), i32), attention_mask=((s.seq_len,), np.bool_), loss_mask=((s.seq_len,), np.bool_),

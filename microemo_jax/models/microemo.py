@@ -39,8 +39,8 @@ from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
 
 BATCH_KEYS = ('frames', 'frame_mask', 'timestamps', 'timestamp_ids', 'timestamp_mask', 'faces', 'face_mask',
-              'audio_mel', 'audio_mask', 'utterances', 'utterance_mask', 'input_ids', 'attention_mask',
-              'modality_positions')
+              'face_landmarks', 'face_landmark_mask', 'audio_mel', 'audio_mask', 'utterances', 'utterance_mask',
+              'input_ids', 'attention_mask', 'modality_positions')
 
 
 def dtype_of(name: str):
@@ -128,6 +128,7 @@ class MicroEmo(nnx.Module):
                 face_dim = cfg.vision.hidden_size
             self.micro_expression = MicroExpressionBranch(face_dim, me.hidden_size, me.num_crops, me.num_layers,
                                                           me.num_heads, use_differences=me.use_differences,
+                                                          landmarks=bool(me.get('landmarks', False)),
                                                           dropout_rate=me.dropout, attention_impl=impl, rngs=rngs,
                                                           **trained)
             if cfg.global_local.enabled:
@@ -183,14 +184,16 @@ class MicroEmo(nnx.Module):
         return self.num_video_tokens + self.num_audio_tokens
 
     # ----- encoders -----
-    def encode_faces(self, faces, face_mask, *, dropout_rng=None):
-        """faces (B, T, K, C, H, W) -> local tokens (B, T, K, D), mask (B, T, K)."""
+    def encode_faces(self, faces, face_mask, *, landmarks=None, landmark_mask=None, dropout_rng=None):
+        """faces (B, T, K, C, H, W) [, landmarks (B, T, K, 68, 2), landmark_mask (B, T, K): read with
+        model.micro_expression.landmarks] -> local tokens (B, T, K, D), mask (B, T, K)."""
         if faces.ndim != 6:
             raise ValueError(f"faces must be (batch, frames, crops, channels, height, width), got {faces.shape}")
         b, t, k = faces.shape[:3]
         vit = self.face_vit if self.face_vit is not None else self.frame_encoder.vit
         feats = vit(faces.reshape((b * t * k,) + faces.shape[3:]))[:, 0]  # class token per crop
-        return self.micro_expression(feats.reshape(b, t, k, -1), face_mask, dropout_rng=dropout_rng)
+        return self.micro_expression(feats.reshape(b, t, k, -1), face_mask, landmarks=landmarks,
+                                     landmark_mask=landmark_mask, dropout_rng=dropout_rng)
 
     def encode(self, batch, *, dropout_rng=None):
         """Modality tokens (B, num_modality_tokens, d_llm) and their validity (B, num_modality_tokens)."""
@@ -203,7 +206,9 @@ class MicroEmo(nnx.Module):
         tokens, token_mask = self.frame_encoder(frames, batch.get('timestamp_ids'), batch.get('timestamp_mask'),
                                                 dropout_rng=r_frame)
         if self.micro_expression is not None:
-            local, local_mask = self.encode_faces(batch['faces'], batch['face_mask'], dropout_rng=r_face)
+            local, local_mask = self.encode_faces(batch['faces'], batch['face_mask'],
+                                                  landmarks=batch.get('face_landmarks'),
+                                                  landmark_mask=batch.get('face_landmark_mask'), dropout_rng=r_face)
             if self.global_local is not None:
                 tokens = self.global_local(tokens, local, local_mask)
             else:

@@ -271,3 +271,29 @@ def test_flipped_landmarks_are_the_landmarks_of_the_flipped_face(photo, short, m
     assert np.median(err) < 3 and err.max() < 12, err        # point i is the same part of the face
     assert sorted(landmarks.MIRROR_68) == list(range(68))
     np.testing.assert_array_equal(landmarks.MIRROR_68[landmarks.MIRROR_68], np.arange(68))
+
+
+# ----------------------------------------------------------------------------------------------- pipeline
+def test_landmarks_reach_the_batch_and_flip_with_their_crops():
+    from records import make_record
+    from microemo_jax.data import pipeline
+    from microemo_jax.data.augment import ClipAugment
+    rec = make_record('lm', num_frames=3, num_crops=2)
+    shapes = pipeline.Shapes(num_frames=4, image_size=32, num_crops=3, face_size=32, timestamp_tokens=5,
+                             num_mel_bins=16, mel_frames=12, max_utterances=2, seq_len=40, video_tokens=8,
+                             audio_tokens=4)
+
+    def example(flip):
+        out = {k: np.zeros(shape, dtype) for k, (shape, dtype) in pipeline.example_shapes(shapes).items()}
+        pipeline.fill_example(rec, shapes, ClipAugment(flip=flip), out)
+        return out
+    plain, flipped = example(False), example(True)
+    lms, mask = rec['face_landmarks'].astype(np.float32), rec['face_landmark_mask']
+    np.testing.assert_array_equal(plain['face_landmark_mask'][:3, :2], mask)
+    assert not plain['face_landmark_mask'][3:].any() and not plain['face_landmark_mask'][:, 2:].any()
+    np.testing.assert_array_equal(plain['face_landmarks'][:3, :2][mask], lms[mask])
+    # a mirrored crop: x -> 1 - x, and the right eye's points become the left eye's
+    np.testing.assert_allclose(flipped['face_landmarks'][:3, :2][mask],
+                               landmarks.flip_landmarks(lms)[mask], atol=1e-6)
+    got = flipped['face_landmarks'][:3, :2][mask]
+    np.testing.assert_allclose(got[:, 42:48, 0], 1 - lms[mask][:, 36:42, 0][:, [3, 2, 1, 0, 5, 4]], atol=1e-6)

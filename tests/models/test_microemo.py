@@ -244,7 +244,7 @@ def test_every_parameter_of_the_non_default_switches_is_used():
     extra = ('model.global_local.enabled=false', 'model.frame_encoder.keep_text_tokens=true',
              'model.frame_encoder.timestamp_tokenizer=llm', 'model.image_qformer.vocab_size=100',
              'model.micro_expression.face_encoder=separate', 'model.micro_expression.use_differences=false',
-             'model.window_size=2', 'model.audio.pad_to_30s=true')
+             'model.window_size=2', 'model.audio.pad_to_30s=true', 'model.micro_expression.landmarks=true')
     model = build(*extra)
     _, dead = _dead_params(model, batch(*extra), stage=1)
     # Rows of ids the batch does not hold have no gradient: that is a lookup table, not an unused parameter.
@@ -346,6 +346,7 @@ def test_without_global_local_attention_the_faces_enter_the_video_qformer(base_l
     ('model.micro_expression.face_encoder=separate', 'face_vit'),
     ('model.micro_expression.use_differences=false', set()),
     ('model.audio.pad_to_30s=true', set()),
+    ('model.micro_expression.landmarks=true', 'micro_expression'),   # shape_proj, shape_motion
 ])
 def test_switch_changes_the_output_and_padding_does_not(switch, fresh, gated_logits):
     model, new = _switch_model(switch)
