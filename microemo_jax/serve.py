@@ -467,7 +467,8 @@ def main(argv=None) -> None:
         service = Service(predictor, scores=args.scores,
                           limits=Limits(args.max_upload_mb, args.max_seconds, args.require_faces))
     except (ParamsFolderError, ServeError, ValueError, OSError) as e:
-        hint = ' (train the demo model with `make demo` first)' if 'runs/demo' in args.params else ''
+        hint = (' (train the demo model with `make demo` first)'
+                if 'runs/demo' in args.params and not os.path.isdir(args.params) else '')
         sys.exit(f'error: {e}{hint}')
     print(f"serving {predictor.folder.path} on http://{args.host}:{args.port}/ (Ctrl+C stops)"
           + (f"; validation scores from {service.summary['path']}" if service.summary else '')
