@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     parser.add_argument('params', help='the demo parameter folder (runs/demo/stage2/params)')
     parser.add_argument('--out', required=True)
     parser.add_argument('--split', default='validation')
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=96)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=256)
     args = parser.parse_args(argv)
     info = training_info(args.params)
     if not info.get('data_dir'):

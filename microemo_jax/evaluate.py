@@ -1,7 +1,7 @@
 """Score a trained model on a prepared split: generate for every clip, extract labels, compute the OV metrics.
 
     python -m microemo_jax.evaluate --params WORKDIR/params --data PREPARED --split validation|test --out DIR \
-        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 128] [--question description|ov]
+        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 256] [--question description|ov]
 
 One generation per video: a clip prepared with both a description and OV labels (records ``NAME`` and
 ``NAME#ov``) is asked the ``--question`` prompt once, and its gold labels are the clip's OV labels.
@@ -24,16 +24,13 @@ import sys
 import time
 from collections import Counter
 
+from microemo_jax.data.tfds_builder import video_of  # records NAME and NAME#ov share the video NAME
+
 QUESTIONS = ('description', 'ov')
 
 
 class EvaluateError(RuntimeError):
     """The evaluation cannot run; the message says why."""
-
-
-def video_of(record_name: str) -> str:
-    """The clip a record belongs to: records ``NAME`` and ``NAME#ov`` share the video ``NAME``."""
-    return record_name.split('#', 1)[0]
 
 
 def _text(x) -> str:
@@ -108,7 +105,7 @@ def _read_parts(parts_dir: str, count: int) -> list[dict]:
 
 
 def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None, wheel=None, batch_size: int = 8,
-             max_new_tokens: int = 128, question: str = 'description', limit: int = 0, seed: int = 0) -> dict:
+             max_new_tokens: int = 256, question: str = 'description', limit: int = 0, seed: int = 0) -> dict:
     import jax
     from tqdm import tqdm
 
@@ -206,7 +203,7 @@ def main(argv=None) -> None:
     parser.add_argument('--synonyms', help='synonym groups: JSON list, JSON name->groups, or openset-synonym/ folder')
     parser.add_argument('--wheel', help="MER's wheel_mapping.npz (or JSON with the same keys): emotion-wheel F")
     parser.add_argument('--batch-size', dest='batch_size', type=int, default=8)
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=128)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=256)
     parser.add_argument('--question', default='description', choices=QUESTIONS,
                         help='prompt to answer: the explanation (default) or the OV-label question')
     parser.add_argument('--limit', type=int, default=0, help='evaluate only the first N videos (0: all)')

@@ -17,7 +17,7 @@ from microemo_jax.data import pipeline
 
 @dataclasses.dataclass(frozen=True)
 class GenerationSettings:
-    max_new_tokens: int = 128
+    max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0

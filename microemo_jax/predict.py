@@ -1,7 +1,7 @@
 """Explain your own video: the emotions a person shows, and why, with a timeline picture.
 
     python -m microemo_jax.predict --params WORKDIR/params --video PATH [--subtitles PATH] [--out DIR]
-        [--max-new-tokens 128] [--temperature 0] [--batch-size 1] [--asr whisper:PATH | pocketsphinx | none]
+        [--max-new-tokens 256] [--temperature 0] [--batch-size 1] [--asr whisper:PATH | pocketsphinx | none]
 
 PATH is a video file or a folder of videos (``.mp4 .avi .mkv .webm .mov``; a ``NAME.srt``/``NAME.vtt``
 beside a video is used as its subtitles). Each clip goes through the same preprocessing as ``prepare``
@@ -65,7 +65,7 @@ def _rgb(jpeg: bytes):
 class Predictor:
     """A parameter folder ready to explain raw videos (the preprocessing of ``prepare``, then generation)."""
 
-    def __init__(self, params_dir: str, *, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
+    def __init__(self, params_dir: str, *, max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
                  top_k: int = 0, seed: int = 0, batch_size: int = 1, question: str | None = None,
                  asr: str | None = None):
         from microemo_jax import params as params_lib
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     parser.add_argument('--video', required=True, help='a video file, or a folder of videos')
     parser.add_argument('--subtitles', help='timed subtitles (.srt/.vtt) of --video (default: NAME.srt beside it)')
     parser.add_argument('--out', help='write NAME.json and NAME.timeline.png here')
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=128)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=256)
     parser.add_argument('--temperature', type=float, default=0.0, help='0: greedy decoding')
     parser.add_argument('--top-p', dest='top_p', type=float, default=1.0)
     parser.add_argument('--top-k', dest='top_k', type=int, default=0)

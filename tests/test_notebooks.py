@@ -25,3 +25,42 @@ def test_notebook_code_compiles_and_its_ablation_configs_load(path):
                 exec(compile(ast.Module([node], []), path, 'exec'), namespace)
     for overrides in namespace.get('ABLATIONS', {}).values():
         load_config('configs/emer.py:demo', overrides + [f"total_steps={namespace['STEPS']}"])
+
+
+TINY = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_frames=4',
+        'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'model.audio.max_source_positions=24',
+        'model.image_qformer.num_query_tokens=4', 'model.video_qformer.num_query_tokens=4',
+        'model.audio_qformer.num_query_tokens=2', 'model.llm.vocab_size=320', 'model.llm.hidden_size=64',
+        'model.llm.intermediate_size=96', 'model.llm.num_heads=4', 'model.llm.num_kv_heads=2',
+        'model.llm.head_dim=16', 'model.llm.num_layers=1', 'data.max_seq_len=640', 'data.max_mel_frames=48',
+        'data.batch_size=4', 'data.num_workers=0', 'data.validation_fraction=0.4', 'optim.warmup_steps=1',
+        'log_every=1', 'checkpoint_every=2', 'train.validate_every=2', 'train.validation_batches=1']
+
+
+def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
+    """Executes every code cell in order (one ablation, 2 steps, a tiny corpus): the table it prints has the
+    ablation's validation loss and OV scores and the baseline row."""
+    import contextlib
+    import io
+
+    from microemo_jax.data.demo_corpus import write_corpus
+    from microemo_jax.prepare import prepare
+    write_corpus(str(tmp_path / 'raw'), 5, seed=5, size=96, workers=1, progress=False)
+    prepare(load_config('configs/emer.py:demo', TINY), 'folder', str(tmp_path / 'raw'), str(tmp_path / 'prepared'),
+            workers=1)
+    monkeypatch.setenv('MICROEMO_ABLATIONS', 'full model')
+    monkeypatch.setenv('MICROEMO_STEPS', '2')
+    monkeypatch.setenv('MICROEMO_RUNS', str(tmp_path / 'runs'))
+    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(TINY + [f'data.dir={tmp_path / "prepared"}']))
+    nb = json.load(open(os.path.join('notebooks', 'ablations.ipynb')))
+    namespace, printed = {}, io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for cell in nb['cells']:
+            if cell['cell_type'] == 'code':
+                exec(compile(''.join(cell['source']), 'ablations.ipynb', 'exec'), namespace)
+    table = printed.getvalue()
+    assert list(namespace['results']) == ['full model']
+    row = next(line for line in table.splitlines() if line.startswith('full model'))
+    assert len(row.split()) == 7 and 'majority label' in table
+    assert os.path.isfile(tmp_path / 'runs' / 'curves.png')
+    assert os.path.isfile(tmp_path / 'runs' / 'full_model' / 'evaluate' / 'per_sample.csv')

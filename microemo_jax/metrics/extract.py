@@ -4,6 +4,9 @@ MER extracts labels from a description with GPT-3.5 or Qwen2.5, which drifts bet
 needs a network or a second LLM. We read the OV answer sentence the model is trained to write
 ("The character's emotional state is a, b, c."); failing that, we find the bundled lexicon's words and
 phrases, skip negated ones ("not happy") and map inflections to their label ("angrily" -> "angry").
+EMER-style explanations describe every clue (often "calm" faces or "neutral" words) and then conclude
+("Therefore, ... she is angry."): when the last concluding sentence names an emotion, only it counts, and
+a state introduced by "despite" is the one being overruled, so it is skipped like a negated one.
 """
 from __future__ import annotations
 
@@ -21,7 +24,10 @@ _LEADING = {'a', 'an', 'very', 'quite', 'slightly', 'extremely', 'somewhat', 'ra
             'really', 'mostly', 'mainly', 'also', 'bit', 'little', 'fairly', 'mildly', 'so', 'too', 'feeling'}
 _NO_EMOTION = {'none', 'unknown', 'unclear', 'nothing', 'n/a', 'na', 'no emotion', 'no emotions'}
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*|[.,;:!?()\[\]\"]")
-_NEGATIONS = {'not', 'no', 'never', 'nor', 'neither', 'without', 'cannot', 'lack', 'lacks', 'lacking', 'absence'}
+_NEGATIONS = {'not', 'no', 'never', 'nor', 'neither', 'without', 'cannot', 'lack', 'lacks', 'lacking', 'absence',
+              'despite'}
+_CONCLUSION = re.compile(r"(?:^|(?<=[.!?])\s+)(?:therefore|thus|hence|overall|in summary|in conclusion|to sum up|"
+                         r"all in all)\b[^.!?]*", re.IGNORECASE)
 _SCOPE_ENDS = {'but', 'though', 'although', 'however', 'yet', 'instead', 'while', 'whereas', 'because', 'so',
                'and', '.', ',', ';', ':', '!', '?', '(', ')', '[', ']', '"'}
 _NEGATION_REACH = 4      # "does not seem to be happy": the cue is 4 words before the label
@@ -102,4 +108,11 @@ def extract_labels(text: str) -> list[str]:
     if not isinstance(text, str):
         raise TypeError(f"extract_labels needs a string, got {type(text).__name__}")
     answer = _from_answer(text)
-    return answer if answer is not None else _from_lexicon(text)
+    if answer is not None:
+        return answer
+    conclusions = [m.group(0) for m in _CONCLUSION.finditer(text)]
+    if conclusions:
+        concluded = _from_lexicon(conclusions[-1])
+        if concluded:
+            return concluded
+    return _from_lexicon(text)

@@ -57,3 +57,17 @@ def test_lexicon_is_unambiguous():
     assert [w for w, n in words.items() if n > 1] == []
     in_groups = set(words)
     assert [label for label in LEXICON if label not in in_groups] == []   # every extracted label is grouped
+
+
+def test_an_explanation_is_judged_by_its_conclusion():
+    text = ("In the video, her face is calm at first. In the audio, her tone is flat. In the text, a neutral "
+            "statement. Therefore, despite her neutral face and words, her voice shows that she is angry.")
+    assert extract_labels(text) == ['angry']
+    # a conclusion that names no emotion does not hide the clues
+    assert extract_labels("Her voice trembles with fear. Therefore, the answer is unclear.") == ['fearful']
+    # the last conclusion wins
+    assert extract_labels("Thus she seems happy. Later her voice breaks. In conclusion, she is sad.") == ['sad']
+
+
+def test_despite_marks_the_overruled_state():
+    assert extract_labels("Despite her calm face, her words show she is furious.") == ['furious']
