@@ -78,7 +78,7 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
       top_p: nucleus sampling threshold in (0, 1]; 1 = off.
       top_k: keep the k most likely tokens; 0 = off.
       eos_token_id: an id, or several (a row stops at any of them and is then padded with the first).
-      rng: a ``jax.random.key`` for sampling (default ``jax.random.key(0)``).
+      rng: a ``jax.random.key`` (or an int seed) for sampling (default ``jax.random.key(0)``).
       batch: the MicroEmo batch dict (frames, faces, audio, utterances, modality_positions, ...).
       mesh, rules: shard the batch over the mesh with the config's ``sharding_rules`` table.
     """
@@ -130,7 +130,8 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
 
     sample = temperature > 0.0
     mode = (sample, sample and 0 < top_k < vocab, sample and top_p < 1.0)
-    key = jax.random.key(0) if rng is None else rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        rng = jax.random.key(0 if rng is None else int(rng))
 
     # Pad the prompt to its bucket, on the right: masked slots change nothing, placeholders keep their index.
     sb = bucket_length(s)
@@ -140,8 +141,9 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     mask_p[:, :s] = mask
     inputs = {'input_ids': ids_p, 'attention_mask': mask_p}
     if not is_llama:
+        from microemo_jax.models.microemo import BATCH_KEYS
         for name, value in batch.items():
-            if name in inputs or name == 'loss_mask':
+            if name in inputs or name not in BATCH_KEYS:  # loss_mask, names and other extras stay out
                 continue
             value = value if isinstance(value, jax.Array) else np.asarray(value)
             if value.dtype.kind in 'USO':  # names and other host-only metadata
@@ -155,8 +157,13 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     eos_ids = (jnp.asarray(eos_ids), jnp.int32(eos[0] if eos else 0))
 
     graphdef, state = nnx.split(model)
-    cache, logits = _prefill(graphdef, state, inputs, max_len=sb + max_new_tokens, mesh=mesh, rules=rules)
-    return _decode(graphdef, state, cache, logits, key, settings, eos_ids, max_new_tokens=max_new_tokens,
+    try:
+        cache, logits = _prefill(graphdef, state, inputs, max_len=sb + max_new_tokens, mesh=mesh, rules=rules)
+    except KeyError as e:
+        if is_llama:
+            raise
+        raise ValueError(f"generate: the batch lacks {e} (see models/microemo.py BATCH_KEYS)") from None
+    return _decode(graphdef, state, cache, logits, rng, settings, eos_ids, max_new_tokens=max_new_tokens,
                    mode=mode, mesh=mesh, rules=rules)
 
 

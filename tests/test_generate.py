@@ -137,6 +137,7 @@ def test_sampling_is_reproducible_and_top_k_1_is_greedy():
     b = np.asarray(generate(model(GQA), ids, mask, rng=jax.random.key(1), **kw))
     c = np.asarray(generate(model(GQA), ids, mask, rng=jax.random.key(2), **kw))
     np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.asarray(generate(model(GQA), ids, mask, rng=1, **kw)), a)  # an int seed
     assert not np.array_equal(a, c) and not np.array_equal(a, tokens)
     top1 = generate(model(GQA), ids, mask, rng=jax.random.key(3), max_new_tokens=NEW, temperature=1.5, top_k=1,
                     top_p=0.9)

@@ -1,0 +1,179 @@
+r"""Generation tokens/s: ``microemo_jax.generate`` against transformers' PyTorch ``generate``, same checkpoint, same run.
+
+    .venv/bin/python benchmarks/generate_speed.py                       # 4 layers x 512, vocab 32000
+    .venv/bin/python benchmarks/generate_speed.py --batches 1 8 --repeats 5 --out runs/generate_speed.json
+
+The checkpoint is a random ``LlamaForCausalLM`` (issue 14's size: 4 layers, hidden 512, 8 heads, MLP 1376,
+vocab 32000, float32, about 180 MB) that the PyTorch side writes once with ``save_pretrained`` into
+``--ckpt``; our side reads the same folder with ``hf.load_llama``. The PyTorch side runs in the Python 3.11
++ torch 2.13 CPU environment that ``make fixtures`` builds (``.venv-ref``) as a worker subprocess, and the
+two sides take turns on the same prompts: per repeat and batch size, ours then PyTorch's, each timed from
+token ids in to token ids out (prefill + ``--new`` greedy tokens, no end-of-sequence stop), and the
+fastest repeat of each is reported. The machines are shared, so the ratio is the figure to read.
+
+Also reported: whether both sides produced the same tokens, and the *bound* a decode step faces here: the
+bytes of weights a step must read (all but the embedding table) over the memory bandwidth measured in this
+run (numpy summing an array of that size), i.e. the fastest a memory-bound step could be.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
+              num_key_value_heads=8, max_position_embeddings=2048, rms_norm_eps=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------
+# PyTorch worker (runs under .venv-ref): one JSON request per line on stdin, one JSON answer per line.
+def torch_worker(ckpt: str, threads: int | None) -> None:
+    import numpy as np
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    if threads:
+        torch.set_num_threads(threads)
+    if not os.path.exists(os.path.join(ckpt, 'config.json')):
+        torch.manual_seed(0)
+        LlamaForCausalLM(LlamaConfig(**CONFIG)).save_pretrained(ckpt)
+    model = LlamaForCausalLM.from_pretrained(ckpt, dtype=torch.float32).eval()
+    info = dict(torch=torch.__version__, threads=torch.get_num_threads(),
+                transformers=__import__('transformers').__version__)
+    print(json.dumps(info), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        ids = torch.tensor(req['input_ids'], dtype=torch.long)
+        config = GenerationConfig(max_new_tokens=req['new'], min_new_tokens=req['new'], do_sample=False,
+                                  num_beams=1, eos_token_id=None, pad_token_id=0, bos_token_id=None)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
+            seconds = time.perf_counter() - t
+        tokens = out[:, ids.shape[1]:].numpy().astype(np.int64)
+        print(json.dumps(dict(seconds=seconds, tokens=tokens.tolist())), flush=True)
+
+
+class TorchSide:
+    def __init__(self, python: str, ckpt: str, threads: int | None):
+        cmd = [python, os.path.abspath(__file__), '--torch-worker', '--ckpt', ckpt]
+        if threads:
+            cmd += ['--threads', str(threads)]
+        env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', TRANSFORMERS_VERBOSITY='error')
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.info = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the PyTorch worker exited (code {self.proc.wait()}); see its error above")
+        return json.loads(line)
+
+    def generate(self, input_ids, new: int) -> tuple[float, list]:
+        self.proc.stdin.write(json.dumps(dict(input_ids=input_ids.tolist(), new=new)) + '\n')
+        self.proc.stdin.flush()
+        ans = self._read()
+        return ans['seconds'], ans['tokens']
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def memory_bound(nbytes: int, repeats: int = 5) -> float:
+    """Seconds numpy takes to read ``nbytes`` of float32 once (fastest of ``repeats``)."""
+    import numpy as np
+    a = np.ones(nbytes // 4, np.float32)
+    best = float('inf')
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog='benchmarks/generate_speed.py', description=__doc__.splitlines()[0])
+    parser.add_argument('--torch-worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--ckpt', default=os.path.expanduser('~/.cache/microemo-jax/bench/llama_4x512_v32000'))
+    parser.add_argument('--torch-python', default=os.path.join(ROOT, '.venv-ref', 'bin', 'python'))
+    parser.add_argument('--threads', type=int, default=None, help='PyTorch intra-op threads (default: its own)')
+    parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
+    parser.add_argument('--prompt', type=int, default=128)
+    parser.add_argument('--new', type=int, default=64)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--out', default=None, help='JSON file for the results')
+    args = parser.parse_args(argv)
+    if args.torch_worker:
+        torch_worker(args.ckpt, args.threads)
+        return 0
+    if not os.path.exists(args.torch_python):
+        raise SystemExit(f"{args.torch_python} is missing: `make fixtures` builds .venv-ref (Python 3.11, torch 2.13)")
+    os.makedirs(args.ckpt, exist_ok=True)
+    torch_side = TorchSide(args.torch_python, args.ckpt, args.threads)  # writes the checkpoint if missing
+
+    import jax
+    import numpy as np
+    from flax import nnx
+    from microemo_jax.generate import bucket_length, generate
+    from microemo_jax.hf import load_llama
+    model = load_llama(args.ckpt)
+
+    def ours(ids):
+        t = time.perf_counter()
+        out = np.asarray(generate(model, ids, max_new_tokens=args.new))
+        return time.perf_counter() - t, out
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for b in args.batches:
+        ids = rng.integers(3, CONFIG['vocab_size'], (b, args.prompt)).astype(np.int32)
+        t = time.perf_counter()
+        ours(ids)  # compiles prefill + decode loop
+        compile_s = time.perf_counter() - t
+        torch_side.generate(ids, args.new)  # warm-up
+        best_ours = best_torch = float('inf')
+        for _ in range(args.repeats):
+            s, ours_tokens = ours(ids)
+            best_ours = min(best_ours, s)
+            s, torch_tokens = torch_side.generate(ids, args.new)
+            best_torch = min(best_torch, s)
+        same = float(np.mean(np.asarray(torch_tokens) == ours_tokens))
+        row = dict(batch=b, prompt=args.prompt, new=args.new, ours_s=best_ours, torch_s=best_torch,
+                   ours_tok_s=b * args.new / best_ours, torch_tok_s=b * args.new / best_torch,
+                   speedup=best_torch / best_ours, first_call_s=compile_s, same_tokens=same)
+        rows.append(row)
+        print(f"batch {b}: ours {row['ours_tok_s']:.1f} tok/s, PyTorch {row['torch_tok_s']:.1f} tok/s, "
+              f"{row['speedup']:.2f}x", flush=True)
+    torch_side.close()
+
+    weights = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
+    step_bytes = weights - CONFIG['vocab_size'] * CONFIG['hidden_size'] * 4  # the embedding table is gathered
+    floor_s = memory_bound(step_bytes)
+    result = dict(config=CONFIG, bucket=bucket_length(args.prompt), repeats=args.repeats, rows=rows,
+                  torch=torch_side.info, jax=jax.__version__, device=str(jax.devices()[0].device_kind),
+                  cpu_count=os.cpu_count(), decode_step_bytes=step_bytes, memory_floor_step_s=floor_s,
+                  memory_floor_tok_s={b: b / floor_s for b in args.batches})
+    print()
+    print(f"| batch | ours tok/s | PyTorch tok/s | ours / PyTorch | same tokens | ours first call (compile) |")
+    print(f"|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['batch']} | {r['ours_tok_s']:.1f} | {r['torch_tok_s']:.1f} | **{r['speedup']:.2f}x** | "
+              f"{r['same_tokens']:.0%} | {r['first_call_s']:.1f} s |")
+    print(f"\nbound: a decode step reads {step_bytes / 1e6:.0f} MB of weights; numpy reads that in "
+          f"{floor_s * 1e3:.1f} ms here, so at most {1 / floor_s:.0f} steps/s "
+          f"(= tokens/s at batch 1, x batch beyond).")
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
