@@ -154,7 +154,9 @@ def main(argv=None) -> int:
     weights = sum(x.nbytes for x in jax.tree.leaves(nnx.state(model)))
     step_bytes = weights - CONFIG['vocab_size'] * CONFIG['hidden_size'] * 4  # the embedding table is gathered
     floor_s = memory_bound(step_bytes)
+    load = [round(x, 2) for x in os.getloadavg()]
     result = dict(config=CONFIG, bucket=bucket_length(args.prompt), repeats=args.repeats, rows=rows,
+                  load_average_1_5_15min=load,
                   torch=torch_side.info, jax=jax.__version__, device=str(jax.devices()[0].device_kind),
                   cpu_count=os.cpu_count(), decode_step_bytes=step_bytes, memory_floor_step_s=floor_s,
                   memory_floor_tok_s={b: b / floor_s for b in args.batches})
@@ -166,7 +168,8 @@ def main(argv=None) -> int:
               f"{r['same_tokens']:.0%} | {r['first_call_s']:.1f} s |")
     print(f"\nbound: a decode step reads {step_bytes / 1e6:.0f} MB of weights; numpy reads that in "
           f"{floor_s * 1e3:.1f} ms here, so at most {1 / floor_s:.0f} steps/s "
-          f"(= tokens/s at batch 1, x batch beyond).")
+          f"(= tokens/s at batch 1, x batch beyond). Load average (1, 5, 15 min) at the end: {load} "
+          f"on {os.cpu_count()} CPUs.")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
