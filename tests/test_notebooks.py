@@ -17,7 +17,7 @@ def test_notebook_code_compiles_and_its_ablation_configs_load(path):
     assert sources
     for src in sources:
         compile(src, path, 'exec')
-    namespace = {}
+    namespace = {'os': os}
     for src in sources:
         tree = ast.parse(src)
         for node in tree.body:  # pick up the ABLATIONS table without running training
@@ -27,31 +27,24 @@ def test_notebook_code_compiles_and_its_ablation_configs_load(path):
         load_config('configs/emer.py:demo', overrides + [f"total_steps={namespace['STEPS']}"])
 
 
-TINY = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_frames=4',
-        'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'model.audio.max_source_positions=24',
-        'model.image_qformer.num_query_tokens=4', 'model.video_qformer.num_query_tokens=4',
-        'model.audio_qformer.num_query_tokens=2', 'model.llm.vocab_size=320', 'model.llm.hidden_size=64',
-        'model.llm.intermediate_size=96', 'model.llm.num_heads=4', 'model.llm.num_kv_heads=2',
-        'model.llm.head_dim=16', 'model.llm.num_layers=1', 'data.max_seq_len=640', 'data.max_mel_frames=48',
-        'data.batch_size=4', 'data.num_workers=0', 'data.validation_fraction=0.4', 'optim.warmup_steps=1',
-        'log_every=1', 'checkpoint_every=2', 'train.validate_every=2', 'train.validation_batches=1']
+from support.inference import TINY, corpus  # noqa: E402,F401  (a session-wide tiny prepared corpus)
+
+TRAIN = ['data.batch_size=4', 'data.num_workers=0', 'optim.warmup_steps=1', 'log_every=1', 'checkpoint_every=2',
+         'train.validate_every=2', 'train.validation_batches=1']
 
 
-def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
+def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(corpus, tmp_path, monkeypatch):
     """Executes every code cell in order (one ablation, 2 steps, a tiny corpus): the table it prints has the
     ablation's validation loss and OV scores and the baseline row."""
     import contextlib
     import io
 
-    from microemo_jax.data.demo_corpus import write_corpus
-    from microemo_jax.prepare import prepare
-    write_corpus(str(tmp_path / 'raw'), 5, seed=5, size=96, workers=1, progress=False)
-    prepare(load_config('configs/emer.py:demo', TINY), 'folder', str(tmp_path / 'raw'), str(tmp_path / 'prepared'),
-            workers=1)
+    _, root = corpus
     monkeypatch.setenv('MICROEMO_ABLATIONS', 'full model')
     monkeypatch.setenv('MICROEMO_STEPS', '2')
+    monkeypatch.setenv('MICROEMO_NEW_TOKENS', '8')
     monkeypatch.setenv('MICROEMO_RUNS', str(tmp_path / 'runs'))
-    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(TINY + [f'data.dir={tmp_path / "prepared"}']))
+    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(TINY + TRAIN + [f'data.dir={root / "prepared"}']))
     nb = json.load(open(os.path.join('notebooks', 'ablations.ipynb')))
     namespace, printed = {}, io.StringIO()
     with contextlib.redirect_stdout(printed):
