@@ -270,11 +270,21 @@ def _unstack(cache: KVCache) -> KVCache:
     return KVCache(k=tuple(cache.k), v=tuple(cache.v), valid=cache.valid, length=cache.length)
 
 
+def _argmax(logits: jax.Array) -> jax.Array:
+    """First index of the maximum, as ``jnp.argmax``, from two plain reductions (XLA:CPU's variadic argmax
+    reduction costs more than a decode step's attention at a 32k vocabulary). A row without a maximum
+    (NaN) gives 0."""
+    vocab = logits.shape[-1]
+    best = logits.max(axis=-1, keepdims=True)
+    first = jnp.where(logits == best, jnp.arange(vocab, dtype=jnp.int32), vocab).min(axis=-1)
+    return jnp.where(first < vocab, first, 0).astype(jnp.int32)
+
+
 def _sample(logits: jax.Array, key, settings, mode) -> jax.Array:
     """(B, vocab) float32 logits -> (B,) int32 tokens: argmax, or a draw after temperature/top-k/top-p."""
     sample, use_top_k, use_top_p = mode
     if not sample:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return _argmax(logits)
     temperature, top_k, top_p = settings
     logits = logits / temperature
     neg = jnp.finfo(logits.dtype).min

@@ -169,6 +169,9 @@ def test_sampler_filters_follow_transformers_rules():
     # temperature applies before the nucleus (transformers' order): at 5.0 the top two no longer reach 0.5
     assert set(np.flatnonzero(draw(temperature=5.0, top_p=0.5))) == {1, 2, 3}
     assert set(np.flatnonzero(draw(top_p=1e-6))) == {1}
+    # greedy: the first index of the maximum, as jnp.argmax and torch.argmax
+    ties = jnp.asarray([[1.0, 3.0, 3.0, 0.0], [0.0, -1.0, 2.0, 2.0]])
+    np.testing.assert_array_equal(gen_lib._argmax(ties), [1, 2])
 
 
 # ---------------------------------------------------------------------------------------------- sharding
