@@ -98,8 +98,8 @@ def copy_shared(dst, src):
 
 
 def perturb_padding(b, seed=7):
-    """Every padded element of the batch replaced by noise: frames, faces, timestamp text, utterance slots, audio
-    past the clip, prompt padding."""
+    """Every padded element of the batch replaced by noise: frames, faces, face landmarks, timestamp text, utterance
+    slots, audio past the clip, prompt padding."""
     rng = np.random.default_rng(seed)
     out = dict(b)
     frames = b['frames'].copy()
@@ -116,8 +116,11 @@ def perturb_padding(b, seed=7):
         mel[i, :, 2 * int(n_pos):] = 5.0 + rng.standard_normal(mel[i, :, 2 * int(n_pos):].shape)
     ids = b['input_ids'].copy()
     ids[~b['attention_mask']] = 5
-    out.update(frames=frames, faces=faces, timestamp_ids=ts_ids, utterances=utts, audio_mel=mel, input_ids=ids)
-    for key in ('frames', 'faces', 'timestamp_ids', 'audio_mel', 'input_ids'):
+    marks = b['face_landmarks'].copy()
+    marks[~b['face_landmark_mask']] = rng.uniform(0, 1, marks[~b['face_landmark_mask']].shape)
+    out.update(frames=frames, faces=faces, timestamp_ids=ts_ids, utterances=utts, audio_mel=mel, input_ids=ids,
+               face_landmarks=marks)
+    for key in ('frames', 'faces', 'timestamp_ids', 'audio_mel', 'input_ids', 'face_landmarks'):
         assert not np.array_equal(out[key], b[key]), f'{key}: the synthetic batch has no padding to perturb'
     return out
 
@@ -382,7 +385,7 @@ def test_windows_add_slots_that_read_only_their_frames():
     q = m.video_qformer.num_query_tokens
     tokens = forward(model, b)[1]
     frames = b['frames'].copy()
-    frames[0, 3] += 1.0                                     # frame 3: in window 1 (frames 2-3), not window 0
+    frames[0, 3] += 1                                       # frame 3: in window 1 (frames 2-3), not window 0
     moved = forward(model, with_(b, frames=frames))[1]
     slot = lambda x, i: x[0, i * q:(i + 1) * q]
     first_window = 1 + m.max_utterances
