@@ -17,8 +17,8 @@ How it runs:
 * Prompt lengths are bucketed so that different prompts reuse the programs: the length is padded (on
   the right, masked) up to a power of two of at least 16, and beyond 1024 up to a multiple of 1024
   (:func:`bucket_length`). A program is compiled per (bucket, batch size, ``max_new_tokens``, model,
-  sampling mode); temperature, top-k and top-p values, the end-of-sequence ids and the rng are runtime
-  inputs.
+  sampling mode: greedy, or sampling with or without top-k and top-p filtering); the values of
+  temperature, top-k and top-p, the end-of-sequence ids and the rng are runtime inputs.
 * Padding is a mask, never a shift: positions count only attended tokens (``models/llama.py``) and the
   cache keeps a validity bit per slot, so left padding, right padding and padding in the middle all give
   what the unpadded row gives alone. Each row's first new token comes from its last attended position.
