@@ -1,4 +1,4 @@
-r"""Generation tokens/s: ``microemo_jax.generate`` against transformers' PyTorch ``generate``, same checkpoint, same run.
+r"""Generation tokens/s: ``microemo_jax.generate`` against transformers' ``generate``, same checkpoint, same run.
 
     .venv/bin/python benchmarks/generate_speed.py                       # 4 layers x 512, vocab 32000
     .venv/bin/python benchmarks/generate_speed.py --batches 1 8 --repeats 5 --out runs/generate_speed.json

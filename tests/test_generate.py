@@ -224,8 +224,9 @@ def test_microemo_generation_continues_its_training_forward():
     tiny = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_frames=2', 'model.max_utterances=2',
             'model.image_qformer.num_query_tokens=2', 'model.video_qformer.num_query_tokens=2',
             'model.frame_encoder.max_timestamp_tokens=3', 'model.audio.enabled=False',
-            'model.micro_expression.enabled=False', 'model.llm.vocab_size=64', 'model.llm.hidden_size=32', 'model.llm.intermediate_size=48',
-            'model.llm.num_heads=4', 'model.llm.num_kv_heads=2', 'model.llm.head_dim=8']
+            'model.micro_expression.enabled=False', 'model.llm.vocab_size=64', 'model.llm.hidden_size=32',
+            'model.llm.intermediate_size=48', 'model.llm.num_heads=4', 'model.llm.num_kv_heads=2',
+            'model.llm.head_dim=8']
     cfg = load_config('configs/emer.py:demo', tiny).model
     m = nnx.eval_shape(lambda: MicroEmo(cfg, rngs=nnx.Rngs(0)))  # random weights from numpy: no eager init
     rng = np.random.default_rng(0)

@@ -8,7 +8,8 @@ only token ids, and writes ``tests/fixtures/hf/llama_generate/reference.npz`` wi
 * ``<name>.input_ids`` / ``<name>.attention_mask``: a left-padded batch of 3 prompts of lengths 9, 5, 2;
 * ``<name>.tokens``: greedy, ``NEW`` new tokens, no end-of-sequence id;
 * ``<name>.eos_token_id`` and ``<name>.tokens_eos``: greedy with an end-of-sequence id chosen so that
-  a row stops mid-way (the first row with a token not seen earlier in it, from step 3 on) (``pad_token_id`` = that id, so finished rows keep emitting it);
+  a row stops mid-way (the first row with a token not seen earlier in it, from step 3 on;
+  ``pad_token_id`` = that id, so finished rows keep emitting it);
 * ``<name>.margins``: the gap between the best and second-best logit at every greedy step (the fixture
   is only made when every gap is clear, so float32 rounding cannot flip an argmax).
 
