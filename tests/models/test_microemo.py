@@ -77,8 +77,9 @@ def with_(b, **changes):
 
 
 def set_gates(model, value=0.5):
-    model.global_local.attn_gate.set_value(jnp.full((1,), value))
-    model.global_local.mlp_gate.set_value(jnp.full((1,), value))
+    """Open the global-local gates (float32, not weakly typed: the model keeps its compiled programs)."""
+    model.global_local.attn_gate.set_value(jnp.full((1,), value, jnp.float32))
+    model.global_local.mlp_gate.set_value(jnp.full((1,), value, jnp.float32))
     return model
 
 
@@ -191,15 +192,16 @@ def test_global_local_gate_at_zero_leaves_faces_without_effect(model, base_logit
 
 
 def test_lora_at_init_leaves_the_output_unchanged():
+    """B = 0: the loss equals the base model's (adapters merged away); B != 0 changes it. Runs the gradient
+    program of the next test (no program of its own)."""
     lora_model = build(use_lora=True)
-    without_adapters = merge_lora(nnx.clone(lora_model))  # B = 0: the base weights, adapters removed
-    keep = text_positions(batch())
-    base = logits(without_adapters, batch())[keep]
-    np.testing.assert_allclose(logits(lora_model, batch())[keep], base, rtol=0, atol=1e-6)
-    for path, var in nnx.iter_graph(lora_model):
-        if isinstance(var, nnx.LoRAParam) and path[-1] == 'b':
-            var.set_value(jnp.full(var.get_value().shape, 0.05))
-    assert np.abs(logits(lora_model, batch())[keep] - base).max() > 1e-4
+    b = batch()
+    merged = merge_lora(nnx.clone(lora_model))  # the base weights, adapters removed: the base model's program
+    base = float(next_token_loss(jnp.asarray(logits(merged, b)), jnp.asarray(b['input_ids']),
+                                 jnp.asarray(b['loss_mask']))[0])
+    at_init = _loss_and_grads(lora_model, b, stage=2)[0]
+    assert abs(at_init - base) < 1e-6
+    assert abs(_loss_and_grads(_open_lora(lora_model), b, stage=2)[0] - base) > 1e-4
 
 
 # ----------------------------------------------------------------------------------------------- gradients
@@ -207,23 +209,31 @@ def _paths(state):
     return {tuple(str(p) for p in path) for path, _ in nnx.to_flat_state(state)}
 
 
-def _dead_params(model, b, stage=2):
-    """Trainable parameters (of ``stage``) whose gradient is exactly zero on batch ``b``."""
-    graphdef, trainable, rest = nnx.split(model, trainable_filter(stage), ...)
-    b = {k: jnp.asarray(v) for k, v in b.items()}
-
-    @jax.jit
-    def loss_fn(trainable, rest):
+@jax.jit
+def _value_and_grad(graphdef, trainable, rest, b):
+    def loss_fn(trainable):
         logits = nnx.merge(graphdef, trainable, rest)(b)
         return next_token_loss(logits, b['input_ids'], b['loss_mask'])[0]
-    grads = jax.grad(loss_fn)(trainable, rest)
+    return jax.value_and_grad(loss_fn)(trainable)
+
+
+def _loss_and_grads(model, b, stage=2):
+    """(loss, trainable state, gradients) for the trainable parameters of ``stage``: one program per structure."""
+    graphdef, trainable, rest = nnx.split(model, trainable_filter(stage), ...)
+    loss, grads = _value_and_grad(graphdef, trainable, rest, {k: jnp.asarray(v) for k, v in b.items()})
+    return float(loss), trainable, grads
+
+
+def _dead_params(model, b, stage=2):
+    """Trainable parameters (of ``stage``) whose gradient is exactly zero on batch ``b``."""
+    _, trainable, grads = _loss_and_grads(model, b, stage)
     return trainable, {tuple(map(str, p)) for p, g in nnx.to_flat_state(grads) if not np.any(np.asarray(g.get_value()))}
 
 
 def _open_lora(model):
     for path, var in nnx.iter_graph(model):
         if isinstance(var, nnx.LoRAParam) and path[-1] == 'b':
-            var.set_value(jnp.full(var.get_value().shape, 0.05))
+            var.set_value(jnp.full(var.get_value().shape, 0.05, var.get_value().dtype))
     return model
 
 
