@@ -3,6 +3,8 @@
 ``batch_spec`` gives abstract arrays (for ahead-of-time compilation and planning); ``synthetic_batch``
 fills them with random but well-formed values (valid masks, sorted timestamps, utterance spans inside
 the clip, modality placeholders after the first token) for tests and benchmarks.
+
+Frames and face crops are uint8 pixels (``microemo_jax.pixels``): the model normalises them on the device.
 """
 from __future__ import annotations
 
@@ -33,10 +35,10 @@ def batch_spec(m, batch_size: int, seq_len: int, *, mel_frames: int | None = Non
     f32, i32 = jnp.float32, jnp.int32
     video, audio = token_budget(m)
     spec = dict(
-        frames=((b, t, 3, img, img), f32), frame_mask=((b, t), jnp.bool_), timestamps=((b, t), f32),
+        frames=((b, t, 3, img, img), jnp.uint8), frame_mask=((b, t), jnp.bool_), timestamps=((b, t), f32),
         timestamp_ids=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
         timestamp_mask=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
-        faces=((b, t, k, 3, face, face), f32), face_mask=((b, t, k), jnp.bool_),
+        faces=((b, t, k, 3, face, face), jnp.uint8), face_mask=((b, t, k), jnp.bool_),
         face_landmarks=((b, t, k, NUM_LANDMARKS, 2), f32), face_landmark_mask=((b, t, k), jnp.bool_),
         audio_mel=((b, m.audio.num_mel_bins, mel_frames), f32), audio_mask=((b, (mel_frames + 1) // 2), jnp.bool_),
         utterances=((b, u, 2), f32), utterance_mask=((b, u), jnp.bool_),
@@ -57,6 +59,8 @@ def synthetic_batch(m, batch_size: int, seq_len: int, *, seed: int = 0, mel_fram
     for name, s in spec.items():
         if s.dtype == jnp.float32:
             out[name] = rng.standard_normal(s.shape).astype(np.float32)
+        elif s.dtype == jnp.uint8:                          # pixels: normalised on the device
+            out[name] = rng.integers(0, 256, s.shape, dtype=np.uint8)
     duration = 4.0
     out['timestamps'] = np.broadcast_to(np.linspace(0, duration, t, endpoint=False, dtype=np.float32), (b, t)).copy()
     out['frame_mask'] = np.ones((b, t), bool)

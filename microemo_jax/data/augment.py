@@ -1,13 +1,16 @@
-"""Per-clip image augmentation and pixel normalisation for the Grain workers (numpy + OpenCV).
+"""Per-clip image augmentation for the Grain workers (numpy + OpenCV); pixels stay uint8.
 
 One ``ClipAugment`` is drawn per clip and applied identically to every frame and every face crop:
 the micro-expression branch takes temporal differences between crops and the video Q-Former compares
 frames, so per-frame jitter would show up as motion that is not there. Frames get a mild random
 resized crop; face crops are already tight around the face and only share the flip and colour jitter.
 
-Normalisation is one ``cv2.LUT`` per image (uint8 -> float32, 256 entries per channel) that folds the
-colour jitter, clipping and the BLIP-2/CLIP mean/std into a single pass, written channels-first straight
-into the batch: the cheapest way we found to produce the float32 pixels the batch contract asks for.
+Colour jitter is one ``cv2.LUT`` per image (uint8 -> uint8, 256 entries) folding brightness, contrast and
+clipping into a single pass, written channels-first straight into the uint8 batch. The mean/std
+normalisation happens on the device (``microemo_jax.pixels``), so a batch carries a quarter of the bytes of
+float32 pixels. The jittered value is rounded to the nearest uint8 level: at most half a level (0.5/255)
+from the float jitter the pipeline applied before pixels went uint8; without jitter (evaluation,
+prediction) the pixels are exactly those of the float pipeline.
 """
 from __future__ import annotations
 
@@ -18,8 +21,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)   # BLIP-2 / CLIP
-STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+from microemo_jax.pixels import MEAN, STD  # noqa: F401  (re-exported: the numbers the device normalises with)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,21 +71,24 @@ def crop_frames(frames: list[np.ndarray], aug: ClipAugment, size: int) -> list[n
     return out
 
 
-def pixel_table(aug: ClipAugment) -> np.ndarray:
-    """(1, 256, 3) float32 for ``cv2.LUT``: uint8 value -> jittered, clipped, mean/std-normalised value."""
+def jitter_table(aug: ClipAugment) -> np.ndarray | None:
+    """(256,) uint8 for ``cv2.LUT``: value -> brightness/contrast-jittered, clipped, rounded; None without jitter."""
+    if aug.brightness == 0.0 and aug.contrast == 1.0:
+        return None
     v = np.arange(256, dtype=np.float64) / 255.0
     v = np.clip((v - 0.5) * aug.contrast + 0.5 + aug.brightness, 0.0, 1.0)
-    return np.ascontiguousarray(((v[:, None] - MEAN[None, :]) / STD[None, :]).astype(np.float32)[None])
+    return np.rint(v * 255.0).astype(np.uint8)
 
 
-def normalise_into(images: Sequence[np.ndarray], out: Sequence[np.ndarray], aug: ClipAugment = IDENTITY) -> None:
-    """uint8 (H, W, 3) RGB images -> ``out[i]`` float32 (3, H, W), flipped and jittered per ``aug``.
+def augment_into(images: Sequence[np.ndarray], out: Sequence[np.ndarray], aug: ClipAugment = IDENTITY) -> None:
+    """uint8 (H, W, 3) RGB images -> ``out[i]`` uint8 (3, H, W), flipped and colour-jittered per ``aug``.
 
     ``out`` is an array or a list of views into one (e.g. the face slots of a batch row): written in place.
+    The device normalises them (``microemo_jax.pixels.normalise``).
     """
-    table = pixel_table(aug)
+    table = jitter_table(aug)
     for img, dst in zip(images, out, strict=True):
-        y = cv2.LUT(img, table)                      # (H, W, 3) float32; ~2x faster than np.take here
+        y = img if table is None else cv2.LUT(img, table)
         if aug.flip:
             y = y[:, ::-1]
         np.copyto(dst, y.transpose(2, 0, 1))

@@ -14,8 +14,12 @@ order, both measured or reasoned:
   of epoch e gets the same augmentation whatever the process count, and two processes never share draws.
 * JPEG decoding happens after ``batch``, straight into the batch arrays (in shared memory inside a worker),
   instead of per clip followed by Grain's stacking copy: at paper shapes a padded clip is 93 MiB of
-  float32, and the stack (plus the copy into shared memory) cost as much as decoding and normalising.
+  float32 (23 MiB since pixels went uint8), and the stack (plus the copy into shared memory) cost as much as
+  decoding and augmenting.
   Prefetch buffers then hold stored clips (a few MiB) rather than decoded ones.
+
+Frames and face crops leave as uint8 (cropped, flipped, colour-jittered); the model normalises them on the
+device (``microemo_jax.pixels``), a quarter of the host-to-device bytes of float32 pixels.
 
 Every batch has the same shapes: frames, faces, timestamp tokens, utterances, audio and tokens are padded
 to the config and masked. Face landmarks (crop units) follow their crops: mirrored with a flipped
@@ -43,7 +47,7 @@ import numpy as np
 from grain.python import SharedMemoryArray   # public re-export (grain.python is Grain's compatibility API)
 
 from microemo_jax.data import record as rec_lib
-from microemo_jax.data.augment import IDENTITY, ClipAugment, crop_frames, normalise_into, resize_square
+from microemo_jax.data.augment import IDENTITY, ClipAugment, augment_into, crop_frames, resize_square
 from microemo_jax.data.landmarks import flip_landmarks
 
 _IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', 0)   # OpenCV >= 4.10 decodes straight to RGB
@@ -158,9 +162,9 @@ def as_record(raw: dict) -> dict:
 
 
 def fill_example(raw: dict, s: Shapes, aug: ClipAugment, out: dict[str, np.ndarray]) -> str:
-    """Decode, augment, normalise one clip into ``out`` (one row of zero-filled batch arrays); its name.
+    """Decode and augment one clip into ``out`` (one row of zero-filled batch arrays); its name.
 
-    Writing straight into the batch (no per-clip arrays stacked afterwards) saves a copy of ~93 MiB per clip
+    Writing straight into the batch (no per-clip arrays stacked afterwards) saves a copy of ~23 MiB per clip
     at paper shapes; the rows must be zero-filled because padding is left untouched.
     """
     padding = bool(raw.get(PADDING_KEY, False))
@@ -170,7 +174,7 @@ def fill_example(raw: dict, s: Shapes, aug: ClipAugment, out: dict[str, np.ndarr
     t, k = rec['face_mask'].shape
 
     frames = _decode_jpegs(rec['frames_jpeg'], rec['frame_offsets'], name, 'frame')
-    normalise_into(crop_frames(frames, aug, s.image_size), out['frames'][:len(frames)], aug)
+    augment_into(crop_frames(frames, aug, s.image_size), out['frames'][:len(frames)], aug)
     out['frame_mask'][:t] = True
     out['timestamps'][:t] = rec['timestamps']
     ids = rec['timestamp_ids']
@@ -181,7 +185,7 @@ def fill_example(raw: dict, s: Shapes, aug: ClipAugment, out: dict[str, np.ndarr
     crops = [resize_square(c, s.face_size)
              for c in _decode_jpegs(rec['faces_jpeg'], rec['face_offsets'], name, 'face crop')]
     slots = [out['faces'][ti, ki] for ti, ki in zip(*np.nonzero(face_mask))]   # row-major (T', K), as prepare wrote
-    normalise_into(crops, slots, aug)
+    augment_into(crops, slots, aug)
     out['face_mask'][:t, :k] = face_mask
     lms = np.asarray(rec['face_landmarks'], np.float32)
     if aug.flip:                                   # the crops are mirrored: so are their landmarks
@@ -212,9 +216,9 @@ def example_shapes(s: Shapes) -> dict[str, tuple[tuple[int, ...], type]]:
     """Per-clip (shape, dtype) of every batch array except ``names``: the batch contract without the batch axis."""
     T, K, f32, i32 = s.num_frames, s.num_crops, np.float32, np.int32
     return dict(
-        frames=((T, 3, s.image_size, s.image_size), f32), frame_mask=((T,), np.bool_), timestamps=((T,), f32),
+        frames=((T, 3, s.image_size, s.image_size), np.uint8), frame_mask=((T,), np.bool_), timestamps=((T,), f32),
         timestamp_ids=((T, s.timestamp_tokens), i32), timestamp_mask=((T, s.timestamp_tokens), i32),
-        faces=((T, K, 3, s.face_size, s.face_size), f32), face_mask=((T, K), np.bool_),
+        faces=((T, K, 3, s.face_size, s.face_size), np.uint8), face_mask=((T, K), np.bool_),
         face_landmarks=((T, K, rec_lib.NUM_LANDMARKS, 2), f32), face_landmark_mask=((T, K), np.bool_),
         audio_mel=((s.num_mel_bins, s.mel_frames), f32), audio_mask=((s.audio_positions,), np.bool_),
         utterances=((s.max_utterances, 2), f32), utterance_mask=((s.max_utterances,), np.bool_),

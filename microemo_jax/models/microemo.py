@@ -37,6 +37,7 @@ from microemo_jax.models.slots import num_slots
 from microemo_jax.models.video_qformer import VideoQFormer
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from microemo_jax.pixels import normalise as normalise_pixels
 
 BATCH_KEYS = ('frames', 'frame_mask', 'timestamps', 'timestamp_ids', 'timestamp_mask', 'faces', 'face_mask',
               'face_landmarks', 'face_landmark_mask', 'audio_mel', 'audio_mask', 'utterances', 'utterance_mask',
@@ -186,9 +187,11 @@ class MicroEmo(nnx.Module):
     # ----- encoders -----
     def encode_faces(self, faces, face_mask, *, landmarks=None, landmark_mask=None, dropout_rng=None):
         """faces (B, T, K, C, H, W) [, landmarks (B, T, K, 68, 2), landmark_mask (B, T, K): read with
-        model.micro_expression.landmarks] -> local tokens (B, T, K, D), mask (B, T, K)."""
+        model.micro_expression.landmarks] -> local tokens (B, T, K, D), mask (B, T, K).
+        uint8 crops are normalised here (empty slots -> 0); float crops are taken as normalised."""
         if faces.ndim != 6:
             raise ValueError(f"faces must be (batch, frames, crops, channels, height, width), got {faces.shape}")
+        faces = normalise_pixels(faces, face_mask, xp=jnp)
         b, t, k = faces.shape[:3]
         vit = self.face_vit if self.face_vit is not None else self.frame_encoder.vit
         feats = vit(faces.reshape((b * t * k,) + faces.shape[3:]))[:, 0]  # class token per crop
@@ -198,7 +201,7 @@ class MicroEmo(nnx.Module):
     def encode(self, batch, *, dropout_rng=None):
         """Modality tokens (B, num_modality_tokens, d_llm) and their validity (B, num_modality_tokens)."""
         r_frame, r_face, r_video, r_audio = split_rng(dropout_rng, 4)
-        frames = batch['frames']
+        frames = normalise_pixels(batch['frames'], batch['frame_mask'], xp=jnp)   # uint8 on the wire (pixels.py)
         b, t = frames.shape[:2]
         if t != self.cfg.num_frames:
             raise ValueError(f"batch has {t} frames per clip, the model was built for model.num_frames="

@@ -10,7 +10,7 @@ import pytest
 
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline, record
-from microemo_jax.data.augment import MEAN, STD, ClipAugment
+from microemo_jax.data.augment import ClipAugment
 
 CFG = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0'])
 SHAPES = pipeline.Shapes.from_config(CFG)
@@ -94,9 +94,10 @@ def _assert_batches_equal(a, b):
             np.testing.assert_array_equal(x[k], y[k], err_msg=k)
 
 
-def _pixels(normalised):
-    """(..., 3, H, W) normalised -> (..., H, W, 3) in 0..255."""
-    return (np.moveaxis(normalised, -3, -1) * STD + MEAN) * 255
+def _pixels(pixels):
+    """(..., 3, H, W) uint8 (the batch's pixels; the device normalises them) -> (..., H, W, 3) float in 0..255."""
+    assert pixels.dtype == np.uint8
+    return np.moveaxis(pixels, -3, -1).astype(np.float32)
 
 
 def test_batch_keys_shapes_dtypes_match_the_model_contract(source):

@@ -87,7 +87,7 @@ def test_gradient_accumulation_equals_the_whole_batch_step(setup):
 
 
 def test_non_finite_step_is_flagged_and_skipped(setup):
-    bad = dict(setup.batch, frames=jnp.full_like(setup.batch['frames'], jnp.nan))
+    bad = dict(setup.batch, frames=jnp.full(setup.batch['frames'].shape, jnp.nan))   # float: taken as normalised
     before = jax.device_get(setup.state.params)
     state, metrics = setup.train_step(copy_tree(setup.state), setup.frozen, bad)
     assert not bool(metrics['finite'])
