@@ -1,12 +1,19 @@
-r"""Train-step time, tokens/s and MFU of a config on the devices at hand (random init, synthetic batches).
+r"""Train-step time, tokens/s, MFU and HFU of a config on the devices at hand (random init, synthetic batches).
 
     python benchmarks/train_step.py --config configs/emer.py:paper --mesh fsdp=1 --batch 1 --steps 5
     python benchmarks/train_step.py --config configs/emer.py:demo --batch 4
+    python benchmarks/train_step.py --config configs/emer.py:paper --mesh fsdp=1 --batch 1 --count-only
 
 Builds the sharded train state (fresh init), compiles the step ahead of time (reports compile time and
 XLA's per-device memory), runs ``--warmup`` untimed and ``--steps`` timed steps on one repeated synthetic
-batch, and prints one JSON line: step time, attended tokens/s, FLOPs per step (jaxpr count) and MFU
-against the device's bf16 peak (``microemo_jax/training/flops.py``; 'null' on CPU).
+batch, and prints one JSON line: step time, attended tokens/s, FLOPs per step and the two utilisations
+against the device's bf16 peak (``microemo_jax/training/flops.py``; null on CPU):
+
+* ``mfu``: model FLOPs (forward + the backward the trained parameters need, no recomputation);
+* ``hfu``: hardware FLOPs (what runs: remat's recomputed forward included). Equal without remat.
+
+``--count-only`` traces the step against abstract parameters (nothing is allocated or compiled) and prints
+the two FLOP counts only: how a figure measured elsewhere is restated on a machine without that device.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument('--batch', type=int, default=None, help="global batch (default: data.batch_size)")
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--count-only', action='store_true', help='only count FLOPs (abstract: no init, no compile)')
     args = parser.parse_args(rest)
 
     from microemo_jax.training.distributed import maybe_initialize
@@ -39,10 +47,23 @@ def main(argv=None) -> int:
     from microemo_jax.plan import memory, parse_mesh
     from microemo_jax.sharding import make_mesh
     from microemo_jax.training import state as state_lib, step as step_lib
-    from microemo_jax.training.flops import count_flops, estimate_mfu, peak_flops_per_device
+    from microemo_jax.training.flops import estimate_mfu, peak_flops_per_device, train_step_flops
 
     sizes = parse_mesh(args.mesh) if args.mesh else dict(cfg.mesh)
     mesh = make_mesh(sizes)
+    batch_size = args.batch or cfg.data.batch_size
+    if args.count_only:
+        abstract = state_lib.abstract_train_state(cfg, mesh)
+        host = synthetic_batch(cfg.model, batch_size, cfg.data.max_seq_len, mel_frames=cfg.data.max_mel_frames)
+        batch = step_lib.device_batch(host, mesh, cfg.sharding_rules)
+        t = time.perf_counter()
+        flops = train_step_flops(cfg, mesh, abstract, batch)
+        print(json.dumps(dict(config=cfg.get('variant'), stage=cfg.stage, mesh=dict(mesh.shape), global_batch=batch_size,
+                              seq_len=cfg.data.max_seq_len, remat=cfg.model.remat_policy,
+                              model_flops_per_step=flops['model'], hardware_flops_per_step=flops['hardware'],
+                              hardware_over_model=flops['hardware'] / flops['model'],
+                              count_s=round(time.perf_counter() - t, 1))))
+        return 0
     t = time.perf_counter()
     abstract = state_lib.abstract_train_state(cfg, mesh)
     graphdef, state, frozen = state_lib.init_train_state(cfg, mesh, abstract=abstract)
@@ -50,13 +71,13 @@ def main(argv=None) -> int:
     init_s = time.perf_counter() - t
     step = step_lib.make_train_step(graphdef, cfg, mesh, state_lib.shardings_of(abstract.state),
                                     state_lib.shardings_of(abstract.frozen))
-    batch_size = args.batch or cfg.data.batch_size
     host = synthetic_batch(cfg.model, batch_size, cfg.data.max_seq_len, mel_frames=cfg.data.max_mel_frames)
     batch = step_lib.device_batch(host, mesh, cfg.sharding_rules)
     t = time.perf_counter()
-    compiled = step.lower(state, frozen, batch).compile()
+    traced = step.trace(state, frozen, batch)
+    compiled = traced.lower().compile()
     compile_s = time.perf_counter() - t
-    flops = count_flops(step, abstract.state, abstract.frozen, batch)
+    flops = train_step_flops(cfg, mesh, abstract, batch, jaxpr=traced.jaxpr)
     for _ in range(args.warmup):
         state, metrics = compiled(state, frozen, batch)
     jax.block_until_ready(metrics)
@@ -67,13 +88,17 @@ def main(argv=None) -> int:
     step_s = (time.perf_counter() - t) / args.steps
     n = mesh.devices.size
     peak = peak_flops_per_device(mesh.devices.flat[0])
-    mfu = estimate_mfu(flops, step_s, n, peak)
+    mfu = estimate_mfu(flops['model'], step_s, n, peak)
+    hfu = estimate_mfu(flops['hardware'], step_s, n, peak)
     result = dict(config=cfg.get('variant'), stage=cfg.stage, mesh=dict(mesh.shape), devices=n,
                   device_kind=mesh.devices.flat[0].device_kind, global_batch=batch_size,
                   seq_len=cfg.data.max_seq_len, dtype=cfg.model.dtype, remat=cfg.model.remat_policy,
                   init_s=round(init_s, 2), compile_s=round(compile_s, 2), step_s=step_s,
-                  tokens_per_s=float(host['attention_mask'].sum()) / step_s, flops_per_step=flops,
-                  achieved_tflops_per_device=flops / step_s / n / 1e12, mfu=mfu,
+                  tokens_per_s=float(host['attention_mask'].sum()) / step_s,
+                  model_flops_per_step=flops['model'], hardware_flops_per_step=flops['hardware'],
+                  model_tflops_per_s_per_device=flops['model'] / step_s / n / 1e12,
+                  hardware_tflops_per_s_per_device=flops['hardware'] / step_s / n / 1e12,
+                  peak_tflops_per_device=peak / 1e12 if peak else None, mfu=mfu, hfu=hfu,
                   memory_gib={k: round(v / 2 ** 30, 3) for k, v in memory(compiled).items()},
                   loss=float(metrics['loss']), finite=bool(metrics['finite']))
     print(json.dumps(result))

@@ -6,14 +6,17 @@ Stage 1 (``--config.stage=1``) trains the Q-Formers, the micro-expression branch
 attention and the projections with the LLM frozen; stage 2 adds LoRA on the LLM and usually starts
 from stage 1's exported parameters (``--config.init.params=STAGE1_DIR/params``).
 
-The run resumes by itself from DIR/checkpoints (same data order, same random numbers), saves on
-SIGTERM or a preemption notice, logs to stdout, DIR/metrics.jsonl and DIR/tensorboard, and at the end
-writes DIR/params (the whole model, for the next stage, ``evaluate`` and ``predict``).
+The run resumes by itself from DIR/checkpoints (same data order, same random numbers; a checkpoint that
+cannot be read is skipped, said so and moved to DIR/checkpoints-corrupt), saves on SIGTERM or a
+preemption notice, logs to stdout, DIR/metrics.jsonl and DIR/tensorboard, and at the end writes
+DIR/params (the whole model, for the next stage, ``evaluate`` and ``predict``). While it runs it holds
+DIR/.lock: a second run on the same DIR is refused with a message naming the first one's process.
 ``configs/emer.py:demo`` needs nothing else: the demo corpus is generated and prepared on first use.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -68,18 +71,51 @@ def check_batch(cfg, mesh) -> None:
                          f"of a multiple of {shards} (the mesh's batch axes)")
 
 
+@contextlib.contextmanager
+def workdir_lock(workdir: str):
+    """Hold ``workdir/.lock`` (``lock.DirLock``) for the run; raises ``LockHeld`` naming the holder.
+
+    With several processes (one run over hosts sharing the workdir) process 0 holds it for all of them
+    and tells the others whether it got it.
+    """
+    import jax
+    from microemo_jax.lock import DirLock, LockHeld
+    lock = DirLock(workdir, 'train workdir') if jax.process_index() == 0 else None
+    refused = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except LockHeld as e:
+            refused = e
+    verdict = distributed.share_from_first('microemo: train workdir lock', str(refused) if refused else 'ok')
+    if refused is not None:
+        raise refused
+    if verdict != 'ok':
+        raise TrainError(f"process 0 could not lock the workdir: {verdict}")
+    try:
+        yield lock
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 def run(cfg, workdir: str) -> dict:
-    """Train per ``cfg`` in ``workdir``; returns the last logged metrics."""
+    """Train per ``cfg`` in ``workdir`` (holding its lock); returns the last logged metrics."""
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    with workdir_lock(workdir):
+        return _run(cfg, workdir)
+
+
+def _run(cfg, workdir: str) -> dict:
     import jax
     from microemo_jax.data import pipeline
     from microemo_jax.sharding import make_mesh
     from microemo_jax.training.checkpointing import Checkpointer, PreemptionGuard
-    from microemo_jax.training.flops import jaxpr_flops, peak_flops_per_device
+    from microemo_jax.training.flops import human, peak_flops_per_device, train_step_flops
     from microemo_jax.training.logger import MetricsLogger
     from microemo_jax.training.state import abstract_train_state, export_params, init_train_state, shardings_of
     from microemo_jax.training.step import device_batch, make_eval_step, make_train_step, validation_loss
 
-    workdir = os.path.abspath(os.path.expanduser(workdir))
     os.makedirs(workdir, exist_ok=True)
     rules = cfg.sharding_rules
     mesh = make_mesh(cfg.mesh)
@@ -92,9 +128,13 @@ def run(cfg, workdir: str) -> dict:
 
     abstract = abstract_train_state(cfg, mesh)
     graphdef, state, frozen = init_train_state(cfg, mesh, abstract=abstract)  # validates init.params first
+    # The checkpoint manager's first collective sets up the cross-process context with a 30 s deadline:
+    # processes whose init compiled (or hit the compile cache) minutes apart meet here first.
+    distributed.barrier('microemo: train state initialised')
     ckpt = Checkpointer.from_config(workdir, cfg)
-    if ckpt.latest_step() is not None:
-        state = ckpt.restore(None, abstract.state, train_iter)
+    restored, _, _ = ckpt.restore_latest(abstract.state, train_iter, report=lambda line: print(line, flush=True))
+    if restored is not None:
+        state = restored
         print(f'resumed from {ckpt.directory} at step {int(jax.device_get(state.step))}', flush=True)
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
         f.write(cfg.to_json_best_effort(indent=2))
@@ -106,14 +146,18 @@ def run(cfg, workdir: str) -> dict:
     stop_at = min(cfg.total_steps, step + cfg.train.max_steps_per_run) if cfg.train.max_steps_per_run else None
     batch = next(train_iter)
     t0 = time.time()
-    traced = step_fn.trace(state, frozen, device_batch(batch, mesh, rules))  # traced once: FLOPs and compile
+    first = device_batch(batch, mesh, rules)
+    traced = step_fn.trace(state, frozen, first)  # traced once: FLOPs and compile
     compiled = traced.lower().compile()
     print(f'compiled the train step in {time.time() - t0:.1f}s', flush=True)
     distributed.barrier('microemo: train step compiled')  # processes that compiled for longer catch up
     # XLA's cost analysis counts a scanned layer once; the jaxpr count sees every layer (whole-step total).
-    flops = jaxpr_flops(traced.jaxpr)
-    logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, flops_per_step=flops,
-                           peak_flops_per_device=peak_flops_per_device())
+    # Model FLOPs (MFU) leave out remat's recomputation, hardware FLOPs (HFU) include it.
+    flops = train_step_flops(cfg, mesh, abstract, first, jaxpr=traced.jaxpr)
+    print(f"FLOPs per step: {human(flops['model'])} model (forward + backward, for MFU), "
+          f"{human(flops['hardware'])} hardware (remat recomputation included, for HFU)", flush=True)
+    logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, model_flops_per_step=flops['model'],
+                           hardware_flops_per_step=flops['hardware'], peak_flops_per_device=peak_flops_per_device())
     last, pending = {}, None  # ``pending``: (step, metrics, names) whose finiteness is checked one step late
     with PreemptionGuard() as guard:
         while step < cfg.total_steps:
@@ -182,10 +226,13 @@ def main(argv=None) -> None:
     cfg, args = parse(argv)
     from microemo_jax.config import ConfigError
     from microemo_jax.hf.checkpoint import CheckpointError
+    from microemo_jax.lock import LockHeld
     from microemo_jax.sharding import ShardingError
+    from microemo_jax.training.checkpointing import CheckpointUnreadable
     try:
         last = run(cfg, args.workdir)
-    except (TrainError, ConfigError, ShardingError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (TrainError, ConfigError, ShardingError, CheckpointError, CheckpointUnreadable, LockHeld,
+            FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
         sys.exit(f'error: {e}')
     print(json.dumps({k: float(v) for k, v in last.items() if isinstance(v, (int, float))}), flush=True)
 

@@ -59,21 +59,100 @@ def test_stage1_run_logs_checkpoints_and_exports(straight):
     assert sorted(a) == [1, 2, 3, 4] and a[4] < a[1]
 
 
-def test_interrupted_and_resumed_run_reproduces_the_uninterrupted_losses(straight, data_dir, tmp_path):
-    interrupted = tmp_path / 'interrupted'
-    run(cfg_for(data_dir, 'train.max_steps_per_run=2'), str(interrupted))  # stops and saves at step 2
-    assert not os.path.exists(interrupted / 'params')
-    run(cfg_for(data_dir, 'train.max_steps_per_run=2'), str(interrupted))  # resumes: steps 3 and 4
-    a, b = losses(straight[0]), losses(interrupted)
+# Runs `train` in a real process that, at step 1, waits (up to 5 min) for a stop request, so that the test's
+# SIGTERM lands at a known step; the signal handling, the save and the exit are the real ones.
+PAUSING_TRAIN = """
+import os, sys, time
+from microemo_jax.training import checkpointing
+should_stop = checkpointing.PreemptionGuard.should_stop
+def paused(self, step):
+    if step == 1:
+        open(os.environ['MICROEMO_TEST_PAUSED'], 'w').close()
+        deadline = time.time() + 300
+        while not self._stop.is_set() and time.time() < deadline:
+            time.sleep(0.05)
+    return should_stop(self, step)
+checkpointing.PreemptionGuard.should_stop = paused
+from microemo_jax.train import main
+main(sys.argv[1:])
+"""
+
+
+def test_sigterm_saves_exits_0_and_resumes_exactly_and_the_workdir_is_locked(straight, data_dir, tmp_path, capsys):
+    import signal
+    import time
+    workdir, paused = tmp_path / 'signalled', tmp_path / 'paused'
+    args = ['--config', 'configs/emer.py:demo', '--workdir', str(workdir)]
+    args += [f'--config.{o}' for o in TINY + [f'data.dir={data_dir}']]
+    with open(tmp_path / 'log', 'w') as log:
+        proc = subprocess.Popen([sys.executable, '-c', PAUSING_TRAIN, *args], stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, MICROEMO_TEST_PAUSED=str(paused)))
+    try:
+        deadline = time.time() + 600
+        while not paused.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        assert paused.exists(), (tmp_path / 'log').read_text()[-3000:]
+        # while it runs, a second `train` on the same workdir is refused, naming the running one
+        with pytest.raises(SystemExit, match=rf'error: train workdir {workdir} is in use by pid {proc.pid} '):
+            train_main(args)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == 0, (tmp_path / 'log').read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = (tmp_path / 'log').read_text()
+    assert 'stopping at step 1 (a stop signal); a checkpoint was saved' in out, out[-3000:]
+    assert os.listdir(workdir / 'checkpoints') == ['1'] and not os.path.exists(workdir / 'params')
+    assert not os.path.exists(workdir / '.lock')                            # released on exit
+    run(cfg_for(data_dir), str(workdir))                                    # the re-run resumes: steps 2 to 4
+    a, b = losses(straight[0]), losses(workdir)
     assert sorted(b) == [1, 2, 3, 4]
     for step in a:
         assert a[step] == pytest.approx(b[step], rel=1e-6), step
 
+    # a truncated file in the latest checkpoint: the next run says so, moves it aside and resumes from step 2
+    files = [os.path.join(d, f) for d, _, fs in os.walk(workdir / 'checkpoints' / '4') for f in fs]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    capsys.readouterr()
+    run(cfg_for(data_dir, 'train.validate_every=0'), str(workdir))
+    out = capsys.readouterr().out
+    moved = workdir / 'checkpoints-corrupt' / '4'
+    assert f'skipped the checkpoint at step 4' in out and str(moved) in out and 'resumed from' in out, out[-3000:]
+    assert 'at step 2' in out and os.path.isdir(moved) and sorted(os.listdir(workdir / 'checkpoints')) == ['1', '2', '4']
+    again = {r['step']: r['loss'] for r in map(json.loads, open(workdir / 'metrics.jsonl')) if 'loss' in r}
+    assert again[4] == pytest.approx(a[4], rel=1e-6)                        # steps 3 and 4 redone identically
+
+
+def _saved_params(folder):
+    """{name: array} of a parameter folder (checkpoint.save_params format), read without a model."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.restore(os.path.join(folder, 'params'))
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {'/'.join(str(getattr(k, 'key', k)) for k in path if getattr(k, 'key', None) != 'value'): np.asarray(v)
+            for path, v in flat}
+
 
 def test_stage2_starts_from_stage1_params_with_lora(straight, data_dir, tmp_path):
+    import numpy as np
     last = run(cfg_for(data_dir, 'stage=2', 'total_steps=2', 'train.validate_every=0',
                        f'init.params={straight[0] / "params"}'), str(tmp_path / 's2'))
-    assert last['loss'] > 0
+    assert np.isfinite(last['loss'])
+    one, two = _saved_params(straight[0] / 'params'), _saved_params(tmp_path / 's2' / 'params')
+    lora_b = [n for n in two if n.endswith('/lora/b')]
+    assert lora_b and not any(n in one for n in lora_b)
+    assert all(np.abs(two[n]).max() > 0 for n in lora_b), 'LoRA B starts at 0 and must have been trained'
+    # the trained parts continue from stage 1: one update of at most ~lr per element away from its values
+    # (a fresh init would be far off), and the frozen ViT is stage 1's, bit for bit
+    lr = load_config('configs/emer.py:demo', TINY).optim.lr
+    moved = two['video_proj/kernel'] - one['video_proj/kernel']
+    assert 0 < np.abs(moved).max() <= 1.5 * lr
+    vit = [n for n in one if n.startswith('frame_encoder/vit/')]
+    assert vit and all(np.array_equal(one[n], two[n]) for n in vit)
 
 
 @pytest.mark.parametrize('overrides, message', [

@@ -6,6 +6,12 @@ TrainState, restored straight onto the target shardings, also onto a different m
 ``data_iter`` (the Grain iterator's state, one file per process), so a resumed run sees the exact
 batches it would have seen.
 
+Resuming (``restore_latest``) takes the newest checkpoint that restores. One that cannot be read (a
+truncated or damaged file) is skipped with its reason and, once an older one restored, moved aside to
+``WORKDIR/checkpoints-corrupt/STEP`` (kept, never deleted). One that reads but does not fit the model
+(the config changed) is not damage: that stops the run with a ``CheckpointMismatch`` naming what differs,
+and nothing is moved. If no checkpoint restores, nothing is moved either and the error lists each reason.
+
 Only good states are written: ``save(..., finite=False)`` refuses (the step that produced the state had
 a non-finite loss), so the latest checkpoint is always the last good one. All processes must call
 ``save``/``restore`` (Orbax coordinates the hosts).
@@ -20,11 +26,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import threading
 
 import jax
 import orbax.checkpoint as ocp
+
+from microemo_jax.checkpoint import is_mismatch, read_quietly
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +41,19 @@ log = logging.getLogger(__name__)
 def _grain_args(kind: str, data_iter):
     import grain  # only needed with a data iterator
     return getattr(grain.checkpoint, kind)(data_iter)
+
+
+class CheckpointMismatch(ValueError):
+    """A run checkpoint reads fine but does not fit the train state built from this config."""
+
+
+class CheckpointUnreadable(RuntimeError):
+    """No checkpoint in the directory could be restored; the message lists each one's reason."""
+
+
+def _short(e: BaseException, limit: int = 300) -> str:
+    text = ' '.join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + ' ...'
 
 
 class Checkpointer:
@@ -91,6 +113,56 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored['state']
 
+    def restore_latest(self, abstract_state, data_iter=None, *, report=print):
+        """``(state, step, skipped)`` from the newest checkpoint that restores; ``(None, None, [])`` when there is none.
+
+        ``skipped``: ``[(step, reason, moved_to)]`` for newer checkpoints that could not be read; they are
+        moved to ``WORKDIR/checkpoints-corrupt/STEP`` once an older one restored (``report`` is told each).
+        Raises ``CheckpointMismatch`` when a checkpoint reads but does not fit ``abstract_state`` (the config
+        changed; nothing is moved) and ``CheckpointUnreadable`` when none restores (nothing is moved).
+        """
+        failed = []
+        for step in sorted(self.all_steps(), reverse=True):
+            state, error = read_quietly(self.restore, step, abstract_state, data_iter)
+            error = _agree(error)
+            if error is not None and is_mismatch(error):
+                raise CheckpointMismatch(
+                    f"checkpoint {os.path.join(self.directory, str(step))} does not fit the train state built from "
+                    f"this config (did model.*, stage or the optimiser change since it was written? resume with the "
+                    f"same config, or use another --workdir): {_short(error, 600)}") from None
+            if error is not None:
+                failed.append((step, _short(error)))
+                report(f"checkpoint at step {step} could not be restored ({_short(error)}); trying an older one")
+                continue
+            skipped = [(s, why, self.quarantine(s)) for s, why in failed]
+            for s, why, moved in skipped:
+                report(f"skipped the checkpoint at step {s} ({why}); it was moved to {moved}; "
+                       f"resuming from step {step}")
+            return state, step, skipped
+        if failed:
+            raise CheckpointUnreadable(
+                f"no checkpoint in {self.directory} could be restored (nothing was moved or deleted):\n  " +
+                '\n  '.join(f"step {s}: {why}" for s, why in failed) +
+                f"\nmove the damaged step folders out of {self.directory} to start over, or use another --workdir")
+        return None, None, []
+
+    def quarantine(self, step: int) -> str:
+        """Move checkpoint ``step`` to ``WORKDIR/checkpoints-corrupt/STEP`` (kept, not deleted); returns where."""
+        source = os.path.join(self.directory, str(step))
+        root = os.path.join(os.path.dirname(self.directory), 'checkpoints-corrupt')
+        target = os.path.join(root, str(step))
+        n = 1
+        while os.path.exists(target):  # an earlier run moved this step aside already: keep both
+            target = os.path.join(root, f'{step}.{n}')
+            n += 1
+        if jax.process_index() == 0:
+            os.makedirs(root, exist_ok=True)
+            shutil.move(source, target)
+        from microemo_jax.training.distributed import barrier
+        barrier(f'microemo: checkpoint {step} moved aside')
+        self.manager.reload()
+        return target
+
     def wait(self) -> None:
         """Block until async saves are on disk (before reading them, exiting or exporting)."""
         self.manager.wait_until_finished()
@@ -104,6 +176,18 @@ class Checkpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _agree(error: BaseException | None) -> BaseException | None:
+    """With several processes, a restore counts as failed when it failed on any of them."""
+    if jax.process_count() == 1:
+        return error
+    import numpy as np
+    from jax.experimental import multihost_utils
+    failed = np.asarray(multihost_utils.process_allgather(np.array(error is not None)))
+    if error is None and failed.any():
+        return RuntimeError('the restore failed on another process (see its log)')
+    return error
 
 
 class PreemptionGuard:

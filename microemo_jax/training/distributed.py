@@ -95,3 +95,19 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
         return
     from jax._src import distributed as jax_distributed  # the client has no public barrier API yet
     jax_distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
+
+
+def share_from_first(key: str, value: str | None = None, timeout_s: int = 600) -> str | None:
+    """Process 0 publishes ``value`` under ``key``; every process returns it (coordination service, no devices).
+
+    With one process this returns ``value``. Each ``key`` may be used once per run.
+    """
+    import jax
+    if jax.process_count() == 1:
+        return value
+    from jax._src import distributed as jax_distributed
+    client = jax_distributed.global_state.client
+    if jax.process_index() == 0:
+        client.key_value_set(key, value if value is not None else '')
+        return value
+    return client.blocking_key_value_get(key, timeout_s * 1000)

@@ -1,26 +1,37 @@
-"""FLOPs of a train step and model-FLOPs utilisation (MFU).
+"""FLOPs of a train step, model-FLOPs utilisation (MFU) and hardware-FLOPs utilisation (HFU).
 
-Two counts, because XLA's own one is wrong for this model:
+Two ways of counting, because XLA's own one is wrong for this model:
 
 * ``flops_per_step(compiled)``: ``compiled.cost_analysis()['flops']``, what XLA reports for the
   compiled per-device program. XLA's HloCostAnalysis counts the body of a while loop ONCE, so with
   scanned layers (``model.scan_layers``) or micro-batch accumulation it undercounts by about the number
   of layers (measured: a 8-step scan of matmuls reports 1/8 of the FLOPs). Use it only for unrolled
   programs or as a lower bound.
-* ``count_flops(fn, *args)``: walks the jaxpr of ``fn`` (abstract args are enough: nothing compiles)
-  and adds 2*M*N*K for every ``dot_general`` and the equivalent for every convolution, multiplying the
-  body of a ``scan`` by its length and taking the largest branch of a ``cond``. This is the global
-  (all devices) matmul FLOP count of one step, including the backward pass and any rematerialised
-  forward recomputation (so strictly it is hardware FLOPs; without remat it equals model FLOPs).
-  Elementwise work is ignored (a few percent for transformers). This is what MFU uses.
+* ``count_flops(fn, *args)`` / ``jaxpr_flops(jaxpr)``: walks a jaxpr (abstract args are enough: nothing
+  compiles) and adds 2*M*N*K for every ``dot_general`` and the equivalent for every convolution,
+  multiplying the body of a ``scan`` by its length and taking the largest branch of a ``cond``: the
+  global (all devices) matmul FLOP count of one step. Elementwise work is ignored (a few percent for
+  transformers).
 
-MFU = flops_per_step / step_time / (num_devices * peak FLOP/s per device), the MaxText definition.
+What the jaxpr of the train step holds depends on remat, hence two figures (``train_step_flops``):
+
+* **model FLOPs**: the forward pass and the backward pass the trained parameters need (activation
+  gradients through frozen layers above a trained part, weight gradients of trained parameters only; no
+  backward into a frozen tower below every trained part), without any recomputation. Counted on the
+  jaxpr of the same step traced with ``model.remat_policy='none'``.
+* **hardware FLOPs**: what the step really executes, the rematerialised forward recomputation of
+  ``model.remat_policy`` included (the jaxpr of the step as compiled). Equal to model FLOPs without remat.
+
+MFU = model FLOPs per step / step time / (num_devices * peak FLOP/s per device) (PaLM's and MaxText's
+definition); HFU is the same with hardware FLOPs. HFU >= MFU; only MFU compares runs that remat
+differently.
 """
 from __future__ import annotations
 
 import math
 
 import jax
+import jax.extend  # noqa: F401  (jax.extend.core: the jaxpr types; not imported by `import jax`)
 import numpy as np
 
 # Dense bf16 peak FLOP/s per device (vendor data sheets), matched against ``device.device_kind``.
@@ -53,7 +64,9 @@ def peak_flops_per_device(device: jax.Device | None = None) -> float | None:
 
 def estimate_mfu(flops_per_step: float | None, step_time_s: float, num_devices: int,
                  peak_per_device: float | None) -> float | None:
-    """Fraction of peak reached, or None when the FLOP count or the peak is unknown."""
+    """Fraction of peak reached, or None when the FLOP count or the peak is unknown.
+
+    MFU when given model FLOPs, HFU when given hardware FLOPs (see the module docstring)."""
     if not flops_per_step or not peak_per_device or step_time_s <= 0:
         return None
     return flops_per_step / step_time_s / (num_devices * peak_per_device)
@@ -133,3 +146,26 @@ def human(flops: float | None, unit: str = 'FLOP') -> str:
         if abs(flops) >= scale:
             return f"{flops / scale:.3g} {prefix}{unit}"
     return f"{flops:.3g} {unit}"
+
+
+def train_step_flops(cfg, mesh, abstract, batch, *, jaxpr=None) -> dict[str, float]:
+    """``{'model': ..., 'hardware': ...}``: global FLOPs of one train step of ``cfg`` (see the module docstring).
+
+    ``abstract`` is ``state.abstract_train_state(cfg, mesh)``; ``batch`` the device batch (or abstract
+    arrays with shardings); ``jaxpr`` the closed jaxpr of the compiled step when it was traced already
+    (``jitted.trace(...).jaxpr``), which saves one trace. With remat on, the step is traced a second
+    time with ``model.remat_policy='none'`` (a trace, not a compile).
+    """
+    from microemo_jax.training import state as state_lib, step as step_lib  # (they import this module)
+    state_sh, frozen_sh = state_lib.shardings_of(abstract.state), state_lib.shardings_of(abstract.frozen)
+
+    def count(c, graphdef):
+        fn = step_lib.make_train_step(graphdef, c, mesh, state_sh, frozen_sh, donate=False)
+        return jaxpr_flops(fn.trace(abstract.state, abstract.frozen, batch).jaxpr)
+
+    hardware = jaxpr_flops(jaxpr) if jaxpr is not None else count(cfg, abstract.graphdef)
+    if cfg.model.remat_policy == 'none':
+        return dict(model=hardware, hardware=hardware)
+    plain = cfg.copy_and_resolve_references()
+    plain.model.remat_policy = 'none'
+    return dict(model=count(plain, state_lib.model_graphdef(plain)), hardware=hardware)

@@ -7,8 +7,11 @@ metrics at once and reports over the interval:
 * ``loss``: token-weighted mean of the interval's steps (non-finite steps excluded; ``nonfinite_steps``
   counts them); ``grad_norm``, ``learning_rate``: of the last step;
 * ``steps_per_s`` and ``tokens_per_s`` (attended prompt tokens of the global batch) from wall time
-  between reports; the first report times from the first ``log`` call, so it excludes the compile;
-* ``mfu`` when the step's FLOPs and the device peak are known (``flops.py``); else 'n/a';
+  between reports; timing starts at the first ``log`` call, so it excludes the compile. A report that
+  covers only that first step has no rate yet: the line says so and metrics.jsonl holds null;
+* ``mfu`` (model FLOPs: forward + backward, no recompute) and ``hfu`` (hardware FLOPs: remat's
+  recomputation included) when the step's FLOPs and the device peak are known (``flops.py``); else
+  'n/a' and absent from metrics.jsonl;
 * ``eta``: remaining steps at the current rate.
 
 ``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per
@@ -40,10 +43,14 @@ def _fmt_duration(seconds: float) -> str:
 
 class MetricsLogger:
 
-    def __init__(self, workdir: str, total_steps: int, *, log_every: int = 1, flops_per_step: float | None = None,
+    def __init__(self, workdir: str, total_steps: int, *, log_every: int = 1,
+                 model_flops_per_step: float | None = None, hardware_flops_per_step: float | None = None,
                  peak_flops_per_device: float | None = None, num_devices: int | None = None, stream=None):
+        """FLOPs per step are global (all devices): ``flops.train_step_flops``; hardware defaults to model."""
         self.total_steps, self.log_every = total_steps, max(1, log_every)
-        self.flops_per_step, self.peak = flops_per_step, peak_flops_per_device
+        self.model_flops = model_flops_per_step
+        self.hardware_flops = hardware_flops_per_step if hardware_flops_per_step is not None else model_flops_per_step
+        self.peak = peak_flops_per_device
         self.num_devices = num_devices or jax.device_count()
         self.stream = stream or sys.stdout
         self.is_main = jax.process_index() == 0
@@ -88,14 +95,21 @@ class MetricsLogger:
                       learning_rate=float(last.get('learning_rate', float('nan'))),
                       steps_per_s=steps_per_s, tokens_per_s=tokens / elapsed if steps_per_s > 0 else float('nan'),
                       nonfinite_steps=len(fetched) - len(finite))
-        mfu = estimate_mfu(self.flops_per_step, 1.0 / steps_per_s if steps_per_s > 0 else 0.0, self.num_devices,
-                           self.peak)
+        step_time = 1.0 / steps_per_s if steps_per_s > 0 else 0.0
+        mfu = estimate_mfu(self.model_flops, step_time, self.num_devices, self.peak)
+        hfu = estimate_mfu(self.hardware_flops, step_time, self.num_devices, self.peak)
         if mfu is not None:
             record['mfu'] = mfu
-        eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float('inf')
-        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}  lr {record['learning_rate']:.3g}  "
-                    f"{steps_per_s:.2f} steps/s  {record['tokens_per_s']:.0f} tok/s  "
-                    f"MFU {f'{100 * mfu:.1f}%' if mfu is not None else 'n/a'}  ETA {_fmt_duration(eta)}"
+        if hfu is not None:
+            record['hfu'] = hfu
+        if steps_per_s > 0:
+            eta = (self.total_steps - step) / steps_per_s
+            pct = lambda x: f'{100 * x:.1f}%' if x is not None else 'n/a'  # noqa: E731
+            speed = (f"{steps_per_s:.2f} steps/s  {record['tokens_per_s']:.0f} tok/s  "
+                     f"MFU {pct(mfu)}  HFU {pct(hfu)}  ETA {_fmt_duration(eta)}")
+        else:  # only the first step so far: it started timing, so there is no rate to show yet
+            speed = 'speed from the next report on (timing starts after the first step)'
+        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}  lr {record['learning_rate']:.3g}  {speed}"
                     + (f"  ({record['nonfinite_steps']} non-finite steps skipped)" if record['nonfinite_steps']
                        else ''))
         self._write(step, record)

@@ -26,7 +26,7 @@ import orbax.checkpoint as ocp
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from microemo_jax.checkpoint import save_params
+from microemo_jax.checkpoint import read_quietly, save_params, unreadable
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
 from microemo_jax.stages import trainable_filter
@@ -35,7 +35,8 @@ from microemo_jax.training.optimizer import make_optimizer
 
 @struct.dataclass
 class TrainState:
-    step: jax.Array          # int32 scalar: optimiser updates done (skipped non-finite ones included)
+    step: jax.Array          # int32 scalar: steps done, skipped non-finite ones included (the data position);
+                             # the schedule reads optax's own count, which skips them (step.schedule_count)
     params: nnx.State        # trainable parameters of the stage (float32 master weights)
     opt_state: Any           # optax state over ``params`` only
     rng: jax.Array           # uint32 key data; the step splits its dropout key from it
@@ -85,10 +86,16 @@ def path_name(path) -> str:
     return '/'.join(str(p) for p in path)
 
 
+def model_graphdef(cfg, stage: int | None = None) -> nnx.GraphDef:
+    """The model's static structure for ``cfg`` (no arrays are created)."""
+    stage = _stage(cfg, stage)
+    return nnx.split(nnx.eval_shape(lambda: _build(cfg, stage, jax.random.key(0))))[0]
+
+
 def abstract_train_state(cfg, mesh: Mesh, stage: int | None = None) -> Abstract:
     """Abstract TrainState and frozen state (ShapeDtypeStruct with shardings) for ``cfg`` on ``mesh``."""
     stage = _stage(cfg, stage)
-    graphdef, _ = nnx.split(nnx.eval_shape(lambda: _build(cfg, stage, jax.random.key(0))))
+    graphdef = model_graphdef(cfg, stage)
     state, frozen = jax.eval_shape(_init_fn(cfg, stage), jax.random.key(0), {})
     rules = cfg.sharding_rules
     replicated = NamedSharding(mesh, P())
@@ -144,7 +151,10 @@ def load_params(path: str, abstract: Abstract) -> dict[str, jax.Array]:
                                 f"folder); make one with `python -m microemo_jax.convert` or export_params")
     wanted = _model_params(abstract)
     with ocp.StandardCheckpointer() as ckptr:
-        saved = ckptr.metadata(params_dir).item_metadata.tree
+        meta, error = read_quietly(ckptr.metadata, params_dir)
+        if error is not None:  # a damaged _METADATA or manifest
+            raise unreadable(path, error)
+        saved = meta.item_metadata.tree
         flat = {}
         for keys, meta in jax.tree_util.tree_flatten_with_path(saved)[0]:
             names = [str(getattr(k, 'key', getattr(k, 'name', k))) for k in keys]
@@ -161,7 +171,9 @@ def load_params(path: str, abstract: Abstract) -> dict[str, jax.Array]:
             raise ValueError(f"{path}: {len(bad)} parameter shapes do not match the model built from this config:"
                              "\n  " + "\n  ".join(bad[:10]))
         target = _nested_target(saved, {name: wanted[name] for name in flat}, flat)
-        restored = ckptr.restore(params_dir, target)
+        restored, error = read_quietly(ckptr.restore, params_dir, target)
+        if error is not None:  # names and shapes were checked above: this is a damaged file
+            raise unreadable(path, error)
     return {name: _get(restored, keys) for name, (keys, _) in flat.items()}
 
 

@@ -13,7 +13,8 @@
   back unchanged, ``step`` still advances (so data and step numbers stay aligned) and
   ``metrics['finite']`` is False. The loop decides what to do (log, stop, never checkpoint it).
 
-Metrics (replicated scalars): loss, grad_norm (before clipping), learning_rate, tokens (answer tokens),
+Metrics (replicated scalars): loss, grad_norm (before clipping), learning_rate (the schedule at optax's
+update count, which skipped steps do not advance: the rate this update used), tokens (answer tokens),
 input_tokens (attended prompt tokens), finite.
 
 Batches arrive as global arrays sharded over the 'batch' rule (``device_batch``); non-numeric entries
@@ -115,6 +116,18 @@ def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules):
     return loss_sum, count, grads
 
 
+def schedule_count(opt_state, default):
+    """The update count optax's learning-rate schedule reads (``ScaleByScheduleState.count``).
+
+    It advances only on applied updates (a skipped non-finite step keeps the old optimiser state),
+    unlike ``TrainState.step``; the logged learning rate is the schedule at this count, i.e. the rate
+    the step's update used (or would have used, if it was skipped).
+    """
+    counts = [s.count for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
+              if isinstance(s, optax.ScaleByScheduleState)]
+    return counts[0] if counts else default
+
+
 def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, frozen_sharding, *,
                     donate: bool = True):
     """A jax.jit of ``(state, frozen, batch) -> (state, metrics)``; the state is donated unless donate=False."""
@@ -139,7 +152,8 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
         new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
                                   opt_state=jax.tree.map(keep, opt_state, state.opt_state),
                                   rng=jax.random.key_data(key))
-        metrics = dict(loss=loss, grad_norm=grad_norm, learning_rate=schedule(state.step), tokens=count,
+        metrics = dict(loss=loss, grad_norm=grad_norm, learning_rate=schedule(schedule_count(state.opt_state, state.step)),
+                       tokens=count,
                        input_tokens=batch['attention_mask'].sum(dtype=jnp.float32), finite=finite)
         return new_state, metrics
 

@@ -1,6 +1,8 @@
 """Run checkpoints: exact resume onto the abstract state, data-iterator state, no bad states, SIGTERM."""
+import gc
 import os
 import signal
+import sys
 
 import grain
 import jax
@@ -68,3 +70,54 @@ def test_preemption_guard_turns_sigterm_into_a_stop_request():
         os.kill(os.getpid(), signal.SIGTERM)
         assert guard.should_stop(1)
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def _truncate_largest(folder):
+    """Cut the largest file under ``folder`` in half (a copy interrupted mid-way, a full disk)."""
+    files = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    return victim
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_said_and_moved_aside(setup, tmp_path, capfd, monkeypatch):
+    from microemo_jax.training.checkpointing import CheckpointMismatch, CheckpointUnreadable
+    later = setup.state.replace(step=setup.state.step + 7)
+    with Checkpointer(str(tmp_path), max_to_keep=3, async_save=False) as ckpt:
+        ckpt.save(1, setup.state)
+        ckpt.save(2, later)
+    _truncate_largest(tmp_path / 'checkpoints' / '2')
+    capfd.readouterr()
+    unraisable = []  # Orbax's abandoned read tasks report here at garbage collection ("Exception ignored in")
+    monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
+    lines = []
+    with Checkpointer(str(tmp_path), max_to_keep=3, async_save=False) as ckpt:  # a new run on the workdir
+        state, step, skipped = ckpt.restore_latest(setup.abstract.state, report=lines.append)
+        assert step == 1 and int(state.step) == int(setup.state.step)
+        _assert_same(state, setup.state)
+        [(bad, why, moved)] = skipped
+        assert bad == 2 and moved == str(tmp_path / 'checkpoints-corrupt' / '2') and why
+        assert any('skipped the checkpoint at step 2' in line and moved in line and 'resuming from step 1' in line
+                   for line in lines), lines
+        assert ckpt.all_steps() == [1] and os.path.isdir(moved)              # kept aside, not deleted
+        assert ckpt.save(2, later)                                            # the step can be redone and saved
+    gc.collect()
+    err = capfd.readouterr().err
+    assert 'Traceback' not in err and not unraisable, (err[:3000], unraisable[:2])  # no wall of tracebacks
+
+    # a checkpoint that reads but does not fit (the config changed) is not damage: stop, move nothing
+    other = setup.abstract.state.replace(step=jax.ShapeDtypeStruct((2,), np.int32,
+                                                                    sharding=setup.abstract.state.step.sharding))
+    with Checkpointer(str(tmp_path)) as ckpt:
+        with pytest.raises(CheckpointMismatch, match=r'checkpoints/2 does not fit the train state.*stored shape'):
+            ckpt.restore_latest(other, report=lines.append)
+        assert ckpt.all_steps() == [1, 2]
+
+    # when none restores, nothing is moved and every reason is listed
+    _truncate_largest(tmp_path / 'checkpoints' / '1')
+    _truncate_largest(tmp_path / 'checkpoints' / '2')
+    with Checkpointer(str(tmp_path)) as ckpt:
+        with pytest.raises(CheckpointUnreadable, match=r'(?s)nothing was moved.*step 2: .*step 1: '):
+            ckpt.restore_latest(setup.abstract.state, report=lines.append)
+        assert ckpt.all_steps() == [1, 2]

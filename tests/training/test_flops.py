@@ -1,9 +1,15 @@
 """FLOP counting (scan-aware, unlike XLA's) and the MFU helpers."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
 
 from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device
+
+from training_setup import config
 
 
 def test_jaxpr_count_multiplies_scan_bodies_and_includes_the_backward_pass():
@@ -25,6 +31,25 @@ def test_conv_flops():
     k = jax.ShapeDtypeStruct((64, 3, 16, 16), jnp.float32)
     f = lambda x, k: jax.lax.conv_general_dilated(x, k, (16, 16), 'VALID')  # noqa: E731  patch embedding
     assert count_flops(f, x, k) == 2 * (2 * 64 * 2 * 2) * (3 * 16 * 16)
+
+
+def test_flops_module_imports_on_its_own():
+    code = ('import jax; from microemo_jax.training.flops import count_flops; '
+            'print(count_flops(lambda a: a @ a, jax.ShapeDtypeStruct((4, 4), "float32")))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, JAX_PLATFORMS='cpu'))
+    assert out.returncode == 0 and out.stdout.strip() == '128.0', out.stderr[-2000:]
+
+
+def test_model_flops_leave_out_the_remat_recomputation(setup):
+    from microemo_jax.training import flops as flops_lib, state as state_lib
+    cfg = config('model.remat_policy=nothing_saveable')
+    abstract = setup.abstract._replace(graphdef=state_lib.model_graphdef(cfg))  # same arrays, remat'd layers
+    counted = flops_lib.train_step_flops(cfg, setup.mesh, abstract, setup.batch)
+    traced = setup.train_step.trace(setup.state, setup.frozen, setup.batch)  # the same model without remat
+    assert counted['model'] == flops_lib.jaxpr_flops(traced.jaxpr) > 0
+    assert counted['hardware'] > 1.1 * counted['model']              # + the recomputed forward of remat'd layers
+    assert counted['hardware'] < 2 * counted['model']
 
 
 def test_mfu_helpers():

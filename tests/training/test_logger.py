@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from microemo_jax.training.logger import MetricsLogger
 
@@ -15,8 +16,9 @@ def _metrics(loss, tokens=10.0, finite=True):
 
 def test_reports_every_log_every_steps_to_stdout_jsonl_and_tensorboard(tmp_path):
     out = io.StringIO()
-    with MetricsLogger(str(tmp_path), total_steps=6, log_every=2, flops_per_step=1e12,
-                       peak_flops_per_device=1e15, num_devices=2, stream=out) as logger:
+    with MetricsLogger(str(tmp_path), total_steps=6, log_every=2, model_flops_per_step=1e12,
+                       hardware_flops_per_step=1.5e12, peak_flops_per_device=1e15, num_devices=2,
+                       stream=out) as logger:
         assert logger.log(1, _metrics(4.0)) is None
         first = logger.log(2, _metrics(2.0, tokens=30.0))
         assert first['step'] == 2 and first['loss'] == 2.5  # token-weighted: (4 * 10 + 2 * 30) / 40
@@ -24,10 +26,12 @@ def test_reports_every_log_every_steps_to_stdout_jsonl_and_tensorboard(tmp_path)
         second = logger.log(4, _metrics(1.0))
         assert second['loss'] == 1.0 and second['nonfinite_steps'] == 1
         assert second['steps_per_s'] > 0 and second['tokens_per_s'] > 0 and 0 < second['mfu']
+        assert second['hfu'] == pytest.approx(1.5 * second['mfu'])      # remat recomputation counts in HFU only
+        assert second['mfu'] == pytest.approx(1e12 * second['steps_per_s'] / (2 * 1e15))
         logger.log_eval(4, {'val_loss': np.float32(1.5), 'val_tokens': 7.0})
     lines = out.getvalue().splitlines()
     assert lines[0].startswith('step 2/6  loss 2.5000  lr 0.001') and 'ETA' in lines[0]
-    assert 'MFU' in lines[1] and '1 non-finite steps skipped' in lines[1]
+    assert 'MFU' in lines[1] and 'HFU' in lines[1] and '1 non-finite steps skipped' in lines[1]
     assert 'val_loss 1.5000' in lines[2]
     records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
     assert [r['step'] for r in records] == [2, 4, 4]
@@ -44,3 +48,16 @@ def test_mfu_is_na_without_a_peak(tmp_path):
         logger.log(1, _metrics(1.0))
         record = logger.log(2, _metrics(1.0))
     assert 'mfu' not in record and 'MFU n/a' in out.getvalue()
+
+
+def test_the_first_report_has_no_rate_yet_and_says_so(tmp_path):
+    out = io.StringIO()
+    with MetricsLogger(str(tmp_path), total_steps=3, log_every=1, model_flops_per_step=1e12,
+                       peak_flops_per_device=1e15, num_devices=1, stream=out) as logger:
+        first = logger.log(1, _metrics(2.0))
+        second = logger.log(2, _metrics(1.0))
+    line = out.getvalue().splitlines()[0]
+    assert line.startswith('step 1/3  loss 2.0000') and 'nan' not in line and 'from the next report' in line
+    assert 'mfu' not in first and second['steps_per_s'] > 0 and second['mfu'] == second['hfu'] > 0
+    first_json = json.loads(open(tmp_path / 'metrics.jsonl').readline())
+    assert first_json['steps_per_s'] is None and first_json['loss'] == 2.0

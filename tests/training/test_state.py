@@ -1,4 +1,8 @@
 """Starting from a parameter checkpoint: stage 1 -> stage 2, missing LoRA keeps its init, clear mismatches."""
+import gc
+import os
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -53,3 +57,24 @@ def test_shape_mismatch_is_reported_by_name_before_compiling(setup, tmp_path):
         state_lib.init_train_state(other, setup.mesh, params_path=exported)
     with pytest.raises(FileNotFoundError, match='not a microemo-jax parameter checkpoint'):
         state_lib.init_train_state(other, setup.mesh, params_path=str(tmp_path / 'nothing'))
+
+
+def test_a_damaged_init_checkpoint_gives_one_error_naming_the_folder(setup, tmp_path, capfd, monkeypatch):
+    from microemo_jax.checkpoint import ParamsUnreadable, restore_params
+    exported = tmp_path / 'params'
+    state_lib.export_params(str(exported), setup.cfg, setup.graphdef, setup.state, setup.frozen)
+    files = [os.path.join(d, f) for d, _, fs in os.walk(exported / 'params') for f in fs]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    capfd.readouterr()
+    unraisable = []  # Orbax's abandoned read tasks report here at garbage collection ("Exception ignored in")
+    monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
+    with pytest.raises(ParamsUnreadable, match=rf'{exported}: the parameter checkpoint cannot be read.*truncated'):
+        state_lib.load_params(str(exported), setup.abstract)
+    model = nnx.eval_shape(lambda: MicroEmo(setup.cfg.model, rngs=nnx.Rngs(0)))
+    with pytest.raises(ParamsUnreadable, match=rf'{exported}: the parameter checkpoint cannot be read'):
+        restore_params(str(exported), model)                          # evaluate / predict path
+    gc.collect()
+    err = capfd.readouterr().err
+    assert 'Traceback' not in err and not unraisable, (err[:3000], unraisable[:2])

@@ -77,13 +77,29 @@ def test_train_step_donates_state_and_the_loss_decreases(setup):
 def test_gradient_accumulation_equals_the_whole_batch_step(setup):
     cfg2 = config('optim.grad_accum_steps=2')
     step2 = step_lib.make_train_step(setup.graphdef, cfg2, setup.mesh, setup.state_sharding, setup.frozen_sharding)
-    one, m1 = setup.train_step(copy_tree(setup.state), setup.frozen, setup.batch)
-    two, m2 = step2(copy_tree(setup.state), setup.frozen, setup.batch)
+    # Start from a state after one update, where the learning rate is no longer 0 (warmup_steps=1), so
+    # the parameters move; and compare the gradients themselves: after an update Adam's first moment is
+    # b1 * mu + (1 - b1) * clipped gradient, which Adam's normalised step would hide in the parameters.
+    start, m0 = setup.train_step(copy_tree(setup.state), setup.frozen, setup.batch)
+    assert float(m0['learning_rate']) == 0.0
+    one, m1 = setup.train_step(copy_tree(start), setup.frozen, setup.batch)
+    two, m2 = step2(copy_tree(start), setup.frozen, setup.batch)
+    assert float(m1['learning_rate']) == float(m2['learning_rate']) > 0
     np.testing.assert_allclose(float(m2['loss']), float(m1['loss']), rtol=1e-5)
     np.testing.assert_allclose(float(m2['grad_norm']), float(m1['grad_norm']), rtol=1e-4)
     assert float(m2['tokens']) == float(m1['tokens'])
-    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-5)
+    mu = lambda s: jax.tree.leaves(s.opt_state[1][0].mu)  # noqa: E731
+    moved = 0
+    for a, b, before in zip(mu(one), mu(two), mu(start)):
+        a, b, before = np.asarray(a), np.asarray(b), np.asarray(before)
+        g_a, g_b = (a - 0.9 * before) / 0.1, (b - 0.9 * before) / 0.1     # the two clipped gradients
+        np.testing.assert_allclose(g_a, g_b, rtol=0, atol=1e-5 * max(1.0, np.abs(g_a).max()))
+    lr = float(m1['learning_rate'])
+    for a, b, before in zip(jax.tree.leaves(one.params), jax.tree.leaves(two.params), jax.tree.leaves(start.params)):
+        # Adam's step is g / (sqrt(v) + eps): for near-zero gradients float rounding shows, hence 1% of lr
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=0.01 * lr)
+        moved += int(not np.array_equal(np.asarray(a), np.asarray(before)))
+    assert moved == len(jax.tree.leaves(start.params))                  # every trained parameter moved
 
 
 def test_non_finite_step_is_flagged_and_skipped(setup):
@@ -94,6 +110,12 @@ def test_non_finite_step_is_flagged_and_skipped(setup):
     assert int(state.step) == 1                                           # data stays aligned with steps
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
         np.testing.assert_array_equal(a, np.asarray(b))                   # update skipped
+    # optax's count did not advance, so the next (good) step uses, and logs, the first update's rate
+    state, metrics = setup.train_step(state, setup.frozen, setup.batch)
+    schedule = step_lib.make_schedule(setup.cfg)
+    assert int(state.step) == 2 and bool(metrics['finite'])
+    assert int(step_lib.schedule_count(state.opt_state, None)) == 1
+    assert float(metrics['learning_rate']) == float(schedule(0)) == 0.0, float(metrics['learning_rate'])
 
 
 def test_eval_step_matches_the_train_loss(setup):
