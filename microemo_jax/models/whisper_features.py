@@ -6,9 +6,10 @@ Slaney-normalised mel filters over 0-8 kHz, log10 with a 1e-10 floor, the last S
 values clamped to (per-waveform max - 8), then (x + 4) / 4. One frame per 10 ms: a waveform of L
 samples gives L // hop_length frames.
 
-Unlike the feature extractor this does not pad the audio to 30 s: emotion clips are short and our
-encoder accepts any length up to 30 s. Pad the waveform yourself if you want transformers' exact
-30 s input (the padded frames then come from zeros, not from reflection).
+Unlike the feature extractor ``log_mel_spectrogram`` does not pad the audio to 30 s: emotion clips are short
+and our encoder accepts any length up to 30 s. ``log_mel_for_window`` gives the extractor's exact frames of a
+clip padded to the encoder's window (``model.audio.pad_to_30s``), up to the last frame the clip reaches; the
+model (``whisper.pad_to_window``) fills in the rest, which is the clamp floor.
 """
 from __future__ import annotations
 
@@ -68,3 +69,20 @@ def log_mel_spectrogram(audio_16k: np.ndarray, num_mel_bins: int = 80, *, n_fft:
     log_spec = np.log10(mel).T[:, :-1]
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+def log_mel_for_window(audio_16k: np.ndarray, num_mel_bins: int, window_frames: int, *, n_fft: int = 400,
+                       hop_length: int = 160) -> np.ndarray:
+    """The frames of ``WhisperFeatureExtractor``'s features of ``audio`` padded to ``window_frames`` frames (its
+    30 s) that the clip reaches: (num_mel_bins, F), F = min(window, ceil((L + n_fft / 2) / hop)) for L samples.
+
+    The audio is cut to the window, zero-padded to it, and featurised whole, so the normalisation (the clip's
+    maximum) and the frames whose STFT windows cross the clip's end are exactly the extractor's; every later
+    frame would be the clamp floor max(M - 2, -1.5), which ``models.whisper.pad_to_window`` restores.
+    """
+    audio = np.asarray(audio_16k, np.float32).reshape(-1)[:window_frames * hop_length]
+    if audio.shape[0] == 0:
+        return np.zeros((num_mel_bins, 0), np.float32)
+    keep = min(window_frames, -(-(audio.shape[0] + n_fft // 2) // hop_length))
+    padded = np.pad(audio, (0, window_frames * hop_length - audio.shape[0]))
+    return log_mel_spectrogram(padded, num_mel_bins, n_fft=n_fft, hop_length=hop_length)[:, :keep]

@@ -13,7 +13,7 @@ from flax import nnx
 from helpers import assert_parity, fixture, reference
 from microemo_jax.hf import load_whisper_encoder
 from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig, output_length, pad_to_window
-from microemo_jax.models.whisper_features import log_mel_spectrogram
+from microemo_jax.models.whisper_features import log_mel_for_window, log_mel_spectrogram
 
 CFG = WhisperEncoderConfig(num_mel_bins=8, d_model=32, encoder_layers=2, encoder_attention_heads=4,
                            encoder_ffn_dim=64, max_source_positions=16)
@@ -134,10 +134,15 @@ def test_pad_to_window_matches_transformers_on_short_padded_clips():
     encoder = load_whisper_encoder(fixture('whisper_encoder_standalone'))
     features, lengths = ref['padded_input_features'], ref['padded_lengths']
     window = features.shape[-1]
-    # The extractor's features are our log-mel of the waveform with zeros appended (it pads the audio).
+    # The extractor's features are our log-mel of the waveform with zeros appended (it pads the audio); the frames
+    # the clip reaches (log_mel_for_window) and the floor after them (pad_to_window) rebuild them.
     for wave, n, x in zip(ref['padded_waveforms'], lengths, features):
         np.testing.assert_allclose(log_mel_spectrogram(np.pad(wave[:n], (0, window * 160 - n)), x.shape[0]), x,
                                    atol=1e-5)
+        clip = log_mel_for_window(wave[:n], x.shape[0], window)
+        assert clip.shape[1] == -(-(n + 200) // 160) < window
+        rebuilt = pad_to_window(jnp.asarray(clip[None]), jnp.ones((1, clip.shape[1]), bool), window)[0]
+        np.testing.assert_allclose(np.asarray(rebuilt), x, atol=1e-5)
     # A batch as the pipeline gives it: each clip's frames (to the end of its last STFT window), then garbage.
     positions = np.asarray([-(-(n // 160 + 3) // 2) for n in lengths])
     audio_mask = np.arange(window // 2)[None] < positions[:, None]
