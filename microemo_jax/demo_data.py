@@ -21,7 +21,8 @@ def _fingerprint(cfg) -> str:
                     utts=m.max_utterances, seq=d.max_seq_len, budget=token_budget(m), sampling=d.sampling,
                     question=d.question, faces=d.require_faces, jpeg=d.jpeg_quality, val=d.validation_fraction,
                     vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed,
-                    split='by_video')  # copies made with the old per-record split are not reused
+                    split='by_video',  # copies made with the old per-record split are not reused
+                    ts_tokenizer=m.frame_encoder.timestamp_tokenizer)  # (records since then say which one)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 
