@@ -190,6 +190,11 @@ def _run(cfg, workdir: str) -> dict:
     ckpt.wait()
     logger.close()
     export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen)
+    if jax.process_index() == 0:  # config, tokenizers, provenance: what evaluate/predict/serve need besides weights
+        from microemo_jax.params import write_inference_files
+        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir,
+                              extra={'steps': step, 'last_metrics': {k: float(v) for k, v in last.items()
+                                                                     if isinstance(v, (int, float))}})
     ckpt.close()
     print(f'finished {step} steps; parameters exported to {os.path.join(workdir, "params")}', flush=True)
     return last
