@@ -57,6 +57,9 @@ def test_stage1_run_logs_checkpoints_and_exports(straight):
     assert os.path.isdir(workdir / 'params' / 'params') and os.listdir(workdir / 'tensorboard')
     a = losses(workdir)
     assert sorted(a) == [1, 2, 3, 4] and a[4] < a[1]
+    from microemo_jax import params   # the export is a whole parameter folder: evaluate/predict need nothing else
+    folder = params.load(str(workdir / 'params'))
+    assert folder.cfg.total_steps == 4 and folder.info['steps'] == 4 and folder.llm_tokenizer.eos_token_id is not None
 
 
 # Runs `train` in a real process that, at step 1, waits (up to 5 min) for a stop request, so that the test's
