@@ -210,7 +210,7 @@ def _shrink_to_tiny(c) -> None:
     m.video_qformer.update(num_query_tokens=4, num_layers=1, dropout=0.0)
     m.audio_qformer.update(num_query_tokens=2, num_layers=1, dropout=0.0)
     m.audio.update(max_source_positions=24, encoder_layers=1)
-    m.frame_encoder.max_timestamp_tokens = 12
+    m.frame_encoder.max_timestamp_tokens = 16
     m.num_frames, m.max_utterances = 4, 2
     m.llm.update(vocab_size=320, hidden_size=64, intermediate_size=96, num_heads=4, num_kv_heads=2, head_dim=16,
                  max_position_embeddings=512)
