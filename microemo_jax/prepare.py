@@ -87,6 +87,7 @@ class Settings:
     align_faces: bool = True            # data.align_faces: warp crops onto canonical eye/mouth points
     asr: str = 'none'                   # --asr: 'none' | 'pocketsphinx' | 'whisper:/abs/path' (data/speech.py)
     vad: str = 'silero'                 # the voice-activity detector that runs here: 'silero' | 'energy'
+    mel_window: int = 0                 # model.audio.pad_to_30s: the encoder window the extractor pads to (frames)
 
 
 def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer: str, *,
@@ -106,7 +107,8 @@ def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer
                     timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer,
                     face_detector=d.get('face_detector', 'blazeface'), align_faces=bool(d.get('align_faces', True)),
                     asr=speech_lib.default_asr() if asr is None else speech_lib.parse_asr(asr),
-                    vad=speech_lib.vad_detector())
+                    vad=speech_lib.vad_detector(),
+                    mel_window=2 * m.audio.max_source_positions if m.audio.get('pad_to_30s', False) else 0)
 
 
 class ClipProcessor:
@@ -180,7 +182,8 @@ class ClipProcessor:
         else:
             tubes = faces_lib.face_tubelets(decoded, self.detector, crop_size=s.face_size, align=s.align_faces)
         sound = audio_lib.load_audio(clip.audio_file or clip.video)
-        mel = audio_lib.log_mel(sound.waveform, num_mel_bins=s.num_mel_bins, max_frames=s.max_mel_frames)
+        mel = audio_lib.clip_log_mel(sound.waveform, num_mel_bins=s.num_mel_bins, max_frames=s.max_mel_frames,
+                                     window_frames=s.mel_window)
         utts, utt_source = utterances_lib.find_utterances(
             duration, subtitle_path=clip.subtitle_file, utterance_path=clip.utterance_file,
             waveform=sound.waveform if sound.has_audio else None, max_utterances=s.max_utterances, vad=s.vad,

@@ -29,7 +29,7 @@ import os
 import av
 import numpy as np
 
-from microemo_jax.models.whisper_features import log_mel_spectrogram
+from microemo_jax.models.whisper_features import log_mel_for_window, log_mel_spectrogram
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160      # Whisper: one mel frame per 10 ms
@@ -242,3 +242,13 @@ def log_mel(waveform: np.ndarray, *, num_mel_bins: int, max_frames: int) -> np.n
     if len(x) <= _N_FFT // 2:  # the centred STFT needs > 200 samples: a single frame from 160-200 samples
         x = np.concatenate([x, np.zeros(_N_FFT // 2 + 1 - len(x), np.float32)])
     return log_mel_spectrogram(x, num_mel_bins)[:, :frames].astype(np.float32)
+
+
+def clip_log_mel(waveform: np.ndarray, *, num_mel_bins: int, max_frames: int, window_frames: int = 0) -> np.ndarray:
+    """The log-mel ``prepare`` stores: ``log_mel`` of the clip alone, or with ``window_frames`` > 0
+    (``model.audio.pad_to_30s``: the encoder's whole 30 s window) the frames that transformers' feature
+    extractor computes for the clip zero-padded to that window, whose normalisation and last frames differ
+    slightly; the model then fills the rest of the window with the extractor's padding value."""
+    if window_frames <= 0:
+        return log_mel(waveform, num_mel_bins=num_mel_bins, max_frames=max_frames)
+    return log_mel_for_window(waveform, num_mel_bins, window_frames)[:, :max_frames].astype(np.float32)

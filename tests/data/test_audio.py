@@ -261,3 +261,19 @@ def test_log_mel_tiny_and_silent_inputs():
     one = log_mel(tone(0.011, SR), num_mel_bins=8, max_frames=10)  # 176 samples: too few for the centred STFT alone
     assert one.shape == (8, 1) and np.isfinite(one).all()
     np.testing.assert_allclose(log_mel(np.zeros(SR, np.float32), num_mel_bins=8, max_frames=800), -1.5)
+
+
+def test_clip_log_mel_pads_like_the_extractor_when_the_model_pads_to_the_window():
+    """model.audio.pad_to_30s: prepare stores the extractor's frames of the clip padded to the window (its
+    normalisation and last frames), not the clip's own; without it the clip's own log-mel."""
+    from microemo_jax.data.audio import clip_log_mel, log_mel
+    from microemo_jax.models.whisper_features import log_mel_for_window
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(16000 * 3 // 2)).astype(np.float32)
+    own = clip_log_mel(wave, num_mel_bins=16, max_frames=800)
+    np.testing.assert_array_equal(own, log_mel(wave, num_mel_bins=16, max_frames=800))
+    padded = clip_log_mel(wave, num_mel_bins=16, max_frames=800, window_frames=800)
+    np.testing.assert_allclose(padded, log_mel_for_window(wave, 16, 800), rtol=0, atol=0)
+    assert padded.shape[1] >= own.shape[1] and not np.allclose(padded[:, own.shape[1] - 2:own.shape[1]],
+                                                               own[:, -2:])
+    assert clip_log_mel(wave, num_mel_bins=16, max_frames=50, window_frames=800).shape == (16, 50)
