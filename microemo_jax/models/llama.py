@@ -212,6 +212,12 @@ class Llama(nnx.Module):
         """Token embeddings (B, S, hidden) in the compute dtype, for splicing other modalities in."""
         return self.embed_tokens(input_ids)
 
+    def head_kernel(self) -> jax.Array:
+        """The output head as a (hidden, vocab) matrix (the embedding table transposed when tied)."""
+        if self.lm_head is None:
+            return self.embed_tokens.embedding[...].T
+        return self.lm_head.kernel[...]
+
     def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
         """An empty cache for ``batch`` rows of up to ``max_len`` tokens (prompt + generated)."""
         c = self.cfg
@@ -223,9 +229,11 @@ class Llama(nnx.Module):
     def __call__(self, input_ids: jax.Array | None = None, *, inputs_embeds: jax.Array | None = None,
                  attention_mask: jax.Array | None = None, positions: jax.Array | None = None,
                  cache: KVCache | None = None, dropout_rng: jax.Array | None = None,
-                 logits_at: jax.Array | None = None):
+                 logits_at: jax.Array | None = None, hidden_only: bool = False):
         """``logits_at`` (B,) or (B, K) int: compute the logits only at these slots, (B, 1|K, vocab)
-        (generation needs only the last prompt token's, and the head is the largest matmul)."""
+        (generation needs only the last prompt token's, and the head is the largest matmul).
+        ``hidden_only`` (no cache): the final normed hidden states (B, S, hidden) instead of logits, for a loss
+        fused with the head (``training.losses.chunked_next_token_loss`` with ``head_kernel()``)."""
         x = self._input_embeddings(input_ids, inputs_embeds)
         b, s = x.shape[:2]
         valid = self._check_bs('attention_mask', attention_mask, b, s)
@@ -254,6 +262,8 @@ class Llama(nnx.Module):
         if logits_at is not None:
             x = jnp.take_along_axis(x, jnp.asarray(logits_at, jnp.int32).reshape(b, -1)[..., None], axis=1)
         x = self.norm(x)
+        if hidden_only and cache is None:
+            return x
         logits = self.embed_tokens.attend(x) if self.lm_head is None else self.lm_head(x)
         logits = logits.astype(jnp.float32)
         if cache is None:
