@@ -1,7 +1,7 @@
 """A web demo of a trained model: upload a video, read the explanation, see the timeline.
 
     python -m microemo_jax.serve --params WORKDIR/params [--host 127.0.0.1] [--port 7860]
-        [--max-upload-mb 200] [--max-seconds 300] [--max-new-tokens 128] [--scores summary.json]
+        [--max-upload-mb 200] [--max-seconds 300] [--max-new-tokens 256] [--scores summary.json]
         [--require-faces] [--queue-size 16]
 
 A Gradio app over ``predict``: the uploaded clip (and optional .srt/.vtt subtitles) goes through the same
@@ -448,7 +448,7 @@ def main(argv=None) -> None:
     parser.add_argument('--max-upload-mb', dest='max_upload_mb', type=float, default=200.0)
     parser.add_argument('--max-seconds', dest='max_seconds', type=float, default=300.0,
                         help='longest clip explained, in seconds')
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=128)
+    parser.add_argument('--max-new-tokens', dest="max_new_tokens", type=int, default=256)
     parser.add_argument('--scores', help="evaluate's summary.json (or its folder) for the model panel "
                                          "(default: one found near --params that names it)")
     parser.add_argument('--require-faces', dest='require_faces', action='store_true',
