@@ -448,7 +448,7 @@ def main(argv=None) -> None:
     parser.add_argument('--max-upload-mb', dest='max_upload_mb', type=float, default=200.0)
     parser.add_argument('--max-seconds', dest='max_seconds', type=float, default=300.0,
                         help='longest clip explained, in seconds')
-    parser.add_argument('--max-new-tokens', dest="max_new_tokens", type=int, default=256)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=256)
     parser.add_argument('--scores', help="evaluate's summary.json (or its folder) for the model panel "
                                          "(default: one found near --params that names it)")
     parser.add_argument('--require-faces', dest='require_faces', action='store_true',
