@@ -1,4 +1,4 @@
-r"""LLM train step: ours (jitted fwd + bwd + AdamW) against transformers' PyTorch LlamaForCausalLM, same run.
+r"""LLM train step: ours (jitted fwd + bwd + AdamW) against transformers' PyTorch LlamaForCausalLM.
 
     .venv/bin/python benchmarks/llm_train_step.py                                   # ~3-4 min on 2 cores
     .venv/bin/python benchmarks/llm_train_step.py --variants plain chunked --rounds 6 --out runs/llm_train_step.json

@@ -12,6 +12,12 @@ against the device's bf16 peak (``microemo_jax/training/flops.py``; null on CPU)
 * ``mfu``: model FLOPs (forward + the backward the trained parameters need, no recomputation);
 * ``hfu``: hardware FLOPs (what runs: remat's recomputed forward included). Equal without remat.
 
+``--f32-peak`` also measures the float32 matmul peak of the first device in the same run (fastest of a few
+jitted square matmuls) and reports ``mfu_f32`` / ``hfu_f32`` against it: the honest denominator on a CPU or
+for a float32 config. ``--profile DIR`` records the timed steps with ``jax.profiler`` into DIR and reports
+``host_round_trips``: host callbacks, infeed/outfeed and send/recv in the compiled step (0: the step never
+waits on the host) and the XLA executions per step seen in the trace (1: one program, nothing in between).
+
 ``--count-only`` traces the step against abstract parameters (nothing is allocated or compiled) and prints
 the two FLOP counts only: how a figure measured elsewhere is restated on a machine without that device.
 """
@@ -38,6 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--count-only', action='store_true', help='only count FLOPs (abstract: no init, no compile)')
+    parser.add_argument('--f32-peak', action='store_true', 
+                        help='measure the float32 matmul peak; report mfu_f32/hfu_f32')
+    parser.add_argument('--profile', default=None, help='jax.profiler trace of the timed steps into this folder')
     args = parser.parse_args(rest)
 
     from microemo_jax.training.distributed import maybe_initialize
@@ -81,11 +90,15 @@ def main(argv=None) -> int:
     for _ in range(args.warmup):
         state, metrics = compiled(state, frozen, batch)
     jax.block_until_ready(metrics)
+    if args.profile:
+        jax.profiler.start_trace(args.profile)
     t = time.perf_counter()
     for _ in range(args.steps):
         state, metrics = compiled(state, frozen, batch)
     jax.block_until_ready((state, metrics))
     step_s = (time.perf_counter() - t) / args.steps
+    if args.profile:
+        jax.profiler.stop_trace()
     n = mesh.devices.size
     peak = peak_flops_per_device(mesh.devices.flat[0])
     mfu = estimate_mfu(flops['model'], step_s, n, peak)
@@ -100,9 +113,50 @@ def main(argv=None) -> int:
                   hardware_tflops_per_s_per_device=flops['hardware'] / step_s / n / 1e12,
                   peak_tflops_per_device=peak / 1e12 if peak else None, mfu=mfu, hfu=hfu,
                   memory_gib={k: round(v / 2 ** 30, 3) for k, v in memory(compiled).items()},
-                  loss=float(metrics['loss']), finite=bool(metrics['finite']))
+                  loss=float(metrics['loss']), finite=bool(metrics['finite']),
+                  samples_per_s=batch_size / step_s)
+    if args.f32_peak:
+        f32_peak = measure_f32_matmul_peak(mesh.devices.flat[0])
+        result.update(f32_peak_tflops_per_device=f32_peak / 1e12,
+                      mfu_f32=estimate_mfu(flops['model'], step_s, n, f32_peak),
+                      hfu_f32=estimate_mfu(flops['hardware'], step_s, n, f32_peak))
+    if args.profile:
+        result.update(profile=args.profile, **host_round_trips(compiled.as_text(), args.profile, args.steps))
     print(json.dumps(result))
     return 0 if math.isfinite(result['loss']) else 1
+
+
+def measure_f32_matmul_peak(device, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of the fastest of ``repeats`` jitted float32 (n, n) @ (n, n) matmuls on ``device``."""
+    import jax
+    import jax.numpy as jnp
+    a = jax.device_put(jnp.ones((n, n), jnp.float32), device)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float('inf')
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def host_round_trips(hlo: str, trace_dir: str, steps: int) -> dict:
+    """Host interactions compiled into the step, and XLA program executions per step in the trace."""
+    import glob
+    import re
+    ops = re.findall(r'(xla_python_\w*callback|xla_ffi_python_\w*callback|outfeed|infeed|\bsend\(|\brecv\()', hlo)
+    executions = None
+    try:
+        from jax._src.lib import _profile_data
+        files = sorted(glob.glob(os.path.join(trace_dir, '**', '*.xplane.pb'), recursive=True), key=os.path.getmtime)
+        names = [ev.name for plane in _profile_data.ProfileData.from_file(files[-1]).planes for line in plane.lines
+                 for ev in line.events]
+        executions = sum(1 for x in names if x.startswith('ThunkExecutor::Execute (wait') or
+                         re.match(r'^(PjRt|Pjrt)\w*Execute', x) or x.startswith('TfrtCpuExecutable::Execute')) / steps
+    except Exception as e:  # the trace is still written; only the count is missing
+        print(f"could not read the trace back: {e}", file=sys.stderr)
+    return dict(host_round_trips=len(ops), host_ops=sorted(set(ops)), executions_per_step=executions)
 
 
 if __name__ == '__main__':
