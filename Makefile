@@ -6,7 +6,7 @@ REF_VENV := .venv-ref
 REF_PYTHON ?= $(shell command -v python3.11 || ls /root/.pyenv/versions/3.11*/bin/python3 2>/dev/null | head -1 || echo python3.11)
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo serve fixtures clean-venv
+.PHONY: venv test demo serve fixtures clean-venv beam-venv test-beam
 
 venv: $(STAMP)
 
@@ -43,5 +43,20 @@ fixtures:
 	$(REF_VENV)/bin/pip install -q torch==2.13.0 $$(grep -E '^(transformers|tokenizers|safetensors|huggingface.hub)==' requirements.lock) numpy
 	$(REF_VENV)/bin/python tools/make_reference_fixtures.py
 
+# The Apache Beam extra (prepare --runner beam): apache-beam 2.77 needs numpy<2.5, protobuf<7, pyarrow<26 and
+# python-dateutil<3, so it cannot share requirements.lock; it gets its own environment from requirements-beam.lock.
+BEAM_VENV := .venv-beam
+BEAM_STAMP := $(BEAM_VENV)/.installed
+beam-venv: $(BEAM_STAMP)
+$(BEAM_STAMP): requirements-beam.lock setup.cfg pyproject.toml
+	@test -x $(BEAM_VENV)/bin/python || $(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/pip install -q -r requirements-beam.lock
+	$(BEAM_VENV)/bin/pip install -q --no-deps -e .
+	@touch $(BEAM_STAMP)
+
+# The Beam runner's tests (DirectRunner), in the Beam environment; `make test` skips them.
+test-beam: beam-venv
+	$(BEAM_VENV)/bin/python -m pytest tests/data/test_prepare_beam.py $(PYTEST_ARGS)
+
 clean-venv:
-	rm -rf $(VENV) $(REF_VENV)
+	rm -rf $(VENV) $(REF_VENV) $(BEAM_VENV)

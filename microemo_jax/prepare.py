@@ -325,9 +325,10 @@ def _settings_diff(old: dict | None, new: dict) -> dict:
 
 
 def run_shards(clips, settings: Settings, work_dir: str, *, workers: int,
-               shard_size: int) -> tuple[dict, list[tfds_builder.Shard]]:
+               shard_size: int, runner: str = 'local', beam_options: str = '') -> tuple[dict, list[tfds_builder.Shard]]:
     """Process clips in shards, reusing each finished shard whose key (the settings and each input's identity)
-    is unchanged and redoing the others; returns (counts and what changed, the index of all shards)."""
+    is unchanged and redoing the others; returns (counts and what changed, the index of all shards).
+    ``runner='beam'``: the pending shards run as an Apache Beam pipeline (``prepare_beam.py``)."""
     if shard_size < 1:
         raise ValueError(f"--shard-size must be at least 1, got {shard_size}")
     os.makedirs(work_dir, exist_ok=True)
@@ -375,8 +376,19 @@ def run_shards(clips, settings: Settings, work_dir: str, *, workers: int,
         print(f"prepare: redoing {redone} finished shard(s) of {work_dir} made from other inputs: "
               + ('; '.join(why) or 'their shard was made by another version of prepare'), file=sys.stderr, flush=True)
     todo = sum(len(j[1]) for j in jobs)
-    bar = tqdm(total=todo, desc='prepare', unit='clip', disable=todo == 0)
-    if workers <= 1:
+    bar = tqdm(total=todo, desc='prepare', unit='clip', disable=todo == 0 or runner == 'beam')
+    if runner == 'beam':
+        if jobs:
+            from microemo_jax import prepare_beam
+            prepare_beam.run_jobs(jobs, settings, beam_options)
+        for job in jobs:
+            i = job[0]
+            done = tfds_builder.read_shard_meta(work_dir, i)
+            if done is None or done.key != job[3]:
+                raise RuntimeError(f"the Beam pipeline finished without writing work shard {i} to {work_dir}: "
+                                   f"is the work folder shared with the Beam workers?")
+            index[i] = done
+    elif workers <= 1:
         if jobs:
             _init_worker(settings)
         for job in jobs:
@@ -497,7 +509,10 @@ def check_out(out: str) -> None:
 
 
 def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tokenizer=None, workers=1,
-            shard_size=32, split_file: str | None = None, asr: str | None = None) -> dict:
+            shard_size=32, split_file: str | None = None, asr: str | None = None, runner: str = 'local',
+            beam_options: str = '') -> dict:
+    if runner not in ('local', 'beam'):
+        raise PrepareError(f"--runner must be 'local' or 'beam', got {runner!r}")
     if shard_size < 1:
         raise PrepareError(f"--shard-size must be at least 1, got {shard_size}")
     if workers < 1:
@@ -508,11 +523,12 @@ def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tok
     check_out(out)
     with DirLock(out, 'prepare output folder'):
         return _prepare(cfg, source, raw, out, tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer,
-                        workers=workers, shard_size=shard_size, split_file=split_file, asr=asr)
+                        workers=workers, shard_size=shard_size, split_file=split_file, asr=asr, runner=runner,
+                        beam_options=beam_options)
 
 
 def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, shard_size, split_file,
-             asr=None) -> dict:
+             asr=None, runner='local', beam_options='') -> dict:
     t0 = time.time()
     clips, source_skips = sources_lib.read_source(source, raw)
     args = argparse.Namespace(tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer)
@@ -520,7 +536,8 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
     check_vocab(cfg, llm_dir, qf_dir)
     settings = settings_from_config(cfg, source, llm_dir, qf_dir, asr=asr)
     work = os.path.join(out, 'work')
-    shard_stats, index = run_shards(clips, settings, work, workers=workers, shard_size=shard_size)
+    shard_stats, index = run_shards(clips, settings, work, workers=workers, shard_size=shard_size, runner=runner,
+                                    beam_options=beam_options)
     records = [r for shard in index for r in shard.records]
     written = [r['name'] for r in records]
     skips = source_skips + [sources_lib.Skip(**s) for shard in index for s in shard.skips]
@@ -585,6 +602,13 @@ def main(argv=None) -> None:
     parser.add_argument('--asr', help="speech recognition for clips without subtitles or an utterance file: "
                                       "whisper:PATH (a Hugging Face Whisper folder), pocketsphinx (the default when "
                                       "installed), or none (voice-activity spans only)")
+    parser.add_argument('--runner', default='local', choices=('local', 'beam'),
+                        help="local: --workers processes on this machine; beam: an Apache Beam pipeline (the extra "
+                             "environment `make beam-venv` builds), the runner and its options from --beam-options")
+    parser.add_argument('--beam-options', dest='beam_options', default='',
+                        help="Beam pipeline options as one string, given with '=' since it starts with dashes: "
+                             "--beam-options=\"--runner=FlinkRunner --flink_master=host:8081\" (default: the "
+                             "DirectRunner)")
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
@@ -595,7 +619,8 @@ def main(argv=None) -> None:
     try:
         report = prepare(cfg, args.source, args.raw, args.out, tokenizer=args.tokenizer,
                          qformer_tokenizer=args.qformer_tokenizer, workers=args.workers, shard_size=args.shard_size,
-                         split_file=args.split_file, asr=args.asr)
+                         split_file=args.split_file, asr=args.asr, runner=args.runner,
+                         beam_options=args.beam_options)
     except (ConfigError, LockHeld, FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     except OSError as e:
