@@ -67,6 +67,7 @@ def test_a_damaged_init_checkpoint_gives_one_error_naming_the_folder(setup, tmp_
     victim = max(files, key=os.path.getsize)
     with open(victim, 'r+b') as f:
         f.truncate(os.path.getsize(victim) // 2)
+    gc.collect()  # earlier tests' garbage (e.g. a web server's closed event loop) is not this test's business
     capfd.readouterr()
     unraisable = []  # Orbax's abandoned read tasks report here at garbage collection ("Exception ignored in")
     monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
