@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 from microemo_jax import pixels
-from microemo_jax.batch import synthetic_batch
+from microemo_jax.batch import batch_spec, synthetic_batch
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment, crop_frames, resize_square
@@ -74,11 +74,12 @@ def test_uint8_batch_normalised_on_device_equals_the_float_pipeline(aug):
         assert abs(float((got_frames - want_frames).mean())) < HALF_LEVEL / 10
 
 
-def test_a_uint8_batch_is_a_quarter_of_the_float_pixel_bytes():
+def test_pixels_in_the_batch_contract_are_uint8():
     spec = pipeline.example_shapes(SHAPES)
+    m = load_config('configs/emer.py:tiny').model
+    model_spec = batch_spec(m, 2, 64)
     for key in ('frames', 'faces'):
-        shape, dtype = spec[key]
-        assert np.dtype(dtype) == np.uint8, key
+        assert np.dtype(spec[key][1]) == np.uint8 and np.dtype(model_spec[key].dtype) == np.uint8, key
 
 
 def test_model_on_uint8_pixels_equals_model_on_host_normalised_floats():
