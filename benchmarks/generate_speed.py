@@ -20,9 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+from torch_worker import TorchWorker  # benchmarks/torch_worker.py: the PyTorch side
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -58,30 +59,13 @@ def torch_worker(ckpt: str, threads: int | None) -> None:
         print(json.dumps(dict(seconds=seconds, tokens=tokens.tolist())), flush=True)
 
 
-class TorchSide:
+class TorchSide(TorchWorker):
     def __init__(self, python: str, ckpt: str, threads: int | None):
-        cmd = [python, os.path.abspath(__file__), '--torch-worker', '--ckpt', ckpt]
-        if threads:
-            cmd += ['--threads', str(threads)]
-        env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', TRANSFORMERS_VERBOSITY='error')
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the PyTorch worker exited (code {self.proc.wait()}); see its error above")
-        return json.loads(line)
+        super().__init__(__file__, python, ckpt, threads)
 
     def generate(self, input_ids, new: int) -> tuple[float, list]:
-        self.proc.stdin.write(json.dumps(dict(input_ids=input_ids.tolist(), new=new)) + '\n')
-        self.proc.stdin.flush()
-        ans = self._read()
+        ans = self.request(dict(input_ids=input_ids.tolist(), new=new))
         return ans['seconds'], ans['tokens']
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
 
 
 def memory_bound(nbytes: int, repeats: int = 5) -> float:

@@ -26,9 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+from torch_worker import TorchWorker  # benchmarks/torch_worker.py: the PyTorch side
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -69,31 +70,13 @@ def torch_worker(ckpt: str, threads: int | None) -> None:
               flush=True)
 
 
-class TorchSide:
+class TorchSide(TorchWorker):
     def __init__(self, python: str, ckpt: str, threads: int | None):
-        cmd = [python, os.path.abspath(__file__), '--torch-worker', '--ckpt', ckpt]
-        if threads:
-            cmd += ['--threads', str(threads)]
-        env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', TRANSFORMERS_VERBOSITY='error')
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the PyTorch worker exited (code {self.proc.wait()}); see its error above")
-        return json.loads(line)
+        super().__init__(__file__, python, ckpt, threads)
 
     def step(self, input_ids=None) -> tuple[float, float, float]:
-        req = {} if input_ids is None else dict(input_ids=input_ids.tolist())
-        self.proc.stdin.write(json.dumps(req) + '\n')
-        self.proc.stdin.flush()
-        ans = self._read()
+        ans = self.request({} if input_ids is None else dict(input_ids=input_ids.tolist()))
         return ans['seconds'], ans['loss'], ans['cpu_seconds']
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
 
 
 # ----------------------------------------------------------------------------------------------------
