@@ -38,6 +38,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast, WhisperConfig, WhisperForConditionalGeneration
 
 from reference_fixtures.common import case_dir, save_reference, seed
+from reference_fixtures.whisper import _randomise as randomise_weights
 
 NAME = 'whisper_asr'
 TEXT_VOCAB = 300
@@ -95,16 +96,8 @@ def _generation_config(config: WhisperConfig, ids: dict[str, int]) -> Generation
 
 
 def _randomise(model: torch.nn.Module, ids: dict[str, int]) -> None:
+    randomise_weights(model)   # the encoder fixtures' draws, in the same order
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if 'layer_norm.weight' in name:
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif name.endswith('bias'):
-                p.copy_(0.1 * torch.randn_like(p))
-            elif 'embed_positions' in name:
-                p.copy_(0.5 * torch.randn_like(p))
-            else:
-                p.copy_(0.3 * torch.randn_like(p))
         emb = model.model.decoder.embed_tokens.weight   # tied with proj_out
         ts = ids['<|0.00|>']
         emb[ts:] += 0.4 * torch.randn(emb.shape[1])     # a shared direction: timestamps compete with text
