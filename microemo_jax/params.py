@@ -153,12 +153,20 @@ def load_model(path: str, cfg, *, mesh=None):
     params_dir = os.path.join(os.path.abspath(path), 'params')
     abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=cfg.stage == 2, rngs=nnx.Rngs(0)))
     graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
-    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), abstract)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # not the saver's devices: it may be elsewhere
+    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=here), abstract)
     if mesh is not None:
         from microemo_jax.sharding import state_shardings
         shardings = state_shardings(abstract, mesh, cfg.sharding_rules)
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), target, shardings)
-    with ocp.StandardCheckpointer() as ckptr:
+    options = {}
+    if mesh is None and jax.process_count() > 1:
+        # Without a mesh each process keeps its own copy (data-parallel evaluate): restore alone, with no
+        # cross-process barrier (the processes do not reach this point together).
+        me = jax.process_index()
+        options['multiprocessing_options'] = ocp.options.MultiprocessingOptions(
+            primary_host=me, active_processes={me}, barrier_sync_key_prefix=f'microemo-params-{me}')
+    with ocp.StandardCheckpointer(**options) as ckptr:
         try:
             restored = ckptr.restore(params_dir, target)
         except Exception as e:  # Orbax raises many types for damaged or mismatched folders

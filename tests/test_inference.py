@@ -125,3 +125,32 @@ def test_predict_cli_bad_input_names_the_path(params_dir, tmp_path):
     not_params = _cli(['microemo_jax.predict', '--params', str(tmp_path), '--video', str(text)], tmp_path)
     assert not_params.returncode != 0 and 'not a microemo-jax parameter folder' in not_params.stderr
     assert 'Traceback' not in not_params.stderr
+
+
+def test_evaluate_over_two_processes_gathers_what_one_process_gives(corpus, params_dir, tmp_path):
+    """Two jax.distributed processes each take every 2nd video; process 0 gathers the parts and scores them."""
+    import socket
+
+    from microemo_jax.evaluate import evaluate
+    _, root = corpus
+    single = evaluate(params_dir, str(root / 'prepared'), 'validation', str(tmp_path / 'one'), batch_size=2,
+                      max_new_tokens=4)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, '-m', 'microemo_jax.evaluate', '--params', params_dir, '--data', str(root / 'prepared'),
+            '--split', 'validation', '--out', str(tmp_path / 'two'), '--batch-size', '2', '--max-new-tokens', '4']
+    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'JAX_NUM_CPU_DEVICES': '1',
+                                   'PYTHONPATH': REPO, 'MICROEMO_COORDINATOR': f'127.0.0.1:{port}',
+                                   'MICROEMO_NUM_PROCESSES': '2', 'MICROEMO_PROCESS_ID': str(i)})
+             for i in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out[-2000:] + err[-3000:]
+    parts = sorted(os.listdir(tmp_path / 'two' / 'parts'))
+    assert parts == ['part-00000.jsonl', 'part-00001.jsonl']
+    assert all(open(tmp_path / 'two' / 'parts' / p).read().strip() for p in parts)   # both did some of the work
+    two = json.load(open(tmp_path / 'two' / 'summary.json'))
+    assert two['scores'] == single['scores'] and two['n_videos'] == single['n_videos']
+    assert open(tmp_path / 'two' / 'per_sample.csv').read() == open(tmp_path / 'one' / 'per_sample.csv').read()

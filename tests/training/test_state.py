@@ -6,6 +6,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from support.unraisable import from_orbax
 from flax import nnx
 
 from microemo_jax.models.microemo import MicroEmo
@@ -78,4 +79,4 @@ def test_a_damaged_init_checkpoint_gives_one_error_naming_the_folder(setup, tmp_
         restore_params(str(exported), model)                          # evaluate / predict path
     gc.collect()
     err = capfd.readouterr().err
-    assert 'Traceback' not in err and not unraisable, (err[:3000], unraisable[:2])
+    assert 'Traceback' not in err and not from_orbax(unraisable), (err[:3000], from_orbax(unraisable)[:2])
