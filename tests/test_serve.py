@@ -271,7 +271,8 @@ def test_page_bad_upload_shows_the_error_and_the_server_keeps_serving(server, pa
     name = sorted(server.service.held_out)[0]
     page.locator('#held_out input').click()
     page.get_by_role('option', name=name).click()
-    expect(page.locator('#video video')).to_be_visible(timeout=30_000)
+    # the player shows the picked clip (not still the refused upload) before the request is sent
+    expect(page.locator('#video video')).to_have_attribute('src', re.compile(re.escape(name)), timeout=30_000)
     page.locator('#explain').click()
     expect(page.locator('#details')).to_contain_text(name, timeout=WAIT_MS)
     expect(page.locator('#details')).to_contain_text('its gold labels')
