@@ -23,7 +23,8 @@ import os
 import sys
 import time
 
-from torch_worker import TorchWorker  # benchmarks/torch_worker.py: the PyTorch side
+import torch_worker as torch_worker_lib  # benchmarks/torch_worker.py: the PyTorch side
+from torch_worker import TorchWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -82,10 +83,7 @@ def memory_bound(nbytes: int, repeats: int = 5) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='benchmarks/generate_speed.py', description=__doc__.splitlines()[0])
-    parser.add_argument('--torch-worker', action='store_true', help=argparse.SUPPRESS)
-    parser.add_argument('--ckpt', default=os.path.expanduser('~/.cache/microemo-jax/bench/llama_4x512_v32000'))
-    parser.add_argument('--torch-python', default=os.path.join(ROOT, '.venv-ref', 'bin', 'python'))
-    parser.add_argument('--threads', type=int, default=None, help='PyTorch intra-op threads (default: its own)')
+    torch_worker_lib.add_arguments(parser, ROOT)
     parser.add_argument('--batches', type=int, nargs='+', default=[1, 8])
     parser.add_argument('--prompt', type=int, default=128)
     parser.add_argument('--new', type=int, default=64)
@@ -95,10 +93,7 @@ def main(argv=None) -> int:
     if args.torch_worker:
         torch_worker(args.ckpt, args.threads)
         return 0
-    if not os.path.exists(args.torch_python):
-        raise SystemExit(f"{args.torch_python} is missing: `make fixtures` builds .venv-ref (Python 3.11, torch 2.13)")
-    os.makedirs(args.ckpt, exist_ok=True)
-    torch_side = TorchSide(args.torch_python, args.ckpt, args.threads)  # writes the checkpoint if missing
+    torch_side = torch_worker_lib.start(TorchSide, args)
 
     import jax
     import numpy as np

@@ -29,7 +29,8 @@ import os
 import sys
 import time
 
-from torch_worker import TorchWorker  # benchmarks/torch_worker.py: the PyTorch side
+import torch_worker as torch_worker_lib  # benchmarks/torch_worker.py: the PyTorch side
+from torch_worker import TorchWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -120,10 +121,7 @@ def make_ours(ckpt: str, variant: str, chunk: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog='benchmarks/llm_train_step.py', description=__doc__.splitlines()[0])
-    parser.add_argument('--torch-worker', action='store_true', help=argparse.SUPPRESS)
-    parser.add_argument('--ckpt', default=os.path.expanduser('~/.cache/microemo-jax/bench/llama_4x512_v32000'))
-    parser.add_argument('--torch-python', default=os.path.join(ROOT, '.venv-ref', 'bin', 'python'))
-    parser.add_argument('--threads', type=int, default=None, help='PyTorch intra-op threads (default: its own)')
+    torch_worker_lib.add_arguments(parser, ROOT)
     parser.add_argument('--variants', nargs='+', default=['plain', 'chunked'], choices=['plain', 'chunked'])
     parser.add_argument('--chunk', type=int, default=512, help='rows per chunk of the chunked loss')
     parser.add_argument('--batch', type=int, default=4)
@@ -134,10 +132,7 @@ def main(argv=None) -> int:
     if args.torch_worker:
         torch_worker(args.ckpt, args.threads)
         return 0
-    if not os.path.exists(args.torch_python):
-        raise SystemExit(f"{args.torch_python} is missing: `make fixtures` builds .venv-ref (Python 3.11, torch 2.13)")
-    os.makedirs(args.ckpt, exist_ok=True)
-    torch_side = TorchSide(args.torch_python, args.ckpt, args.threads)  # writes the checkpoint if missing
+    torch_side = torch_worker_lib.start(TorchSide, args)
 
     import jax
     import numpy as np

@@ -31,3 +31,20 @@ class TorchWorker:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+
+
+def add_arguments(parser, root: str) -> None:
+    """The flags every benchmark with a PyTorch side takes."""
+    import argparse
+    parser.add_argument('--torch-worker', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--ckpt', default=os.path.expanduser('~/.cache/microemo-jax/bench/llama_4x512_v32000'))
+    parser.add_argument('--torch-python', default=os.path.join(root, '.venv-ref', 'bin', 'python'))
+    parser.add_argument('--threads', type=int, default=None, help='PyTorch intra-op threads (default: its own)')
+
+
+def start(side_class, args):
+    """The PyTorch side of a run (it writes the shared checkpoint if it is missing)."""
+    if not os.path.exists(args.torch_python):
+        raise SystemExit(f"{args.torch_python} is missing: `make fixtures` builds .venv-ref (Python 3.11, torch 2.13)")
+    os.makedirs(args.ckpt, exist_ok=True)
+    return side_class(args.torch_python, args.ckpt, args.threads)

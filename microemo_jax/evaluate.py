@@ -62,12 +62,12 @@ def plan_videos(source, question: str) -> list[dict]:
     return [videos[k] for k in sorted(videos)]
 
 
-def majority_label(source) -> str | None:
-    """The most frequent gold label of a split (ties: alphabetical), or None without labels."""
+def majority_label(records) -> str | None:
+    """The most frequent gold label over the videos of ``records`` (ties: alphabetical), or None without labels."""
     counts: Counter = Counter()
     seen = set()
-    for index in range(len(source)):
-        rec = source[index]
+    for index in range(len(records)):
+        rec = records[index]
         video = video_of(_text(rec['name']))
         labels = gold_labels(rec['openset'])
         if labels is None or video in seen:
@@ -78,6 +78,23 @@ def majority_label(source) -> str | None:
         return None
     best = max(counts.values())
     return sorted(k for k, v in counts.items() if v == best)[0]
+
+
+def indexed_records(data: str, split: str) -> list[dict] | None:
+    """The text fields of a split's records from prepare's work index (JSON sidecars: no frame or audio is
+    read), or None when only the TFDS folder is at hand (then the split itself is read)."""
+    from microemo_jax.data import tfds_builder
+    from microemo_jax.params import ParamsFolderError, find_prepare_report
+    try:
+        out = os.path.dirname(find_prepare_report(data))
+    except ParamsFolderError:
+        return None
+    splits_csv, work = os.path.join(out, 'splits.csv'), os.path.join(out, 'work')
+    if not (os.path.isfile(splits_csv) and os.path.isdir(work)):
+        return None
+    with open(splits_csv, newline='', encoding='utf-8') as f:
+        videos = {row['name'] for row in csv.DictReader(f) if row['split'] == split}
+    return [r for shard in tfds_builder.read_index(work) for r in shard.records if video_of(r['name']) in videos]
 
 
 def score(gold: dict, pred: dict, synonyms, wheel) -> dict:
@@ -131,7 +148,7 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     if limit:
         videos = videos[:limit]
     baseline_split = 'train' if 'train' in available and split != 'train' else split
-    majority = majority_label(pipeline.open_split(data, baseline_split))
+    majority = majority_label(indexed_records(data, baseline_split) or pipeline.open_split(data, baseline_split))
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, seed=seed)
     explainer = Explainer(folder, settings, batch_size=batch_size)

@@ -154,3 +154,16 @@ def test_evaluate_over_two_processes_gathers_what_one_process_gives(corpus, para
     two = json.load(open(tmp_path / 'two' / 'summary.json'))
     assert two['scores'] == single['scores'] and two['n_videos'] == single['n_videos']
     assert open(tmp_path / 'two' / 'per_sample.csv').read() == open(tmp_path / 'one' / 'per_sample.csv').read()
+
+
+def test_the_baseline_reads_the_work_index_not_the_frames(corpus):
+    """The majority label comes from prepare's JSON sidecars, and agrees with reading the split itself."""
+    from microemo_jax.data import pipeline
+    from microemo_jax.evaluate import indexed_records, majority_label
+    _, root = corpus
+    for split in ('train', 'validation'):
+        index = indexed_records(str(root / 'prepared'), split)
+        source = pipeline.open_split(str(root / 'prepared'), split)
+        assert sorted(r['name'] for r in index) == sorted(source[i]['name'].decode() for i in range(len(source)))
+        assert majority_label(index) == majority_label(source) is not None
+    assert indexed_records(str(root / 'raw'), 'train') is None   # no prepared dataset there: read the split
