@@ -30,7 +30,7 @@ demo: venv
 	$(VENV)/bin/python -m microemo_jax.train --config configs/emer.py:demo --workdir $(DEMO_DIR)/stage2 \
 		--config.stage=2 --config.init.params=$(DEMO_DIR)/stage1/params
 	$(VENV)/bin/python -m microemo_jax.curves $(DEMO_DIR)/stage1 $(DEMO_DIR)/stage2 --out $(DEMO_DIR)/loss_curves.png
-	$(VENV)/bin/python -m microemo_jax.demo_report $(DEMO_DIR)/stage2/params --out $(DEMO_DIR)/report
+	$(VENV)/bin/python -m microemo_jax.demo.report $(DEMO_DIR)/stage2/params --out $(DEMO_DIR)/report
 
 # The web demo of the model `make demo` trained, on http://127.0.0.1:7860/ (SERVE_ARGS: e.g. --port 8080).
 SERVE_ARGS ?=

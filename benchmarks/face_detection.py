@@ -197,7 +197,7 @@ def time_tubelets(n: int) -> list[dict]:
     import shutil
     import cv2
     from microemo_jax.data import faces
-    from microemo_jax.data.demo_corpus import write_corpus
+    from microemo_jax.demo.corpus import write_corpus
     from microemo_jax.data.video import decode_clip
     cv2.setNumThreads(1)
     raw = tempfile.mkdtemp(prefix='face-bench-')

@@ -88,8 +88,7 @@ def make_ours(ckpt: str, variant: str, chunk: int):
     import optax
     from flax import nnx
     from microemo_jax.hf import load_llama
-    from microemo_jax.losses import next_token_loss
-    from microemo_jax.training.losses import chunked_next_token_loss
+    from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 
     model = load_llama(ckpt)
     graphdef, params = nnx.split(model, nnx.Param)

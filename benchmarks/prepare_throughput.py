@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)
 
 from microemo_jax import prepare as prepare_mod  # noqa: E402
 from microemo_jax.config import load_config  # noqa: E402
-from microemo_jax.data.demo_corpus import write_corpus  # noqa: E402
+from microemo_jax.demo.corpus import write_corpus  # noqa: E402
 
 PAPER_DATA = ['model.num_frames=32', 'model.video_qformer.max_frames=96', 'model.vision.image_size=224',
               'model.vision.patch_size=14',

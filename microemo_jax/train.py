@@ -47,7 +47,7 @@ def resolve_data_dir(cfg) -> str:
         return os.path.expanduser(cfg.data.dir)
     if cfg.variant != 'demo':
         raise TrainError("set --config.data.dir to a dataset made by `python -m microemo_jax.prepare`")
-    from microemo_jax.demo_data import demo_paths, ensure_demo_data
+    from microemo_jax.demo.first_use import demo_paths, ensure_demo_data
     if jax.process_index() == 0:
         path = ensure_demo_data(cfg)
     if jax.process_count() > 1:

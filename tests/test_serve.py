@@ -84,7 +84,7 @@ class _WithLabels:
 @pytest.fixture(scope='module')
 def clips(tmp_path_factory):
     """A freshly generated talking-face clip with subtitles (my_clip.mp4/.srt) and two text files, one named .mp4."""
-    from microemo_jax.data.demo_corpus import write_corpus
+    from microemo_jax.demo.corpus import write_corpus
     root = tmp_path_factory.mktemp('uploads')
     write_corpus(str(root / 'gen'), 1, seed=11, size=96, workers=1, progress=False)
     shutil.copy(root / 'gen' / 'demo_00000.mp4', root / 'my_clip.mp4')

@@ -23,7 +23,7 @@ TINY = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_f
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
-    from microemo_jax.data.demo_corpus import write_corpus
+    from microemo_jax.demo.corpus import write_corpus
     from microemo_jax.prepare import prepare
     root = tmp_path_factory.mktemp('corpus')
     write_corpus(str(root / 'raw'), 6, seed=3, size=96, workers=1, progress=False)

@@ -29,7 +29,7 @@ import os
 import av
 import numpy as np
 
-from microemo_jax.models.whisper_features import log_mel_for_window, log_mel_spectrogram
+from microemo_jax.data.whisper_features import log_mel_for_window, log_mel_spectrogram
 
 SAMPLE_RATE = 16000
 HOP_LENGTH = 160      # Whisper: one mel frame per 10 ms

@@ -304,7 +304,7 @@ class WhisperASR:
 
     def _features(self, piece: np.ndarray) -> np.ndarray:
         """Whisper's input for a piece of audio: zero-padded to the window, then log-mel (as its extractor)."""
-        from microemo_jax.models.whisper_features import log_mel_spectrogram
+        from microemo_jax.data.whisper_features import log_mel_spectrogram
         x = np.zeros(self.window * 160, np.float32)
         x[:len(piece)] = piece
         return log_mel_spectrogram(x, self.bins)[:, :self.window]

@@ -1,14 +1,14 @@
-"""Next-token cross-entropy fused with the LM head, in row chunks: never the full (B, S, vocab) logits.
+"""Instruction-tuning loss: next-token cross-entropy on the answer tokens only, two ways.
 
-``microemo_jax.losses.next_token_loss`` takes float32 logits (B, S, V): at LLaMA's 32k vocabulary and
-4 x 512 tokens those are 262 MB, and autodiff keeps them, their log-softmax and their gradient alive at
-once. ``chunked_next_token_loss`` takes the final hidden states (B, S, D) and the head kernel (D, V)
-instead and walks the B*(S-1) predicting rows in chunks of ``chunk`` rows (``lax.scan``): per chunk it
-computes the logits, their log-sum-exp, the target logit and, in the same pass, the gradient of the
-summed loss with respect to the chunk's hidden states and the kernel (softmax - one-hot, times the
-row's weight). Those two gradients are all the backward pass needs (``jax.custom_vjp``: it scales them
-by the incoming cotangent), so the head is three matmuls over the vocabulary as in plain autodiff, and
-the largest float32 buffer is one chunk's (chunk, V) logits.
+``next_token_loss`` takes float32 logits (B, S, V). At LLaMA's 32k vocabulary and 4 x 512 tokens
+those are 262 MB, and autodiff keeps them, their log-softmax and their gradient alive at once.
+``chunked_next_token_loss`` fuses the loss with the LM head: it takes the final hidden states (B, S, D)
+and the head kernel (D, V) instead and walks the B*(S-1) predicting rows in chunks of ``chunk`` rows
+(``lax.scan``): per chunk it computes the logits, their log-sum-exp, the target logit and, in the same
+pass, the gradient of the summed loss with respect to the chunk's hidden states and the kernel
+(softmax - one-hot, times the row's weight). Those two gradients are all the backward pass needs
+(``jax.custom_vjp``: it scales them by the incoming cotangent), so the head is three matmuls over the
+vocabulary as in plain autodiff, and the largest float32 buffer is one chunk's (chunk, V) logits.
 
 Same value and gradients as ``next_token_loss(hidden @ kernel, ...)`` (tests/training/test_losses.py).
 """
@@ -18,6 +18,20 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+
+def next_token_loss(logits, input_ids, loss_mask):
+    """Mean cross-entropy of predicting input_ids[:, t+1] from position t, where loss_mask[:, t+1] is set.
+
+    logits (B, S, V) float32, input_ids (B, S), loss_mask (B, S) marking answer tokens.
+    Returns (mean loss, number of answer tokens). A batch without answer tokens has loss 0.
+    """
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    targets = input_ids[:, 1:]
+    nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    weight = loss_mask[:, 1:].astype(jnp.float32)
+    count = weight.sum()
+    return (nll * weight).sum() / jnp.maximum(count, 1.0), count
 
 
 def _chunks(h, targets, weight, chunk: int):

@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from microemo_jax.checkpoint import read_quietly, save_params, unreadable
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
-from microemo_jax.stages import trainable_filter
+from microemo_jax.training.stages import trainable_filter
 from microemo_jax.training.optimizer import make_optimizer
 
 

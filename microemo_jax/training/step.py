@@ -33,7 +33,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from microemo_jax.losses import next_token_loss
+from microemo_jax.training.losses import next_token_loss
 from microemo_jax.sharding import activation_sharding, batch_sharding
 from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device  # noqa: F401
 from microemo_jax.training.optimizer import make_optimizer, make_schedule

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from microemo_jax.data import demo_corpus, demo_face, demo_speech
+from microemo_jax.demo import corpus as demo_corpus, face as demo_face, speech as demo_speech
 
 NUM = 4          # the cycle puts a congruent, a micro_suppressed, a face_only and a voice_only clip first
 SIZE = 160

@@ -1,6 +1,6 @@
 """BlazeFace detection, face-mesh landmarks and face alignment on a real face photo (skimage astronaut).
 
-Reference points were read off the 512 px photo by hand (microemo_jax/data/demo_face.py LM): the eyes at
+Reference points were read off the 512 px photo by hand (microemo_jax/demo/face.py LM): the eyes at
 (201, 101) and (244.5, 102) (the person's right eye is on the image's left), the mouth centre at (222, 145).
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 
 from microemo_jax.config import load_config
 from microemo_jax.data import tfds_builder
-from microemo_jax.data import inspect as inspect_cli
+from microemo_jax.data import describe as describe_cli
 from microemo_jax.data.record import split_jpegs
 from microemo_jax.prepare import main as prepare_main, prepare
 
@@ -106,7 +106,7 @@ def test_rerun_resumes_and_inspect_lists_the_records(prepared, corpus, capsys):
     assert second['shards_processed'] == 0 and second['shards_resumed'] == first['shards']
     assert second['written_names'] == first['written_names']
     capsys.readouterr()
-    inspect_cli.main([str(out)])
+    describe_cli.main([str(out)])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(line['name'] for line in lines) == first['written_names']
     happy = next(line for line in lines if line['name'] == 'happy one')
@@ -168,7 +168,7 @@ def test_a_video_and_its_ov_target_share_a_split(prepared, capsys):
     assert report['split']['by'] == 'video' and report['split']['videos_in_several_splits'] == 0
     assert sum(report['split']['records'].values()) == report['written']
     capsys.readouterr()
-    inspect_cli.main([str(out)])
+    describe_cli.main([str(out)])
     summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1].split('summary: ', 1)[1])
     assert summary['videos_in_several_splits'] == 0
     assert (out / 'splits.csv').read_text().splitlines()[0] == 'name,split'

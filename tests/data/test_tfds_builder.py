@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from microemo_jax.data import inspect as inspect_cli
+from microemo_jax.data import describe as describe_cli
 from microemo_jax.data import tfds_builder
 from microemo_jax.data.record import FIELDS, split_jpegs
 
@@ -44,7 +44,7 @@ def test_records_round_trip_through_tfds_and_inspect(tmp_path, capsys):
             seen.append(name)
     assert sorted(seen) == sorted(by_name)
     capsys.readouterr()  # drop what TFDS printed while building
-    inspect_cli.main([out])
+    describe_cli.main([out])
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted(line['name'] for line in lines) == sorted(by_name)
     one = next(line for line in lines if line['name'] == 'clip 1 ü')
@@ -58,7 +58,7 @@ def test_opening_something_that_is_not_a_prepared_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match='does not exist'):
         tfds_builder.open_dataset(str(tmp_path / 'missing'), 'train')
     with pytest.raises(SystemExit, match='not a prepared dataset'):
-        inspect_cli.main([str(tmp_path)])
+        describe_cli.main([str(tmp_path)])
 
 
 def test_every_record_of_a_video_lands_in_one_split(tmp_path):

@@ -14,7 +14,7 @@ from safetensors.numpy import load_file, save_file
 from helpers import assert_parity, fixture, reference
 from microemo_jax.hf.checkpoint import CheckpointError
 from microemo_jax.hf.whisper import load_whisper_encoder, whisper_encoder_config_from_hf
-from microemo_jax.models.whisper_features import log_mel_spectrogram
+from microemo_jax.data.whisper_features import log_mel_spectrogram
 
 CASES = ('whisper_encoder_standalone', 'whisper_model_full', 'whisper_cond_gen_full')
 

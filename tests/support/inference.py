@@ -25,7 +25,7 @@ _CACHE: dict = {}
 def tiny_corpus(tmp_path_factory):
     """(cfg, root): 5 demo clips in ROOT/raw, prepared with the tiny config into ROOT/prepared."""
     if 'corpus' not in _CACHE:
-        from microemo_jax.data.demo_corpus import write_corpus
+        from microemo_jax.demo.corpus import write_corpus
         from microemo_jax.prepare import prepare
         root = tmp_path_factory.mktemp('corpus')
         write_corpus(str(root / 'raw'), 5, seed=5, size=96, workers=1, progress=False)

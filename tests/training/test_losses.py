@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from microemo_jax.losses import next_token_loss
-from microemo_jax.training.losses import chunked_next_token_loss
+from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 
 
 def _inputs(seed=0, b=2, s=7, d=8, v=50, all_masked=False):

@@ -1,6 +1,6 @@
 """The end of ``make demo``: score the trained demo model on the held-out split and explain one held-out clip.
 
-    python -m microemo_jax.demo_report PARAMS_DIR --out DIR [--split validation]
+    python -m microemo_jax.demo.report PARAMS_DIR --out DIR [--split validation]
 
 Prints the model against the majority-label baseline (Accuracy_s, Recall_s, avg on the clean split,
 which shares no video with train), then the explanation of the first held-out clip with the path of
@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     from microemo_jax.evaluate import EvaluateError, evaluate, format_table
     from microemo_jax.params import ParamsFolderError, training_info
     from microemo_jax.predict import Predictor, PredictError, find_videos
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.demo_report', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m microemo_jax.demo.report', description=__doc__.split('\n')[0])
     parser.add_argument('params', help='the demo parameter folder (runs/demo/stage2/params)')
     parser.add_argument('--out', required=True)
     parser.add_argument('--split', default='validation')

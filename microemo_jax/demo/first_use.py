@@ -35,7 +35,7 @@ def demo_paths(cfg) -> tuple[str, str]:
 
 def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
     """Prepared demo dataset folder, generating and preparing the corpus first if needed (with progress)."""
-    from microemo_jax.data import demo_corpus
+    from microemo_jax.demo import corpus as demo_corpus
     from microemo_jax.data.tfds_builder import dataset_dir
     from microemo_jax.prepare import prepare
     raw, prepared = demo_paths(cfg)

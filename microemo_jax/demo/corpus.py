@@ -1,6 +1,6 @@
 """The embedded demo corpus: talking-face clips whose emotion is carried by face, micro-expression, voice and words.
 
-    python -m microemo_jax.data.demo_corpus --out DIR --num 200 --seed 0 [--size 160] [--workers 2]
+    python -m microemo_jax.demo.corpus --out DIR --num 200 --seed 0 [--size 160] [--workers 2]
                                             [--speech auto|espeak|synthetic]
 
 writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source folder --raw DIR`` reads:
@@ -59,7 +59,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from microemo_jax.data import demo_face, demo_speech
+from microemo_jax.demo import face as demo_face, speech as demo_speech
 
 GENERATOR_VERSION = 1
 FPS = 25
@@ -492,7 +492,7 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
         for c in clips:
             writer.writerow([c['name'], repr([str(x) for x in c['openset']]), c['reason']])
     corpus = {
-        'generator': 'microemo_jax.data.demo_corpus', 'version': GENERATOR_VERSION, 'seed': seed, 'num': num,
+        'generator': 'microemo_jax.demo.corpus', 'version': GENERATOR_VERSION, 'seed': seed, 'num': num,
         'size': size, 'fps': FPS, 'sample_rate': SAMPLE_RATE,
         'speech_engine': 'synthetic' if engine == 'synthetic' else demo_speech.espeak_version(engine),
         'scenario_cycle': list(SCENARIO_CYCLE), 'clips': clips,
@@ -504,7 +504,7 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m microemo_jax.data.demo_corpus', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='python -m microemo_jax.demo.corpus', description=__doc__.split('\n')[0])
     ap.add_argument('--out', required=True, help='output folder (folder layout: NAME.mp4, NAME.srt, labels.csv)')
     ap.add_argument('--num', type=int, default=200, help='number of clips')
     ap.add_argument('--seed', type=int, default=0)

@@ -1,6 +1,6 @@
 """Print one JSON line per record of a prepared dataset: what each clip became.
 
-    python -m microemo_jax.data.inspect OUT [--split train|validation|test|all]
+    python -m microemo_jax.data.describe OUT [--split train|validation|test|all]
 
 Fields: name, video (the name before '#': a clip's targets share it), split, num_frames, timestamps,
 faces_found (anchors with at least one face crop), num_utterances, utterance_source (where the spans came
@@ -34,7 +34,7 @@ def summarize(rec: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.data.inspect', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m microemo_jax.data.describe', description=__doc__.split('\n')[0])
     parser.add_argument('dir', help='the --out folder of prepare')
     parser.add_argument('--split', default='all', choices=('train', 'validation', 'test', 'all'))
     args = parser.parse_args(argv)
