@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from microemo_jax.demo import corpus as demo_corpus, face as demo_face, speech as demo_speech
+from microemo_jax.demo import clip as demo_clip, corpus as demo_corpus, face as demo_face, script as demo_script, \
+    speech as demo_speech
 
 NUM = 4          # the cycle puts a congruent, a micro_suppressed, a face_only and a voice_only clip first
 SIZE = 160
@@ -83,7 +84,7 @@ def test_layout_files_decode_and_match_the_truth(corpus_dir, truth):
         assert info == dict(vcodec='h264', acodec='aac', fps=25, width=SIZE, height=SIZE, pix_fmt='yuv420p',
                             rate=16000, channels=1)
         assert len(frames) == clip['frames']
-        assert demo_corpus.MIN_SECONDS <= len(frames) / 25 <= demo_corpus.MAX_SECONDS
+        assert demo_clip.MIN_SECONDS <= len(frames) / 25 <= demo_clip.MAX_SECONDS
         assert abs(len(audio) / 16000 - len(frames) / 25) < 0.1
         # the subtitles are the speech: louder inside the cues than in the pauses around them
         cues = _parse_srt(os.path.join(corpus_dir, clip['name'] + '.srt'))
@@ -181,7 +182,7 @@ def test_output_folder_rules(tmp_path):
 
 def test_scenario_mixture_gives_each_branch_its_own_clips():
     """Over one cycle: every scenario appears in its documented share, and its clue sits where it says."""
-    plans = [demo_corpus.plan_clip(3, i) for i in range(len(demo_corpus.SCENARIO_CYCLE))]
+    plans = [demo_script.plan_clip(3, i) for i in range(len(demo_script.SCENARIO_CYCLE))]
     counts = collections.Counter(p['scenario'] for p in plans)
     assert counts == {'congruent': 5, 'face_only': 3, 'voice_only': 3, 'text_only': 3, 'micro_suppressed': 2,
                       'micro_masking': 2, 'neutral': 2}
@@ -194,9 +195,9 @@ def test_scenario_mixture_gives_each_branch_its_own_clips():
                     'neutral': {'face', 'voice', 'text'}}[p['scenario']]
         assert {k for k, v in clues.items() if v} == expected, p
         if p['scenario'].startswith('micro'):
-            assert e in demo_corpus.HIDDEN_EMOTIONS and p['text']['kind'].startswith('cover')
+            assert e in demo_script.HIDDEN_EMOTIONS and p['text']['kind'].startswith('cover')
     # a corpus of N clips is a prefix of a longer one
-    assert demo_corpus.plan_clip(3, 7) == plans[7]
+    assert demo_script.plan_clip(3, 7) == plans[7]
 
 
 def test_face_rig_expressions_differ_and_stay_detectable():
