@@ -10,7 +10,7 @@ from microemo_jax.config import load_config
 from microemo_jax.convert import main as convert_main
 from microemo_jax.models.microemo import MicroEmo
 
-from helpers import fixture
+from tests.support.parity import fixture
 
 INSTRUCTBLIP = fixture('qformer_instructblip_full')  # vision_model.* + qformer.* + query_tokens
 WHISPER = fixture('whisper_model_full')

@@ -16,7 +16,7 @@ from flax import nnx
 from microemo_jax import generate as gen_lib
 from microemo_jax.generate import bucket_length, generate
 from microemo_jax.hf import load_llama
-from tests.helpers import fixture, reference
+from tests.support.parity import fixture, reference
 
 GQA, TIED = 'llama_gqa_untied_llama3rope', 'llama_tied_sharded'
 NEW = 10

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from support.inference import corpus, params_dir  # noqa: F401  (shared fixtures)
+from tests.support.inference import corpus, params_dir  # noqa: F401  (shared fixtures)
 
 
 def test_params_folder_holds_everything_and_refuses_weights_only(params_dir, corpus, tmp_path):

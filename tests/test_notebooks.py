@@ -27,7 +27,7 @@ def test_notebook_code_compiles_and_its_ablation_configs_load(path):
         load_config('configs/emer.py:demo', overrides + [f"total_steps={namespace['STEPS']}"])
 
 
-from support.inference import TINY, corpus  # noqa: E402,F401  (a session-wide tiny prepared corpus)
+from tests.support.inference import TINY, corpus  # noqa: E402,F401  (a session-wide tiny prepared corpus)
 
 TRAIN = ['data.batch_size=4', 'data.num_workers=0', 'optim.warmup_steps=1', 'log_every=1', 'checkpoint_every=2',
          'train.validate_every=2', 'train.validation_batches=1']

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.inference import corpus, params_dir  # noqa: F401  (shared fixtures)
+from tests.support.inference import corpus, params_dir  # noqa: F401  (shared fixtures)
 
 CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -198,7 +198,7 @@ def test_limits_are_checked_before_any_work(server, clips, tmp_path):
 
 def test_no_face_is_refused_when_faces_are_required(server, tmp_path):
     import numpy as np
-    from data.media import textured_background, write_video
+    from tests.support.media import textured_background, write_video
 
     from microemo_jax import serve
     frames = np.stack([textured_background(96, 96, seed=i) for i in range(20)])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from media import astronaut_face, moving_face_frames, noise_frames, textured_background, write_h264_mp4
+from tests.support.media import astronaut_face, moving_face_frames, noise_frames, textured_background, write_h264_mp4
 from microemo_jax.data import align, blazeface, faces, landmarks
 from microemo_jax.data.video import decode_clip
 
@@ -275,7 +275,7 @@ def test_flipped_landmarks_are_the_landmarks_of_the_flipped_face(photo, short, m
 
 # ----------------------------------------------------------------------------------------------- pipeline
 def test_landmarks_reach_the_batch_and_flip_with_their_crops():
-    from records import make_record
+    from tests.support.records import make_record
     from microemo_jax.data import pipeline
     from microemo_jax.data.augment import ClipAugment
     rec = make_record('lm', num_frames=3, num_crops=2)

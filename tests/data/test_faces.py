@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media import (astronaut_face, index_frames, moving_face_frames, noise_frames, textured_background,
+from tests.support.media import (astronaut_face, index_frames, moving_face_frames, noise_frames, textured_background,
                    write_h264_mp4)
 from microemo_jax.data.faces import (FaceDetector, crop_box, face_tubelets, load_openface_tubelets,
                                      track_speaker)

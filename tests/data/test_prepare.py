@@ -12,7 +12,7 @@ from microemo_jax.data import describe as describe_cli
 from microemo_jax.data.record import split_jpegs
 from microemo_jax.prepare import main as prepare_main, prepare
 
-from media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file, write_empty,
+from tests.support.media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file, write_empty,
                    write_h264_mp4, write_mjpeg_avi, write_text, write_vp9_webm)
 
 OVERRIDES = ['model.num_frames=4', 'model.vision.image_size=32', 'model.vision.patch_size=16',

@@ -12,7 +12,7 @@ pytest.importorskip('apache_beam')
 
 from microemo_jax.prepare import main as prepare_main, prepare  # noqa: E402
 
-from tests.data.media import moving_face_frames, noise_frames, write_h264_mp4, write_mjpeg_avi  # noqa: E402
+from tests.support.media import moving_face_frames, noise_frames, write_h264_mp4, write_mjpeg_avi  # noqa: E402
 from tests.data.test_prepare import SMALL, _records, small_config, write_labels  # noqa: E402
 
 

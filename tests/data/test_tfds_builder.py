@@ -12,7 +12,7 @@ from microemo_jax.data import describe as describe_cli
 from microemo_jax.data import tfds_builder
 from microemo_jax.data.record import FIELDS, split_jpegs
 
-from records import make_record
+from tests.support.records import make_record
 
 
 def write_shards(out, records, shard_size=2):

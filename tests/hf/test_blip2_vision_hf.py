@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from microemo_jax.hf.blip2_vision import load_blip2_vision, vision_config_from_hf
 from microemo_jax.hf.checkpoint import CheckpointError
-from tests.helpers import assert_parity, fixture, reference
+from tests.support.parity import assert_parity, fixture, reference
 
 CASES = ['blip2_vision_standalone', 'blip2_vision_full', 'instructblip_vision_full']
 

@@ -10,7 +10,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from helpers import fixture
+from tests.support.parity import fixture
 from microemo_jax.convert import main as convert_main
 from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import load_llama

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from helpers import assert_parity, fixture, reference
+from tests.support.parity import assert_parity, fixture, reference
 from microemo_jax.hf.checkpoint import CheckpointError
 from microemo_jax.hf.qformer import load_qformer, load_query_tokens, qformer_config_from_hf
 

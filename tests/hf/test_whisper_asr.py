@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from microemo_jax.hf import CheckpointError, load_whisper, load_whisper_generation_config
-from microemo_jax.models import whisper_decoder as wd
+from microemo_jax.models import whisper_transcribe as wd
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'hf')
 ASR = os.path.join(FIXTURES, 'whisper_asr')

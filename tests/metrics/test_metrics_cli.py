@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from metrics_data import write_wheel_npz
+from tests.support.wheel import write_wheel_npz
 
 from microemo_jax.metrics.__main__ import main
 

@@ -8,7 +8,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from metrics_data import MAPS, object_array, write_wheel_json, write_wheel_npz
+from tests.support.wheel import MAPS, object_array, write_wheel_json, write_wheel_npz
 
 from microemo_jax.metrics import load_wheel, score_wheel
 from microemo_jax.metrics.safe_npz import UnsafePickleError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from helpers import assert_parity, fixture, reference
+from tests.support.parity import assert_parity, fixture, reference
 from microemo_jax.hf import load_whisper_encoder
 from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig, output_length, pad_to_window
 from microemo_jax.data.whisper_features import log_mel_for_window, log_mel_spectrogram

@@ -1,6 +1,6 @@
 """A tiny prepared demo corpus and a random-weight parameter folder, shared by the inference tests.
 
-Import the fixtures into a test module (``from support.inference import corpus, params_dir``). Both are
+Import the fixtures into a test module (``from tests.support.inference import corpus, params_dir``). Both are
 built once per test session however many modules use them (the builders cache their results); tests
 only read them (write your outputs under ``tmp_path``).
 """

@@ -1,7 +1,7 @@
-"""Session fixture: the shared tiny training setup (see training_setup.py)."""
+"""Session fixture: the shared tiny training setup (see tests/support/training.py)."""
 import pytest
 
-from training_setup import make_setup
+from tests.support.training import make_setup
 
 
 @pytest.fixture(scope='session')

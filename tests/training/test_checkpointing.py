@@ -8,11 +8,11 @@ import grain
 import jax
 import numpy as np
 import pytest
-from support.unraisable import from_orbax
+from tests.support.unraisable import from_orbax
 
 from microemo_jax.training.checkpointing import Checkpointer, PreemptionGuard
 
-from training_setup import copy_tree
+from tests.support.training import copy_tree
 
 
 def _assert_same(a_tree, b_tree):

@@ -9,7 +9,7 @@ import pytest
 
 from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device
 
-from training_setup import config
+from tests.support.training import config
 
 
 def test_jaxpr_count_multiplies_scan_bodies_and_includes_the_backward_pass():

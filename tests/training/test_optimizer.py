@@ -10,7 +10,7 @@ from microemo_jax.models.layers import Dense, Embed, LayerNorm
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.training.optimizer import decays, make_optimizer, make_schedule, weight_decay_mask
 
-from training_setup import ENABLE_ALL, config
+from tests.support.training import ENABLE_ALL, config
 
 
 def test_warmup_then_cosine_to_min_lr():

@@ -3,7 +3,7 @@ import json
 
 from microemo_jax import plan
 
-from training_setup import NO_DROPOUT, SMALL, TINY
+from tests.support.training import NO_DROPOUT, SMALL, TINY
 
 
 def test_plan_prints_memory_flops_and_the_largest_batch(capsys, tmp_path):

@@ -6,14 +6,14 @@ import sys
 import jax
 import numpy as np
 import pytest
-from support.unraisable import from_orbax
+from tests.support.unraisable import from_orbax
 from flax import nnx
 
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.training import state as state_lib
 from microemo_jax.training.state import path_name
 
-from training_setup import config
+from tests.support.training import config
 
 
 def _named(*trees):

@@ -9,7 +9,7 @@ from microemo_jax.training.stages import FROZEN_TOWERS
 from microemo_jax.training import state as state_lib, step as step_lib
 from microemo_jax.training.state import path_name
 
-from training_setup import config, copy_tree
+from tests.support.training import config, copy_tree
 
 
 def _flat(tree):

@@ -1,4 +1,4 @@
-"""A tiny stage-1 setup shared by the training tests (fixture `setup` in conftest.py): config, 2x2 mesh, sharded state, one compiled step.
+"""A tiny stage-1 setup shared by the training tests (fixture `setup` in tests/training/conftest.py): config, 2x2 mesh, sharded state, one compiled step.
 
 Compiles are the cost here (the tiny MicroEmo train step takes 10-30 s to compile on 2 CPU cores), so
 the state is initialised once per session and tests work on copies of it. Dropout is off so that

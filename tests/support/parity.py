@@ -1,11 +1,11 @@
-"""Assertions shared by the tests."""
+"""The Hugging Face reference fixtures (tools/make_reference_fixtures.py) and the float32 parity assertion."""
 from __future__ import annotations
 
 import os
 
 import numpy as np
 
-FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'hf')
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'fixtures', 'hf')
 
 
 def fixture(name: str) -> str:

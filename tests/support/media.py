@@ -21,7 +21,7 @@ Writers:
     ``truncate_file``, ``corrupt_after_header`` make the bad inputs (see tests/data/test_video.py BAD for the
     reason each one must get).
 
-Import from a test in tests/data with ``from media import ...`` (pytest puts the test's folder on sys.path).
+Import from a test with ``from tests.support.media import ...``.
 """
 from __future__ import annotations
 
