@@ -167,28 +167,32 @@ def write_video(path: str, frames: list[np.ndarray], audio: np.ndarray) -> None:
         aus = out.add_stream('aac', rate=SAMPLE_RATE, layout='mono')
         aus.bit_rate = 48000
         aus.codec_context.thread_count = 1
-        for i, img in enumerate(frames):
-            # our own BT.601 limited-range conversion (what decoders assume): PyAV's implicit one inside
-            # encode() is not always byte-reproducible
-            yuv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420)
-            frame = av.VideoFrame.from_ndarray(yuv, format='yuv420p')
-            frame.pts = i
-            frame.time_base = Fraction(1, FPS)
-            for packet in vs.encode(frame):
-                out.mux(packet)
-        for packet in vs.encode():
-            out.mux(packet)
+        # our own BT.601 limited-range conversion (what decoders assume): PyAV's implicit one inside encode()
+        # is not always byte-reproducible
+        yuv = (cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YUV_I420) for img in frames)
+        _encode(out, vs, FPS, (av.VideoFrame.from_ndarray(y, format='yuv420p') for y in yuv), step=1)
         chunk = 1024
-        for i in range(0, len(audio), chunk):
-            samples = np.ascontiguousarray(audio[i:i + chunk], np.float32)[None, :]
-            frame = av.AudioFrame.from_ndarray(samples, format='fltp', layout='mono')
-            frame.sample_rate = SAMPLE_RATE
-            frame.pts = i
-            frame.time_base = Fraction(1, SAMPLE_RATE)
-            for packet in aus.encode(frame):
-                out.mux(packet)
-        for packet in aus.encode():
+        _encode(out, aus, SAMPLE_RATE, (_audio_frame(audio[i:i + chunk]) for i in range(0, len(audio), chunk)),
+                step=chunk)
+
+
+def _audio_frame(samples: np.ndarray):
+    import av
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None, :], format='fltp',
+                                       layout='mono')
+    frame.sample_rate = SAMPLE_RATE
+    return frame
+
+
+def _encode(out, stream, rate: int, frames, *, step: int) -> None:
+    """Encode ``frames`` into ``stream`` (frame k at pts k * step, time base 1/rate), flush it, mux the packets."""
+    for k, frame in enumerate(frames):
+        frame.pts = k * step
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
             out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
 
 
 def _srt_time(seconds: float) -> str:
