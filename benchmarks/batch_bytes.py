@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/batch_bytes.py [--variants demo paper] [--batch 8] [--out runs/batch_bytes.json]
 
-Bytes come from the batch contract (``pipeline.example_shapes``): every array of a batch, as the Grain
+Bytes come from the batch contract (``data/shapes.py``'s ``batch_contract``): every array of a batch, as the Grain
 workers hand it to the main process and ``device_batch`` copies it to the devices. "float32 pixels" is the
 same batch with frames and faces as float32, as the pipeline produced them before pixels went uint8. The
 copy times are ``jax.device_put`` + block of one real-sized batch of each kind to the first device (on a CPU
@@ -26,13 +26,13 @@ import numpy as np  # noqa: E402
 
 from microemo_jax import pixels  # noqa: E402
 from microemo_jax.config import load_config  # noqa: E402
-from microemo_jax.data import pipeline  # noqa: E402
+from microemo_jax.data.shapes import DataShapes, batch_contract  # noqa: E402
 
 PIXEL_KEYS = (('frames', 'frame_mask'), ('faces', 'face_mask'))
 
 
 def batch_arrays(cfg, b: int, pixel_dtype) -> dict[str, np.ndarray]:
-    shapes = pipeline.example_shapes(pipeline.Shapes.from_config(cfg))
+    shapes = batch_contract(DataShapes.from_config(cfg))
     rng = np.random.default_rng(0)
     out = {}
     for k, (shape, dtype) in shapes.items():

@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 from microemo_jax import prepare as prepare_mod  # noqa: E402
 from microemo_jax.config import load_config  # noqa: E402
+from microemo_jax.data import clip_processor as clip_mod  # noqa: E402
 from microemo_jax.demo.corpus import write_corpus  # noqa: E402
 
 PAPER_DATA = ['model.num_frames=32', 'model.video_qformer.max_frames=96', 'model.vision.image_size=224',
@@ -46,12 +47,12 @@ PAPER_DATA = ['model.num_frames=32', 'model.video_qformer.max_frames=96', 'model
 
 # stage -> (module object, attribute) pairs that prepare's ClipProcessor calls through
 STAGES = {
-    'decode': [(prepare_mod.video_lib, 'decode_clip')],
-    'faces': [(prepare_mod.faces_lib, 'face_tubelets'), (prepare_mod.faces_lib, 'load_openface_tubelets')],
-    'audio': [(prepare_mod.audio_lib, 'load_audio'), (prepare_mod.audio_lib, 'log_mel')],
-    'utterances': [(prepare_mod.utterances_lib, 'find_utterances')],
-    'tokenize': [(prepare_mod.prompt_lib, 'build_prompt'), (prepare_mod.prompt_lib, 'timestamp_token_ids')],
-    'jpeg': [(prepare_mod, '_jpeg')],
+    'decode': [(clip_mod.video_lib, 'decode_clip')],
+    'faces': [(clip_mod.faces_lib, 'face_tubelets'), (clip_mod.faces_lib, 'load_openface_tubelets')],
+    'audio': [(clip_mod.audio_lib, 'load_audio'), (clip_mod.audio_lib, 'log_mel')],
+    'utterances': [(clip_mod.utterances_lib, 'find_utterances')],
+    'tokenize': [(clip_mod.prompt_lib, 'build_prompt'), (clip_mod.prompt_lib, 'timestamp_token_ids')],
+    'jpeg': [(clip_mod, '_jpeg')],
 }
 
 
@@ -86,9 +87,9 @@ class StageTimer:
 
 
 def by_stage(cfg, raw: str, tok_dirs: tuple[str, str]) -> dict:
-    clips, _ = prepare_mod.sources_lib.read_source('folder', raw)
-    settings = prepare_mod.settings_from_config(cfg, 'folder', *tok_dirs)
-    proc = prepare_mod.ClipProcessor(settings)
+    clips, _ = clip_mod.sources_lib.read_source('folder', raw)
+    settings = clip_mod.settings_from_config(cfg, 'folder', *tok_dirs)
+    proc = clip_mod.ClipProcessor(settings)
     proc(clips[0])                                        # warm-up: lazy model loads (face mesh, VAD, ASR)
     proc._cache = None
     videos = set()

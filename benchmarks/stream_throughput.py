@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from microemo_jax.config import load_config  # noqa: E402
 from microemo_jax.data import pipeline, record  # noqa: E402
 from microemo_jax.data.augment import ClipAugment  # noqa: E402
+from microemo_jax.data.shapes import DataShapes, batch_contract  # noqa: E402
 
 ASSUMED_STEP_S = 1.0   # ASSUMPTION, not measured: one paper-config train step (global batch 8) on one H100
 
@@ -52,7 +53,7 @@ def _jpeg(img: np.ndarray, quality: int) -> bytes:
 
 def synthetic_records(cfg, n: int) -> list[dict]:
     """``n`` worst-case clips for ``cfg``: T frames, K crops each, full audio, max_seq_len tokens."""
-    s = pipeline.Shapes.from_config(cfg)
+    s = DataShapes.from_config(cfg)
     photo, q = _face_photo(), cfg.data.jpeg_quality
     face = photo[30:230, 150:350]                           # the astronaut's face
     rng = np.random.default_rng(0)
@@ -91,7 +92,7 @@ def synthetic_records(cfg, n: int) -> list[dict]:
 
 def per_core(source, cfg, seconds: float) -> float:
     """samples/s of the per-clip work (decode, augment, normalise, pad) on one thread, no Grain."""
-    shapes, rng = pipeline.Shapes.from_config(cfg), np.random.default_rng(0)
+    shapes, rng = DataShapes.from_config(cfg), np.random.default_rng(0)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or n < 4:
         pipeline.example_from_record(source[n % len(source)], shapes, ClipAugment.sample(rng))
@@ -131,8 +132,8 @@ def _device_put():
 
 
 def example_bytes(cfg) -> int:
-    spec = pipeline.batch_spec(cfg, 1)
-    return sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in spec.values())
+    spec = batch_contract(DataShapes.from_config(cfg), 1)
+    return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in spec.values())
 
 
 def main(argv=None) -> None:

@@ -1,8 +1,10 @@
 """The batch contract between the data pipeline and the model: names, shapes, dtypes.
 
-``batch_spec`` gives abstract arrays (for ahead-of-time compilation and planning); ``synthetic_batch``
-fills them with random but well-formed values (valid masks, sorted timestamps, utterance spans inside
-the clip, modality placeholders after the first token) for tests and benchmarks.
+The names, shapes and dtypes are ``data/shapes.py``'s ``batch_contract`` (one table; the Grain pipeline
+allocates its batches from it). ``batch_spec`` gives them as abstract arrays (for ahead-of-time compilation
+and planning); ``synthetic_batch`` fills them with random but well-formed values (valid masks, sorted
+timestamps, utterance spans inside the clip, modality placeholders after the first token) for tests and
+benchmarks.
 
 Frames and face crops are uint8 pixels (``microemo_jax.pixels``): the model normalises them on the device.
 """
@@ -13,41 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from microemo_jax.data.record import NUM_LANDMARKS
-from microemo_jax.models.slots import num_slots
-
-
-def token_budget(m) -> tuple[int, int]:
-    """(video tokens, audio tokens) the prompt must reserve for model config ``m``."""
-    slots = num_slots(m.max_utterances, m.num_frames, utterance_scale=m.utterance_scale, window_size=m.window_size,
-                      window_stride=m.window_stride)
-    video = slots * m.video_qformer.num_query_tokens
-    audio = (num_slots(m.max_utterances, 0, utterance_scale=m.utterance_scale) * m.audio_qformer.num_query_tokens
-             if m.audio.enabled else 0)
-    return video, audio
+from microemo_jax.data.shapes import DataShapes, batch_contract
 
 
 def batch_spec(m, batch_size: int, seq_len: int, *, mel_frames: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
-    """Abstract batch for model config ``m`` (the ``model`` section)."""
-    b, t, u = batch_size, m.num_frames, m.max_utterances
-    img, k = m.vision.image_size, m.micro_expression.num_crops
-    face = m.micro_expression.face_vision.image_size if m.micro_expression.face_encoder == 'separate' else img
-    mel_frames = mel_frames or 2 * m.audio.max_source_positions
-    f32, i32 = jnp.float32, jnp.int32
-    video, audio = token_budget(m)
-    spec = dict(
-        frames=((b, t, 3, img, img), jnp.uint8), frame_mask=((b, t), jnp.bool_), timestamps=((b, t), f32),
-        timestamp_ids=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
-        timestamp_mask=((b, t, m.frame_encoder.max_timestamp_tokens), i32),
-        faces=((b, t, k, 3, face, face), jnp.uint8), face_mask=((b, t, k), jnp.bool_),
-        face_landmarks=((b, t, k, NUM_LANDMARKS, 2), f32), face_landmark_mask=((b, t, k), jnp.bool_),
-        audio_mel=((b, m.audio.num_mel_bins, mel_frames), f32), audio_mask=((b, (mel_frames + 1) // 2), jnp.bool_),
-        utterances=((b, u, 2), f32), utterance_mask=((b, u), jnp.bool_),
-        input_ids=((b, seq_len), i32), attention_mask=((b, seq_len), jnp.bool_), loss_mask=((b, seq_len), jnp.bool_),
-        modality_positions=((b, video + audio), i32),
-    )
-    if seq_len < video + audio + 2:
-        raise ValueError(f"seq_len={seq_len} cannot hold {video} video + {audio} audio placeholders and text")
-    return {name: jax.ShapeDtypeStruct(shape, dtype) for name, (shape, dtype) in spec.items()}
+    """Abstract batch for model config ``m`` (the ``model`` section): ``data/shapes.py``'s batch contract."""
+    shapes = DataShapes.from_model(m, seq_len, mel_frames=mel_frames)
+    return {name: jax.ShapeDtypeStruct(shape, dtype)
+            for name, (shape, dtype) in batch_contract(shapes, batch_size).items()}
 
 
 def synthetic_batch(m, batch_size: int, seq_len: int, *, seed: int = 0, mel_frames: int | None = None) -> dict:

@@ -4,8 +4,8 @@
     tokens = generate(model, input_ids, attention_mask, max_new_tokens=64, eos_token_id=2)  # (B, 64) int32
 
 ``model`` is a :class:`~microemo_jax.models.llama.Llama` (what ``hf.load_llama`` returns) or a
-:class:`~microemo_jax.models.microemo.MicroEmo`; then ``batch`` is the batch dict (``models/microemo.py``
-``BATCH_KEYS``: frames, faces, audio, utterances, modality_positions, ...) and the prompt embeddings are
+:class:`~microemo_jax.models.microemo.MicroEmo`; then ``batch`` is the batch dict (``data/shapes.py``
+``MODEL_INPUTS``: frames, faces, audio, utterances, modality_positions, ...) and the prompt embeddings are
 ``model.prompt_embeddings(batch)`` exactly as in training, with the attention mask it returns.
 
 How it runs:
@@ -91,7 +91,7 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     if not is_llama:
         if batch is None:
             raise ValueError("generate: a MicroEmo needs `batch` (frames, faces, audio, utterances, "
-                             "modality_positions, ...; see models/microemo.py BATCH_KEYS)")
+                             "modality_positions, ...; see data/shapes.py MODEL_INPUTS)")
         input_ids = batch.get('input_ids') if input_ids is None else input_ids
         attention_mask = batch.get('attention_mask') if attention_mask is None else attention_mask
     if input_ids is None:
@@ -141,9 +141,9 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     mask_p[:, :s] = mask
     inputs = {'input_ids': ids_p, 'attention_mask': mask_p}
     if not is_llama:
-        from microemo_jax.models.microemo import BATCH_KEYS
+        from microemo_jax.data.shapes import MODEL_INPUTS
         for name, value in batch.items():
-            if name in inputs or name not in BATCH_KEYS:  # loss_mask, names and other extras stay out
+            if name in inputs or name not in MODEL_INPUTS:  # loss_mask, names and other extras stay out
                 continue
             value = value if isinstance(value, jax.Array) else np.asarray(value)
             if value.dtype.kind in 'USO':  # names and other host-only metadata
@@ -162,7 +162,7 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     except KeyError as e:
         if is_llama:
             raise
-        raise ValueError(f"generate: the batch lacks {e} (see models/microemo.py BATCH_KEYS)") from None
+        raise ValueError(f"generate: the batch lacks {e} (see data/shapes.py MODEL_INPUTS)") from None
     return _decode(graphdef, state, cache, logits, rng, settings, eos_ids, max_new_tokens=max_new_tokens,
                    mode=mode, mesh=mesh, rules=rules)
 

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from microemo_jax.data import pipeline
+from microemo_jax.data.shapes import DataShapes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ def strip_answer(example: dict) -> dict:
 
 def prompt_examples(records: Sequence[dict], cfg) -> list[dict]:
     """Decoded, padded, answer-free examples (numpy, no batch axis) for prepared records."""
-    shapes = pipeline.Shapes.from_config(cfg)
+    shapes = DataShapes.from_config(cfg)
     return [strip_answer(pipeline.example_from_record(rec, shapes)) for rec in records]
 
 

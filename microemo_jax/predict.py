@@ -70,7 +70,7 @@ class Predictor:
                  asr: str | None = None):
         from microemo_jax import params as params_lib
         from microemo_jax.inference import Explainer, GenerationSettings
-        from microemo_jax.prepare import ClipProcessor, settings_from_config
+        from microemo_jax.data.clip_processor import ClipProcessor, settings_from_config
         self.folder = params_lib.load(params_dir)
         cfg = self.folder.cfg
         settings = settings_from_config(cfg, 'folder', os.path.join(self.folder.path, params_lib.TOKENIZER_DIRS['llm']),

@@ -1,12 +1,12 @@
 """``prepare --runner beam``: the per-shard work (decode, faces, audio, utterances, tokenize, write the work
 shard) as an Apache Beam pipeline, for corpora one machine cannot prepare in a day.
 
-Each pending work shard (``prepare.run_shards``: the settings and each input's identity key a shard, finished
-ones are reused) is one element; a ``DoFn`` builds one ``ClipProcessor`` per Beam worker (``setup``) and runs
-``prepare._process_shard`` on it, which writes the shard into the work folder. The main process then reads the
-shards' metadata back and assembles the TFDS ArrayRecord dataset exactly as after the multiprocess path, so both
-runners give the same records. The work folder, ``--raw`` and ``--out`` must be visible to every worker (a
-shared file system for Flink/Spark clusters; see the README for Dataflow).
+Each pending work shard (``data/work_shards.run_shards``: the settings and each input's identity key a shard,
+finished ones are reused) is one element; a ``DoFn`` builds one ``ClipProcessor`` per Beam worker (``setup``)
+and runs ``work_shards.process_shard`` on it, which writes the shard into the work folder. The main process
+then reads the shards' metadata back and assembles the TFDS ArrayRecord dataset exactly as after the
+multiprocess path, so both runners give the same records. The work folder, ``--raw`` and ``--out`` must be
+visible to every worker (a shared file system for Flink/Spark clusters; see the README for Dataflow).
 
 Apache Beam is an extra that cannot share requirements.lock (it needs numpy<2.5, protobuf<7, pyarrow<26,
 python-dateutil<3): ``make beam-venv`` builds ``.venv-beam`` from requirements-beam.lock.
@@ -27,7 +27,7 @@ def _import_beam():
 
 
 def run_jobs(jobs: list, settings, beam_options: str = '') -> None:
-    """Run ``prepare._process_shard`` over ``jobs`` on Beam (default runner: DirectRunner); blocks until done."""
+    """Run ``work_shards.process_shard`` over ``jobs`` on Beam (default runner: DirectRunner); blocks until done."""
     beam, PipelineOptions = _import_beam()
 
     class ProcessShard(beam.DoFn):
@@ -35,12 +35,12 @@ def run_jobs(jobs: list, settings, beam_options: str = '') -> None:
             self.settings = settings
 
         def setup(self):
-            from microemo_jax import prepare
-            prepare._init_worker(self.settings)
+            from microemo_jax.data import work_shards   # imported on the worker, as Beam unpickles the DoFn there
+            work_shards.init_worker(self.settings)
 
         def process(self, job):
-            from microemo_jax import prepare
-            index, n, _ = prepare._process_shard(job)
+            from microemo_jax.data import work_shards
+            index, n, _ = work_shards.process_shard(job)
             yield index, n
 
     options = PipelineOptions(shlex.split(beam_options or ''))

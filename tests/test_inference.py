@@ -33,11 +33,11 @@ def test_stripped_prompt_is_the_inference_prompt(corpus, params_dir):
     """Cutting the answer off a prepared record gives exactly the prompt prepare builds without an answer."""
     import dataclasses
 
-    from microemo_jax.data import pipeline
+    from microemo_jax.data.clip_processor import ClipProcessor, settings_from_config
+    from microemo_jax.data.shapes import DataShapes
     from microemo_jax.data.sources import read_source
     from microemo_jax.inference import prompt_examples
     from microemo_jax.params import TOKENIZER_DIRS
-    from microemo_jax.prepare import ClipProcessor, settings_from_config
     cfg, root = corpus
     clips, _ = read_source('folder', str(root / 'raw'))
     clip = next(c for c in clips if c.answer_kind == 'description')
@@ -53,7 +53,7 @@ def test_stripped_prompt_is_the_inference_prompt(corpus, params_dir):
     assert int(stripped['attention_mask'].sum()) == n < len(with_answer['input_ids'])
     np.testing.assert_array_equal(stripped['input_ids'], reference['input_ids'])
     np.testing.assert_array_equal(stripped['modality_positions'], reference['modality_positions'])
-    assert pipeline.Shapes.from_config(cfg).seq_len == stripped['input_ids'].shape[0]
+    assert DataShapes.from_config(cfg).seq_len == stripped['input_ids'].shape[0]
 
 
 def test_plan_groups_targets_of_a_video_and_takes_its_gold():

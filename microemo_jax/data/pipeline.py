@@ -1,8 +1,8 @@
-"""Grain pipeline: prepared clips -> static-shape numpy batches (the ``microemo_jax.batch`` contract).
+"""Grain pipeline: prepared clips -> static-shape numpy batches (the batch contract, ``data/shapes.py``).
 
     source = open_split(cfg.data.dir, 'train')
     it = make_iterator(source, cfg, train=True)          # grain.DatasetIterator of numpy batches
-    batch = next(it)                                     # batch_spec(...) keys + 'names'
+    batch = next(it)                                     # data/shapes.py batch_contract keys + 'names'
 
 Order: ``MapDataset.source -> seed -> shuffle (train) -> repeat (train: forever) -> draw each clip's
 augmentation (random_map) -> [process_index::process_count] -> to_iter_dataset -> batch the stored clips
@@ -37,7 +37,6 @@ under ``absl.app.run`` must call ``absl.flags.FLAGS.mark_as_parsed()`` (or ``FLA
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Sequence
 
@@ -49,43 +48,10 @@ from grain.python import SharedMemoryArray   # public re-export (grain.python is
 from microemo_jax.data import record as rec_lib
 from microemo_jax.data.augment import IDENTITY, ClipAugment, augment_into, crop_frames, resize_square
 from microemo_jax.data.landmarks import flip_landmarks
+from microemo_jax.data.shapes import DataShapes, batch_contract
 
 _IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', 0)   # OpenCV >= 4.10 decodes straight to RGB
 PADDING_KEY = '_padding'   # set on the clips evaluation repeats to fill its last batches
-
-
-@dataclasses.dataclass(frozen=True)
-class Shapes:
-    """Static per-clip shapes from a config; everything a worker needs to turn a record into an example."""
-    num_frames: int            # T
-    image_size: int
-    num_crops: int             # K
-    face_size: int
-    timestamp_tokens: int      # L
-    num_mel_bins: int
-    mel_frames: int
-    max_utterances: int        # U_max
-    seq_len: int
-    video_tokens: int
-    audio_tokens: int
-    timestamp_tokenizer: str = 'bert'   # which tokenizer's ids the model's image Q-Former reads
-
-    @classmethod
-    def from_config(cls, cfg) -> 'Shapes':
-        from microemo_jax.batch import token_budget   # imports jax: keep it out of the worker start-up path
-        m = cfg.model
-        face = m.micro_expression.face_vision.image_size if m.micro_expression.face_encoder == 'separate' \
-            else m.vision.image_size
-        video, audio = token_budget(m)
-        return cls(num_frames=m.num_frames, image_size=m.vision.image_size, num_crops=m.micro_expression.num_crops,
-                   face_size=face, timestamp_tokens=m.frame_encoder.max_timestamp_tokens,
-                   num_mel_bins=m.audio.num_mel_bins, mel_frames=cfg.data.max_mel_frames,
-                   max_utterances=m.max_utterances, seq_len=cfg.data.max_seq_len, video_tokens=video,
-                   audio_tokens=audio, timestamp_tokenizer=m.frame_encoder.timestamp_tokenizer)
-
-    @property
-    def audio_positions(self) -> int:
-        return (self.mel_frames + 1) // 2
 
 
 # ----------------------------------------------------------------------------------------------- sources
@@ -116,7 +82,7 @@ def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, name: str, what: str) -
     return images
 
 
-def _check_fits(rec: dict, s: Shapes, name: str) -> None:
+def _check_fits(rec: dict, s: DataShapes, name: str) -> None:
     """Raise naming the clip when a record cannot be padded to the config's static shapes."""
     other = "the dataset was prepared for another config: re-run prepare with this one"
     t, k = rec['face_mask'].shape[0], rec['face_mask'].shape[1]
@@ -135,7 +101,7 @@ def _check_fits(rec: dict, s: Shapes, name: str) -> None:
     if mel.shape[0] and mel.shape[1] != s.num_mel_bins:  # stored time-major (M, n_mels)
         raise ValueError(f"clip {name!r} has {mel.shape[1]}-bin log-mel audio, model.audio.num_mel_bins="
                          f"{s.num_mel_bins}; {other}")
-    n_pos, budget = len(rec['modality_positions']), s.video_tokens + s.audio_tokens
+    n_pos, budget = len(rec['modality_positions']), s.modality_tokens
     if n_pos != budget:
         raise ValueError(f"clip {name!r} reserves {n_pos} modality tokens in its prompt, the model needs {budget} "
                          f"({s.video_tokens} video + {s.audio_tokens} audio); {other}")
@@ -161,7 +127,7 @@ def as_record(raw: dict) -> dict:
     return out
 
 
-def fill_example(raw: dict, s: Shapes, aug: ClipAugment, out: dict[str, np.ndarray]) -> str:
+def fill_example(raw: dict, s: DataShapes, aug: ClipAugment, out: dict[str, np.ndarray]) -> str:
     """Decode and augment one clip into ``out`` (one row of zero-filled batch arrays); its name.
 
     Writing straight into the batch (no per-clip arrays stacked afterwards) saves a copy of ~23 MiB per clip
@@ -212,20 +178,6 @@ def fill_example(raw: dict, s: Shapes, aug: ClipAugment, out: dict[str, np.ndarr
     return '' if padding else name
 
 
-def example_shapes(s: Shapes) -> dict[str, tuple[tuple[int, ...], type]]:
-    """Per-clip (shape, dtype) of every batch array except ``names``: the batch contract without the batch axis."""
-    T, K, f32, i32 = s.num_frames, s.num_crops, np.float32, np.int32
-    return dict(
-        frames=((T, 3, s.image_size, s.image_size), np.uint8), frame_mask=((T,), np.bool_), timestamps=((T,), f32),
-        timestamp_ids=((T, s.timestamp_tokens), i32), timestamp_mask=((T, s.timestamp_tokens), i32),
-        faces=((T, K, 3, s.face_size, s.face_size), np.uint8), face_mask=((T, K), np.bool_),
-        face_landmarks=((T, K, rec_lib.NUM_LANDMARKS, 2), f32), face_landmark_mask=((T, K), np.bool_),
-        audio_mel=((s.num_mel_bins, s.mel_frames), f32), audio_mask=((s.audio_positions,), np.bool_),
-        utterances=((s.max_utterances, 2), f32), utterance_mask=((s.max_utterances,), np.bool_),
-        input_ids=((s.seq_len,), i32), attention_mask=((s.seq_len,), np.bool_), loss_mask=((s.seq_len,), np.bool_),
-        modality_positions=((s.video_tokens + s.audio_tokens,), i32))
-
-
 _SHM_MIN_BYTES = 1 << 20
 
 
@@ -242,13 +194,12 @@ class BatchAssembler:
     them to the main process without copying them again.
     """
 
-    def __init__(self, shapes: Shapes, *, shared: bool = False):
+    def __init__(self, shapes: DataShapes, *, shared: bool = False):
         self.shapes, self.shared = shapes, shared
 
     def __call__(self, items: Sequence[tuple[dict, ClipAugment]]) -> dict[str, np.ndarray]:
         b = len(items)
-        batch = {k: _zeros((b,) + shape, dtype, self.shared)
-                 for k, (shape, dtype) in example_shapes(self.shapes).items()}
+        batch = {k: _zeros(shape, dtype, self.shared) for k, (shape, dtype) in batch_contract(self.shapes, b).items()}
         try:
             names = [fill_example(raw, self.shapes, aug, {k: v[i] for k, v in batch.items()})
                      for i, (raw, aug) in enumerate(items)]
@@ -261,7 +212,7 @@ class BatchAssembler:
         return batch
 
 
-def example_from_record(raw: dict, s: Shapes, aug: ClipAugment = IDENTITY) -> dict[str, np.ndarray]:
+def example_from_record(raw: dict, s: DataShapes, aug: ClipAugment = IDENTITY) -> dict[str, np.ndarray]:
     """One clip -> one un-batched example (e.g. for prediction): decoded, augmented, padded and masked."""
     return {k: v[0] for k, v in BatchAssembler(s)([(raw, aug)]).items()}
 
@@ -284,28 +235,18 @@ def _worker_init(worker_index: int, worker_count: int) -> None:
 
 # ----------------------------------------------------------------------------------------------- batches
 def per_process_batch_size(cfg, process_count: int | None = None) -> int:
-    """cfg.data.batch_size split over processes (must divide evenly)."""
-    if process_count is None:
-        import jax
-        process_count = jax.process_count()
-    b = cfg.data.batch_size
-    if b % process_count:
-        raise ValueError(f"data.batch_size={b} is not divisible by the {process_count} processes; set "
-                         f"--config.data.batch_size to a multiple of {process_count}")
-    return b // process_count
-
-
-def batch_spec(cfg, batch_size: int) -> dict:
-    """``microemo_jax.batch.batch_spec`` for this config's data shapes (everything but ``names``)."""
-    from microemo_jax.batch import batch_spec as model_spec
-    return model_spec(cfg.model, batch_size, cfg.data.max_seq_len, mel_frames=cfg.data.max_mel_frames)
+    """cfg.data.batch_size split over processes (must divide evenly: ``sharding.split_batch``)."""
+    import jax
+    from microemo_jax.sharding import split_batch   # imports jax: keep both out of the worker start-up path
+    processes = jax.process_count() if process_count is None else process_count
+    return split_batch(cfg.data.batch_size, processes=processes)
 
 
 def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None = None,
                   process_index: int | None = None, process_count: int | None = None,
                   num_workers: int | None = None, read_options: grain.ReadOptions | None = None
                   ) -> grain.DatasetIterator:
-    """Grain iterator of this process's numpy batches: ``batch_spec(cfg, B)`` keys plus ``names`` (B,) str.
+    """Grain iterator of this process's numpy batches: the ``batch_contract`` arrays plus ``names`` (B,) str.
 
     train: shuffled with ``seed`` (default cfg.seed), repeated forever, augmented when cfg.data.augment.
     eval: in order, once, padded with repeated clips (``names == ''``, no loss) to whole batches.
@@ -320,11 +261,8 @@ def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None 
     batch = per_process_batch_size(cfg, process_count)
     workers = cfg.data.num_workers if num_workers is None else num_workers
     seed = cfg.seed if seed is None else seed
-    shapes = Shapes.from_config(cfg)
-    spec = {k: (v.shape, np.dtype(v.dtype)) for k, v in batch_spec(cfg, batch).items()}  # checks seq_len too
-    ours = {k: ((batch,) + shape, np.dtype(dtype)) for k, (shape, dtype) in example_shapes(shapes).items()}
-    if ours != spec:
-        raise RuntimeError(f"data pipeline and microemo_jax.batch.batch_spec disagree: {ours} != {spec}")
+    shapes = DataShapes.from_config(cfg)
+    batch_contract(shapes)   # a prompt too short for its placeholders fails here
     n = len(source)
     if n == 0:
         raise ValueError("the split has no clips")

@@ -6,23 +6,20 @@ e.g. ``model.num_frames`` prepares a matching copy instead of failing on a stale
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 
-from microemo_jax.batch import token_budget
+from microemo_jax.data.shapes import DataShapes
 
 
 def _fingerprint(cfg) -> str:
     m, d = cfg.model, cfg.data
-    relevant = dict(frames=m.num_frames, image=m.vision.image_size, crops=m.micro_expression.num_crops,
-                    face=(m.micro_expression.face_encoder, m.micro_expression.face_vision.image_size),
-                    ts=m.frame_encoder.max_timestamp_tokens, mels=m.audio.num_mel_bins, mel_frames=d.max_mel_frames,
-                    utts=m.max_utterances, seq=d.max_seq_len, budget=token_budget(m), sampling=d.sampling,
+    relevant = dict(shapes=dataclasses.asdict(DataShapes.from_config(cfg)), sampling=d.sampling,
                     question=d.question, faces=d.require_faces, jpeg=d.jpeg_quality, val=d.validation_fraction,
                     vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed,
-                    split='by_video',  # copies made with the old per-record split are not reused
-                    ts_tokenizer=m.frame_encoder.timestamp_tokenizer)  # (records since then say which one)
+                    split='by_video')  # copies made with the old per-record split are not reused
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -39,11 +39,6 @@ from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
 from microemo_jax.pixels import normalise as normalise_pixels
 
-BATCH_KEYS = ('frames', 'frame_mask', 'timestamps', 'timestamp_ids', 'timestamp_mask', 'faces', 'face_mask',
-              'face_landmarks', 'face_landmark_mask', 'audio_mel', 'audio_mask', 'utterances', 'utterance_mask',
-              'input_ids', 'attention_mask', 'modality_positions')
-
-
 def dtype_of(name: str):
     return jnp.dtype(name)
 
@@ -245,7 +240,7 @@ class MicroEmo(nnx.Module):
         return embeds, mask
 
     def __call__(self, batch, *, dropout_rng=None):
-        """float32 logits (B, S, vocab) for a batch dict (see BATCH_KEYS)."""
+        """float32 logits (B, S, vocab) for a batch dict (``data/shapes.py``: MODEL_INPUTS)."""
         r_prompt, r_llm = split_rng(dropout_rng, 2)
         embeds, mask = self.prompt_embeddings(batch, dropout_rng=r_prompt)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, dropout_rng=r_llm)

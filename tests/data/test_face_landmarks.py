@@ -248,7 +248,7 @@ def test_the_mesh_drops_detector_false_alarms(tmp_path, mesh):
 # ----------------------------------------------------------------------------------------------- config
 def test_config_chooses_the_detector_and_alignment():
     from microemo_jax.config import ConfigError, load_config
-    from microemo_jax.prepare import settings_from_config
+    from microemo_jax.data.clip_processor import settings_from_config
     spec = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'emer.py') + ':demo'
     cfg = load_config(spec)
     s = settings_from_config(cfg, 'folder', 'llm', 'qf')
@@ -278,13 +278,14 @@ def test_landmarks_reach_the_batch_and_flip_with_their_crops():
     from tests.support.records import make_record
     from microemo_jax.data import pipeline
     from microemo_jax.data.augment import ClipAugment
+    from microemo_jax.data.shapes import DataShapes, batch_contract
     rec = make_record('lm', num_frames=3, num_crops=2)
-    shapes = pipeline.Shapes(num_frames=4, image_size=32, num_crops=3, face_size=32, timestamp_tokens=5,
-                             num_mel_bins=16, mel_frames=12, max_utterances=2, seq_len=40, video_tokens=8,
-                             audio_tokens=4)
+    shapes = DataShapes(num_frames=4, image_size=32, num_crops=3, face_size=32, timestamp_tokens=5,
+                        num_mel_bins=16, mel_frames=12, max_utterances=2, seq_len=40, video_tokens=8,
+                        audio_tokens=4)
 
     def example(flip):
-        out = {k: np.zeros(shape, dtype) for k, (shape, dtype) in pipeline.example_shapes(shapes).items()}
+        out = {k: np.zeros(shape, dtype) for k, (shape, dtype) in batch_contract(shapes).items()}
         pipeline.fill_example(rec, shapes, ClipAugment(flip=flip), out)
         return out
     plain, flipped = example(False), example(True)

@@ -1,6 +1,7 @@
 """Grain pipeline: static shapes, faithful decoding, sharding, seeding, augmentation, iterator state."""
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -8,74 +9,35 @@ import grain
 import numpy as np
 import pytest
 
+from microemo_jax.batch import batch_spec
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline, record
 from microemo_jax.data.augment import ClipAugment
 
+from tests.support.records import make_record
+from microemo_jax.data.shapes import DataShapes
+
 CFG = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0'])
-SHAPES = pipeline.Shapes.from_config(CFG)
+SHAPES = DataShapes.from_config(CFG)
 N_MOD = SHAPES.video_tokens + SHAPES.audio_tokens
 
 
-def _image(rng, size, t=0):
-    """Smooth RGB image with distinct channels (JPEG keeps it to a few levels; a BGR swap would show)."""
-    y, x = np.mgrid[0:size, 0:size] / size
-    phase = rng.uniform(0, 6.28, 3)
-    img = np.stack([0.5 + 0.4 * np.sin(3 * x + phase[0] + 0.3 * t), 0.2 + 0.6 * y,
-                    0.5 + 0.4 * np.cos(2 * (x + y) + phase[2])], -1)
-    return (img * 255).astype(np.uint8)
+# The demo config's record sizes, with a random number of faces per frame; also the pixels before JPEG.
+clip = functools.partial(make_record, shapes=SHAPES, num_frames=5, faces_per_frame='random', mel_frames=300,
+                         utterances=2, seq_len=120, answer_tokens=24, timestamp_tokens=10, face_size=64,
+                         with_images=True)
 
 
-def _jpeg(img):
-    ok, buf = cv2.imencode('.jpg', cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-    assert ok
-    return buf.tobytes()
-
-
-def make_record(name, *, t=5, crops=None, mel=300, utts=2, tokens=120, ts_tokens=10, face_size=64,
-                n_mod=N_MOD, seed=0, same_image=False):
-    """A record that passes record.check_record; ``.images``-style originals kept under '_orig_*' keys."""
-    rng = np.random.default_rng(seed)
-    size = SHAPES.image_size
-    frames = [_image(rng if not same_image else np.random.default_rng(0), size, 0 if same_image else i)
-              for i in range(t)]
-    crops = rng.integers(0, SHAPES.num_crops + 1, t) if crops is None else np.asarray(crops)
-    face_mask = np.arange(SHAPES.num_crops)[None, :] < crops[:, None]
-    faces = [_image(np.random.default_rng(1) if same_image else rng, face_size) for _ in range(int(face_mask.sum()))]
-    frames_jpeg, frame_offsets = record.join_jpegs([_jpeg(f) for f in frames])
-    faces_jpeg, face_offsets = record.join_jpegs([_jpeg(f) for f in faces])
-    starts = np.sort(rng.uniform(0, 2, utts))
-    ids = rng.integers(3, 500, tokens).astype(np.int32)
-    loss = np.zeros(tokens, bool)
-    loss[-tokens // 5:] = True
-    ts_mask = np.ones((t, ts_tokens), np.int32)
-    ts_mask[:, -2:] = 0
-    rec = dict(
-        name=name, source='folder', utterance_source='subtitles', subtitle='hi', answer='calm', openset='[]',
-        timestamp_tokenizer='bert',
-        timestamps=np.arange(t, dtype=np.float32) * 0.4 + 0.2,
-        frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
-        face_mask=face_mask, face_boxes=np.zeros((t, 4), np.float32),
-        face_landmarks=np.where(face_mask[..., None, None], rng.uniform(0.2, 0.8, face_mask.shape + (68, 2)),
-                                0).astype(np.float16),
-        face_landmark_mask=face_mask.copy(),
-        audio_mel=rng.standard_normal((mel, SHAPES.num_mel_bins)).astype(np.float16),  # time-major
-        utterances=np.stack([starts, starts + 0.5], -1).astype(np.float32).reshape(utts, 2),
-        timestamp_ids=rng.integers(1, 500, (t, ts_tokens)).astype(np.int32) * ts_mask, timestamp_mask=ts_mask,
-        input_ids=ids, loss_mask=loss, modality_positions=np.arange(1, 1 + n_mod, dtype=np.int32),
-    )
-    record.check_record(rec)
-    return rec, frames, faces
-
-
-VARIED = [dict(t=5, mel=300, utts=2), dict(t=8, mel=0, utts=0, crops=[0] * 8), dict(t=3, mel=1001, utts=3),
-          dict(t=1, mel=7, utts=1, tokens=SHAPES.seq_len, face_size=40), dict(t=6), dict(t=2, mel=50),
-          dict(t=7, utts=1), dict(t=4, mel=800)]
+VARIED = [dict(num_frames=5, mel_frames=300, utterances=2),
+          dict(num_frames=8, mel_frames=0, utterances=0, faces_per_frame=[0] * 8),
+          dict(num_frames=3, mel_frames=1001, utterances=3),
+          dict(num_frames=1, mel_frames=7, utterances=1, seq_len=SHAPES.seq_len, face_size=40), dict(num_frames=6),
+          dict(num_frames=2, mel_frames=50), dict(num_frames=7, utterances=1), dict(num_frames=4, mel_frames=800)]
 
 
 @pytest.fixture(scope='module')
 def clips():
-    return [make_record(f'clip {i} é', seed=i, **kw) for i, kw in enumerate(VARIED)]
+    return [clip(f'clip {i} é', seed=i, **kw) for i, kw in enumerate(VARIED)]
 
 
 @pytest.fixture(scope='module')
@@ -103,7 +65,7 @@ def _pixels(pixels):
 def test_batch_keys_shapes_dtypes_match_the_model_contract(source):
     it = pipeline.make_iterator(source, CFG, train=True, process_index=0, process_count=1)
     batch = next(it)
-    spec = pipeline.batch_spec(CFG, 4)
+    spec = batch_spec(CFG.model, 4, CFG.data.max_seq_len, mel_frames=CFG.data.max_mel_frames)
     assert set(batch) == set(spec) | {'names'}
     for k, s in spec.items():
         assert batch[k].shape == s.shape and batch[k].dtype == np.dtype(s.dtype), k
@@ -189,7 +151,7 @@ def test_shuffle_is_seeded(source):
 
 
 def test_augmentation_is_one_draw_per_clip_and_seeded():
-    rec = make_record('still', t=6, crops=[4] * 6, same_image=True)[0]
+    rec = clip('still', num_frames=6, faces_per_frame=[4] * 6, same_image=True)[0]
     src = [rec] * 4
     it = pipeline.make_iterator(src, CFG, train=True, seed=3, process_index=0, process_count=1)
     b = next(it)
@@ -220,7 +182,7 @@ def test_flip_and_jitter_apply_to_frames_and_faces_together(clips):
 
 
 def test_cropped_frames_keep_their_size():
-    rec = make_record('crop', t=3)[0]
+    rec = clip('crop', num_frames=3)[0]
     ex = pipeline.example_from_record(rec, SHAPES, ClipAugment(crop=(0.1, 0.05, 0.8, 0.9)))
     assert ex['frames'].shape == (SHAPES.num_frames, 3, SHAPES.image_size, SHAPES.image_size)
     assert not np.allclose(ex['frames'][0], pipeline.example_from_record(rec, SHAPES)['frames'][0])
@@ -265,13 +227,13 @@ def _first_error(source, **kw):
 
 
 def test_errors_name_the_clip_or_the_setting(source):
-    too_many = make_record('chatty clip', utts=SHAPES.max_utterances + 1)[0]
+    too_many = clip('chatty clip', utterances=SHAPES.max_utterances + 1)[0]
     msg = _first_error(source[:5] + [too_many])
     assert 'chatty clip' in msg and 'max_utterances' in msg
-    too_long = make_record('wordy clip', tokens=SHAPES.seq_len + 1)[0]
+    too_long = clip('wordy clip', seq_len=SHAPES.seq_len + 1)[0]
     msg = _first_error(source[:5] + [too_long])
     assert 'wordy clip' in msg and 'max_seq_len' in msg
-    other = make_record('other config', n_mod=N_MOD - 8)[0]
+    other = clip('other config', num_modality=N_MOD - 8)[0]
     msg = _first_error([other] + source[:3])                    # caught before any worker starts
     assert 'other config' in msg and 'prepared for another config' in msg and str(N_MOD) in msg
     llm_ids = dict(source[0], name='llm ids', timestamp_tokenizer='llm')   # ids of the other tokenizer

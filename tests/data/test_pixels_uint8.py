@@ -19,9 +19,12 @@ from microemo_jax.batch import batch_spec, synthetic_batch
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment, crop_frames, resize_square
+from microemo_jax.data.shapes import DataShapes, batch_contract
 from microemo_jax.models.microemo import MicroEmo
 
-from tests.data.test_pipeline import SHAPES, make_record
+from tests.support.records import make_record
+
+SHAPES = DataShapes.from_config(load_config('configs/emer.py:demo'))
 
 HALF_LEVEL = 0.5 / 255 / float(pixels.STD.min())   # half a uint8 level, in normalised units
 
@@ -57,7 +60,8 @@ AUGS = [ClipAugment(), ClipAugment(flip=True, crop=(0.1, 0.05, 0.8, 0.9)),
 
 @pytest.mark.parametrize('aug', AUGS)
 def test_uint8_batch_normalised_on_device_equals_the_float_pipeline(aug):
-    rec = make_record('px', t=5, crops=[4, 2, 0, 3, 1])[0]
+    rec = make_record('px', shapes=SHAPES, num_frames=5, faces_per_frame=[4, 2, 0, 3, 1], face_size=64,
+                      seq_len=120)
     ex = pipeline.example_from_record(rec, SHAPES, aug)
     assert ex['frames'].dtype == np.uint8 and ex['faces'].dtype == np.uint8
     want_frames, want_faces = _float_pipeline(pipeline.as_record(rec), aug)
@@ -75,7 +79,7 @@ def test_uint8_batch_normalised_on_device_equals_the_float_pipeline(aug):
 
 
 def test_pixels_in_the_batch_contract_are_uint8():
-    spec = pipeline.example_shapes(SHAPES)
+    spec = batch_contract(SHAPES)
     m = load_config('configs/emer.py:tiny').model
     model_spec = batch_spec(m, 2, 64)
     for key in ('frames', 'faces'):

@@ -14,6 +14,8 @@ from microemo_jax.prepare import main as prepare_main, prepare
 
 from tests.support.media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file, write_empty,
                    write_h264_mp4, write_mjpeg_avi, write_text, write_vp9_webm)
+from tests.support.prepare import (SMALL, fixed_tokenizers, records_by_name, small_config, write_labels,
+                                    write_small_corpus)
 
 OVERRIDES = ['model.num_frames=4', 'model.vision.image_size=32', 'model.vision.patch_size=16',
              'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'data.max_mel_frames=200',
@@ -207,38 +209,12 @@ def corpus_dir(out):
 
 
 # ---------------------------------------------------------------- reliability: re-runs, locks, bad inputs
-SMALL = ['model.num_frames=2', 'model.vision.image_size=32', 'model.vision.patch_size=16',
-         'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'data.max_mel_frames=100']
-
-
-def small_config(*extra):
-    return load_config('configs/emer.py:demo', SMALL + list(extra))
-
-
-def write_labels(raw, reason='She smiles at the camera.'):
-    (raw / 'labels.csv').write_text(f'name,openset,reason\na,"[\'happy\']",{reason}\n', encoding='utf-8')
-
-
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
     """Two short videos (``a`` with a description and OV labels, ``b`` unlabeled) and fixed tokenizers."""
-    from microemo_jax.data import tokenizers as tokenizers_lib
     raw = tmp_path_factory.mktemp('small_raw')
-    face, _ = moving_face_frames(12, height=64, width=64, face_size=40)
-    write_h264_mp4(raw / 'a.mp4', face, audio=dict(sample_rate=16000, channels=1))
-    write_mjpeg_avi(raw / 'b.avi', noise_frames(8, 48, 48))
-    write_labels(raw)
-    cfg = small_config()
-    llm, qf = tokenizers_lib.train_demo_tokenizers(
-        ['She smiles at the camera. happy She frowns.', 'This frame is sampled at 0.1 second.'],
-        str(tmp_path_factory.mktemp('tok')), llm_vocab_size=cfg.model.llm.vocab_size,
-        qformer_vocab_size=cfg.model.image_qformer.vocab_size)
-    return raw, dict(tokenizer=llm, qformer_tokenizer=qf)
-
-
-def _records(out):
-    return {(r['name'].decode() if isinstance(r['name'], bytes) else r['name']): r
-            for s in tfds_builder.splits(str(out)) for r in tfds_builder.open_dataset(str(out), s)}
+    write_small_corpus(raw)
+    return raw, fixed_tokenizers(small_config(), tmp_path_factory.mktemp('tok'))
 
 
 def _text(v):
@@ -250,7 +226,7 @@ def test_a_rerun_redoes_the_shards_whose_settings_or_inputs_changed(small, tmp_p
     out = tmp_path / 'out'
     first = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
     assert first['shards'] == 2 and first['shards_processed'] == 2 and first['shards_redone'] == 0
-    assert len(_records(out)['a']['timestamps']) == 2
+    assert len(records_by_name(out)['a']['timestamps']) == 2
     try:
         write_labels(raw, 'She frowns at the camera.')                    # a label changes
         capsys.readouterr()
@@ -258,7 +234,7 @@ def test_a_rerun_redoes_the_shards_whose_settings_or_inputs_changed(small, tmp_p
         assert second['shards_redone'] == 1 and second['shards_resumed'] == 1
         assert second['redone_because']['labels_changed'] == ['a', 'a#ov']
         assert "labels changed: 'a', 'a#ov'" in capsys.readouterr().err
-        assert _text(_records(out)['a']['answer']) == 'She frowns at the camera.'
+        assert _text(records_by_name(out)['a']['answer']) == 'She frowns at the camera.'
     finally:
         write_labels(raw)
     os.utime(raw / 'b.avi', ns=(1, 10 ** 18))                               # an input file changes
@@ -267,7 +243,7 @@ def test_a_rerun_redoes_the_shards_whose_settings_or_inputs_changed(small, tmp_p
     fourth = prepare(small_config('model.num_frames=3'), 'folder', str(raw), str(out), shard_size=1, **tok)
     assert fourth['shards_redone'] == 2 and fourth['redone_because']['settings_changed']['num_frames'] == [2, 3]
     assert fourth['config']['num_frames'] == 3
-    assert {len(r['timestamps']) for r in _records(out).values()} == {3}
+    assert {len(r['timestamps']) for r in records_by_name(out).values()} == {3}
     assert 'num_frames: 2 -> 3' in capsys.readouterr().err
     fifth = prepare(small_config('model.num_frames=3'), 'folder', str(raw), str(out), shard_size=1, **tok)
     assert fifth['shards_processed'] == 0 and fifth['shards_redone'] == 0
@@ -292,6 +268,47 @@ def test_a_planted_pickle_shard_never_runs(small, tmp_path):
     assert not marker.exists()
     assert report['legacy_pickle_shards_removed'] == 1 and not (out / 'work' / 'shard-00000.pkl').exists()
     assert report['written'] == 3
+
+
+def test_prepare_reads_each_finished_shard_once(small, tmp_path, monkeypatch):
+    """The report and the split come from the shards' JSON sidecars, already in memory; the dataset writer
+    reads each record's arrays once. Counted at the readers (np.load of a work .npz, json.load of a sidecar,
+    the records ``load_records`` yields), so a second pass over the shards fails here."""
+    from collections import Counter
+    raw, tok = small
+    out = tmp_path / 'out'
+    work = str(out / 'work') + os.sep
+    opens, sidecars, records = Counter(), Counter(), Counter()
+    real_np_load, real_json_load, real_load_records = np.load, json.load, tfds_builder.load_records
+
+    def np_load(file, *args, **kwargs):
+        if str(file).startswith(work):
+            opens[os.path.basename(file)] += 1
+        return real_np_load(file, *args, **kwargs)
+
+    def json_load(f, *args, **kwargs):
+        if str(getattr(f, 'name', '')).startswith(work + 'shard-'):
+            sidecars[os.path.basename(f.name)] += 1
+        return real_json_load(f, *args, **kwargs)
+
+    def load_records(shard, names=None):
+        for rec in real_load_records(shard, names):
+            records[rec['name']] += 1
+            yield rec
+    monkeypatch.setattr(np, 'load', np_load)
+    monkeypatch.setattr(json, 'load', json_load)
+    monkeypatch.setattr(tfds_builder, 'load_records', load_records)
+    shards = {'shard-00000', 'shard-00001'}           # a (with a#ov) and b: one video, so one split, each
+    first = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert first['shards_processed'] == 2 and sorted(first['written_names']) == ['a', 'a#ov', 'b']
+    assert records == Counter(first['written_names'])                 # each record read once
+    assert opens == Counter(s + '.npz' for s in shards)               # each shard opened once
+    assert not sidecars                                                # fresh shards' sidecars: never read back
+    opens.clear(), records.clear()
+    second = prepare(small_config(), 'folder', str(raw), str(out), shard_size=1, **tok)
+    assert second['shards_resumed'] == 2
+    assert sidecars == Counter(s + '.json' for s in shards)           # read once, to check each shard's key
+    assert records == Counter(second['written_names']) and opens == Counter(s + '.npz' for s in shards)
 
 
 HOLD = """
@@ -391,5 +408,5 @@ def test_a_binary_or_utf16_subtitle(small, tmp_path):
     (subs / 'c.srt').write_bytes(b'\xff\xfe' + bytes(range(256)) * 3 + b'\x00')  # binary behind a BOM
     report = prepare(small_config(), 'folder', str(subs), str(tmp_path / 'out'), shard_size=1, **tok)
     skipped = {s['name']: s['reason'] for s in map(json.loads, open(tmp_path / 'out' / 'skipped.jsonl'))}
-    assert report['written_names'] == ['a'] and _text(_records(tmp_path / 'out')['a']['utterance_source']) == 'subtitles'
+    assert report['written_names'] == ['a'] and _text(records_by_name(tmp_path / 'out')['a']['utterance_source']) == 'subtitles'
     assert skipped['c'].startswith('unreadable_subtitles: ') and str(subs / 'c.srt') in skipped['c']

@@ -12,26 +12,18 @@ pytest.importorskip('apache_beam')
 
 from microemo_jax.prepare import main as prepare_main, prepare  # noqa: E402
 
-from tests.support.media import moving_face_frames, noise_frames, write_h264_mp4, write_mjpeg_avi  # noqa: E402
-from tests.data.test_prepare import SMALL, _records, small_config, write_labels  # noqa: E402
+from tests.support.media import moving_face_frames, write_h264_mp4  # noqa: E402
+from tests.support.prepare import (SMALL, fixed_tokenizers, records_by_name, small_config,  # noqa: E402
+                                    write_small_corpus)
 
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):
-    from microemo_jax.data import tokenizers as tokenizers_lib
     raw = tmp_path_factory.mktemp('beam_raw')
-    face, _ = moving_face_frames(12, height=64, width=64, face_size=40)
-    write_h264_mp4(raw / 'a.mp4', face, audio=dict(sample_rate=16000, channels=1))
-    write_mjpeg_avi(raw / 'b.avi', noise_frames(8, 48, 48))
+    write_small_corpus(raw)
     face2, _ = moving_face_frames(10, height=64, width=64, face_size=36)
     write_h264_mp4(raw / 'c.mp4', face2)
-    write_labels(raw)
-    cfg = small_config()
-    llm, qf = tokenizers_lib.train_demo_tokenizers(
-        ['She smiles at the camera. happy She frowns.', 'This frame is sampled at 0.1 second.'],
-        str(tmp_path_factory.mktemp('beam_tok')), llm_vocab_size=cfg.model.llm.vocab_size,
-        qformer_vocab_size=cfg.model.image_qformer.vocab_size)
-    return raw, dict(tokenizer=llm, qformer_tokenizer=qf)
+    return raw, fixed_tokenizers(small_config(), tmp_path_factory.mktemp('beam_tok'))
 
 
 def test_beam_direct_runner_gives_the_records_of_the_multiprocess_path(corpus, tmp_path):
@@ -42,7 +34,7 @@ def test_beam_direct_runner_gives_the_records_of_the_multiprocess_path(corpus, t
                    beam_options='--runner=DirectRunner --direct_num_workers=1', **tok)
     assert beam['written_names'] == local['written_names'] and beam['skipped'] == local['skipped']
     assert beam['splits'] == local['splits']
-    want, got = _records(tmp_path / 'local'), _records(tmp_path / 'beam')
+    want, got = records_by_name(tmp_path / 'local'), records_by_name(tmp_path / 'beam')
     assert set(got) == set(want) and len(got) >= 3
     for name, rec in want.items():
         assert set(got[name]) == set(rec), name

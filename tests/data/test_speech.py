@@ -149,7 +149,8 @@ def test_asr_values_and_errors(tmp_path):
 
 def test_asr_choice_is_part_of_the_shard_key():
     from microemo_jax.config import load_config
-    from microemo_jax.prepare import settings_from_config, settings_identity
+    from microemo_jax.data.clip_processor import settings_from_config
+    from microemo_jax.data.work_shards import settings_identity
     cfg = load_config('configs/emer.py:demo')
     s = settings_from_config(cfg, 'folder', 'llm', 'qf', asr='pocketsphinx')
     assert s.asr == 'pocketsphinx' and s.vad in speech.VAD_DETECTORS

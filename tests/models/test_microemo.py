@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from microemo_jax.batch import synthetic_batch, token_budget
+from microemo_jax.batch import synthetic_batch
+from microemo_jax.data.shapes import token_budget
 from microemo_jax.config import load_config
 from microemo_jax.training.losses import next_token_loss
 from microemo_jax.models.lora import merge_lora
