@@ -314,7 +314,7 @@ class WhisperASR:
         return ' '.join(self.tokenizer.decode(ids, skip_special_tokens=True).split())
 
     def __call__(self, waveform: np.ndarray, spans: list[Utterance]) -> list[Utterance]:
-        from microemo_jax.models.whisper_decoder import transcribe
+        from microemo_jax.models.whisper_transcribe import transcribe
         x = np.asarray(waveform, np.float32).reshape(-1)
         step = self.window * 160
         pieces = []  # (start second, samples)

@@ -1,4 +1,5 @@
-"""Building blocks shared by every tower: parameters with logical axis names, dense, norms, attention.
+"""Building blocks shared by every tower: parameters with logical axis names, dense, norms, attention,
+and the one table of activation functions the towers' configs name.
 
 Each parameter carries its logical axis names in the Variable metadata key ``axes`` (e.g.
 ``('embed', 'mlp')``); ``microemo_jax.sharding`` maps them to mesh axes with the rules table of the
@@ -19,6 +20,26 @@ Dtype = Any
 
 default_kernel_init = nnx.initializers.normal(stddev=0.02)
 
+# transformers' ACT2FN names, with the same functions: 'gelu' is the exact (erf) GELU that torch's nn.GELU()
+# and transformers' 'gelu' compute; the tanh approximation goes by the three names transformers gives it.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'gelu': lambda x: jax.nn.gelu(x, approximate=False),
+    'gelu_new': lambda x: jax.nn.gelu(x, approximate=True),
+    'gelu_pytorch_tanh': lambda x: jax.nn.gelu(x, approximate=True),
+    'gelu_fast': lambda x: jax.nn.gelu(x, approximate=True),
+    'quick_gelu': lambda x: x * jax.nn.sigmoid(1.702 * x),
+    'relu': jax.nn.relu,
+    'silu': jax.nn.silu,
+    'swish': jax.nn.silu,
+}
+
+
+def activation(name: str, where: str) -> Callable[[jax.Array], jax.Array]:
+    """The function ``ACTIVATIONS[name]``; a config's field ``where`` naming another is an error."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{where} {name!r} is not one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
 
 def param(rngs: nnx.Rngs | None, init: Callable, shape: Sequence[int], axes: Axes, param_dtype: Dtype,
           kind: type[nnx.Param] = nnx.Param) -> nnx.Param:
@@ -30,9 +51,11 @@ def param(rngs: nnx.Rngs | None, init: Callable, shape: Sequence[int], axes: Axe
 
 
 class Dense(nnx.Module):
-    """y = x @ kernel + bias, with an optional LoRA adapter (see ``lora.py``).
+    """y = x @ kernel + bias, with an optional LoRA adapter.
 
-    ``axes`` names the (in, out) dimensions of the kernel; the bias takes the out name.
+    ``axes`` names the (in, out) dimensions of the kernel; the bias takes the out name. ``lora`` is a
+    ``lora.LoRAConfig`` (or None): its ``adapter`` method builds the adapter, so that this module needs
+    nothing from ``lora.py`` (which builds on this one).
     """
 
     def __init__(self, in_features: int, out_features: int, *, axes: Axes, use_bias: bool = True,
@@ -43,12 +66,8 @@ class Dense(nnx.Module):
         self.kernel = param(rngs, kernel_init, (in_features, out_features), axes, param_dtype)
         self.bias = (param(rngs, nnx.initializers.zeros, (out_features,), (axes[1],), param_dtype)
                      if use_bias else None)
-        if lora is not None and lora.rank > 0:
-            from microemo_jax.models.lora import LoRAAdapter  # local import: lora imports layers
-            self.lora = LoRAAdapter(in_features, out_features, lora, axes=axes, param_dtype=param_dtype,
-                                    rngs=rngs)
-        else:
-            self.lora = None
+        self.lora = (lora.adapter(in_features, out_features, axes=axes, param_dtype=param_dtype, rngs=rngs)
+                     if lora is not None and lora.rank > 0 else None)
 
     def __call__(self, x: jax.Array, *, dropout_rng: jax.Array | None = None) -> jax.Array:
         x = x.astype(self.dtype)

@@ -3,17 +3,19 @@
 Adapter weights are ``nnx.LoRAParam`` (a subclass of ``nnx.Param``) so a training stage can select
 them with a type filter. B starts at zero, so a model with fresh adapters computes exactly what the
 base model computes.
+
+The dependency goes one way: this module builds on ``layers`` (parameters, dropout, ``Dense``);
+``layers.Dense`` builds its adapter through ``LoRAConfig.adapter`` without importing this module.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from microemo_jax.models.layers import dropout, param
+from microemo_jax.models.layers import Dense, dropout, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,10 @@ class LoRAConfig:
     @property
     def scale(self) -> float:
         return self.alpha / self.rank
+
+    def adapter(self, in_features: int, out_features: int, *, axes, param_dtype, rngs: nnx.Rngs) -> 'LoRAAdapter':
+        """The adapter a ``Dense`` of this shape carries."""
+        return LoRAAdapter(in_features, out_features, self, axes=axes, param_dtype=param_dtype, rngs=rngs)
 
 
 class LoRAAdapter(nnx.Module):
@@ -49,7 +55,6 @@ class LoRAAdapter(nnx.Module):
 
 def merge_lora(module: nnx.Module) -> nnx.Module:
     """Fold every adapter under ``module`` into its Dense kernel and drop it (in place; returns module)."""
-    from microemo_jax.models.layers import Dense
     for _, node in nnx.iter_graph(module):
         if isinstance(node, Dense) and node.lora is not None:
             kernel = node.kernel[...]

@@ -15,22 +15,13 @@ Every layer runs self-attention over all positions. Layers with ``layer_idx % cr
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from microemo_jax.models.layers import Dense, Dtype, Embed, LayerNorm, attention, dropout, key_mask, split_rng
-
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    'gelu': lambda x: jax.nn.gelu(x, approximate=False),
-    'gelu_new': lambda x: jax.nn.gelu(x, approximate=True),
-    'gelu_pytorch_tanh': lambda x: jax.nn.gelu(x, approximate=True),
-    'relu': jax.nn.relu,
-    'silu': jax.nn.silu,
-    'swish': jax.nn.silu,
-}
+from microemo_jax.models.layers import (ACTIVATIONS, Dense, Dtype, Embed, LayerNorm, activation, attention, dropout,
+                                        key_mask, split_rng)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +56,7 @@ class QFormerConfig:
         if self.vocab_size > 0 and not self.text_ffn:
             raise ValueError("QFormerConfig: text embeddings (vocab_size > 0) need text_ffn=True, since text "
                              "positions run through the text-side FFN")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"QFormerConfig: hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        activation(self.hidden_act, 'QFormerConfig: hidden_act')
 
     def has_cross_attention(self, layer_idx: int) -> bool:
         return layer_idx % self.cross_attention_frequency == 0

@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from microemo_jax.models.layers import Dense, Dtype, LayerNorm, attention, dropout, param
+from microemo_jax.models.layers import ACTIVATIONS, Dense, Dtype, LayerNorm, activation, attention, dropout, param
 from microemo_jax.models.stack import LayerStack
-
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    'gelu': lambda x: jax.nn.gelu(x, approximate=False),  # torch nn.GELU() / transformers 'gelu' (erf)
-    'gelu_pytorch_tanh': lambda x: jax.nn.gelu(x, approximate=True),
-    'quick_gelu': lambda x: x * jax.nn.sigmoid(1.702 * x),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +43,7 @@ class VisionConfig:
         if self.image_size % self.patch_size:
             raise ValueError(f"VisionConfig: image_size {self.image_size} is not a multiple of patch_size "
                              f"{self.patch_size} (border pixels would be silently dropped)")
-        if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"VisionConfig: hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        activation(self.hidden_act, 'VisionConfig: hidden_act')
 
     @property
     def grid(self) -> int:

@@ -22,31 +22,39 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from microemo_jax.models.layers import Dense, LayerNorm, attention, dropout, key_mask, param, split_rng
+from microemo_jax.models.layers import (ACTIVATIONS, Dense, LayerNorm, activation, attention, dropout, key_mask, param,
+                                        split_rng)
 from microemo_jax.models.stack import LayerStack
-
-ACTIVATIONS = {
-    'gelu': lambda x: jax.nn.gelu(x, approximate=False),
-    'gelu_new': lambda x: jax.nn.gelu(x, approximate=True),
-    'gelu_pytorch_tanh': lambda x: jax.nn.gelu(x, approximate=True),
-    'gelu_fast': lambda x: jax.nn.gelu(x, approximate=True),
-    'relu': jax.nn.relu,
-    'silu': jax.nn.silu,
-    'swish': jax.nn.silu,
-    'quick_gelu': lambda x: x * jax.nn.sigmoid(1.702 * x),
-}
 
 CONV_KERNEL = 3
 
 
 @dataclasses.dataclass(frozen=True)
-class WhisperEncoderConfig:
+class WhisperSizes:
+    """The fields of a HF ``WhisperConfig`` that its encoder and decoder parts share, and their checks:
+    d_model splits into the part's heads (the field ``heads_field`` names), the activation is known."""
+    heads_field: ClassVar[str] = ''
+    d_model: int = 384
+    activation_function: str = 'gelu'
+    layer_norm_eps: float = 1e-5
+    scale_embedding: bool = False
+
+    def __post_init__(self):
+        where, heads = type(self).__name__, getattr(self, self.heads_field)
+        if self.d_model % heads:
+            raise ValueError(f"{where}: d_model {self.d_model} is not divisible by {self.heads_field} {heads}")
+        activation(self.activation_function, f'{where}: activation_function')
+
+
+@dataclasses.dataclass(frozen=True)
+class WhisperEncoderConfig(WhisperSizes):
     """Encoder part of a HF ``WhisperConfig``.
 
     ``scale_embedding`` is kept for fidelity with config.json, but transformers' encoder never applies
@@ -55,25 +63,14 @@ class WhisperEncoderConfig:
     ``dropout_rng`` is given; attention-probability dropout and LayerDrop are not implemented (the
     encoder is frozen in MicroEmo and Whisper checkpoints set them to 0).
     """
+    heads_field: ClassVar[str] = 'encoder_attention_heads'
     num_mel_bins: int = 80
-    d_model: int = 384
     encoder_layers: int = 4
     encoder_attention_heads: int = 6
     encoder_ffn_dim: int = 1536
     max_source_positions: int = 1500
-    activation_function: str = 'gelu'
-    layer_norm_eps: float = 1e-5
-    scale_embedding: bool = False
     dropout: float = 0.0
     activation_dropout: float = 0.0
-
-    def __post_init__(self):
-        if self.d_model % self.encoder_attention_heads:
-            raise ValueError(f"WhisperEncoderConfig: d_model {self.d_model} is not divisible by "
-                             f"encoder_attention_heads {self.encoder_attention_heads}")
-        if self.activation_function not in ACTIVATIONS:
-            raise ValueError(f"WhisperEncoderConfig: activation_function {self.activation_function!r} is not one "
-                             f"of {sorted(ACTIVATIONS)}")
 
     @property
     def max_mel_frames(self) -> int:
@@ -123,43 +120,60 @@ def _im2col(x: jax.Array, stride: int) -> jax.Array:
 
 
 class WhisperAttention(nnx.Module):
-    """Bidirectional self-attention; k_proj has no bias (as in Whisper)."""
+    """Whisper's multi-head attention (k_proj has no bias). Keys and values come in from outside (``kv``
+    of the same or another sequence), so the decoder can take them from its caches."""
 
-    def __init__(self, cfg: WhisperEncoderConfig, *, dtype, param_dtype, attention_impl, rngs: nnx.Rngs):
-        d = cfg.d_model
-        self.num_heads = cfg.encoder_attention_heads
-        self.attention_impl = attention_impl
+    def __init__(self, d_model: int, num_heads: int, *, dtype, param_dtype, attention_impl, rngs: nnx.Rngs):
+        d = d_model
+        self.num_heads, self.head_dim, self.attention_impl = num_heads, d_model // num_heads, attention_impl
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.q_proj = Dense(d, d, axes=('embed', 'heads'), **kw)
         self.k_proj = Dense(d, d, axes=('embed', 'kv_heads'), use_bias=False, **kw)
         self.v_proj = Dense(d, d, axes=('embed', 'kv_heads'), **kw)
         self.out_proj = Dense(d, d, axes=('heads', 'embed'), **kw)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-        b, s, d = x.shape
-        split = lambda y: y.reshape(b, s, self.num_heads, d // self.num_heads)
-        out = attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)), mask,
+    def heads(self, y: jax.Array) -> jax.Array:
+        return y.reshape(*y.shape[:2], self.num_heads, self.head_dim)
+
+    def kv(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Keys and values of ``x``, split into heads: (B, S, heads, head_dim) each."""
+        return self.heads(self.k_proj(x)), self.heads(self.v_proj(x))
+
+    def __call__(self, x: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
+        out = attention(self.heads(self.q_proj(x)), k.astype(x.dtype), v.astype(x.dtype), mask,
                         implementation=self.attention_impl)
-        return self.out_proj(out.reshape(b, s, d))
+        return self.out_proj(out.reshape(*x.shape[:2], -1))
 
 
-class WhisperEncoderLayer(nnx.Module):
-    """Pre-LN block: x + attn(LN(x)); x + fc2(act(fc1(LN(x))))."""
+class WhisperLayer(nnx.Module):
+    """What encoder and decoder layers share: pre-LN self-attention and the MLP fc2(act(fc1(LN(x))))."""
 
-    def __init__(self, cfg: WhisperEncoderConfig, *, dtype, param_dtype, attention_impl, rngs: nnx.Rngs):
+    def __init__(self, cfg, num_heads: int, ffn_dim: int, *, dtype, param_dtype, attention_impl, rngs: nnx.Rngs):
         self.cfg = cfg
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.self_attn_layer_norm = LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps, **kw)
-        self.self_attn = WhisperAttention(cfg, attention_impl=attention_impl, **kw)
+        self.self_attn = WhisperAttention(cfg.d_model, num_heads, attention_impl=attention_impl, **kw)
         self.final_layer_norm = LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps, **kw)
-        self.fc1 = Dense(cfg.d_model, cfg.encoder_ffn_dim, axes=('embed', 'mlp'), **kw)
-        self.fc2 = Dense(cfg.encoder_ffn_dim, cfg.d_model, axes=('mlp', 'embed'), **kw)
+        self.fc1 = Dense(cfg.d_model, ffn_dim, axes=('embed', 'mlp'), **kw)
+        self.fc2 = Dense(ffn_dim, cfg.d_model, axes=('mlp', 'embed'), **kw)
+
+    def mlp_hidden(self, x: jax.Array) -> jax.Array:
+        """act(fc1(LN(x))): the MLP up to fc2."""
+        return ACTIVATIONS[self.cfg.activation_function](self.fc1(self.final_layer_norm(x)))
+
+
+class WhisperEncoderLayer(WhisperLayer):
+    """Pre-LN block: x + attn(LN(x)); x + fc2(act(fc1(LN(x))))."""
+
+    def __init__(self, cfg: WhisperEncoderConfig, *, dtype, param_dtype, attention_impl, rngs: nnx.Rngs):
+        super().__init__(cfg, cfg.encoder_attention_heads, cfg.encoder_ffn_dim, dtype=dtype, param_dtype=param_dtype,
+                         attention_impl=attention_impl, rngs=rngs)
 
     def __call__(self, x: jax.Array, rng: jax.Array | None, *, mask: jax.Array | None):
         r_attn, r_act, r_mlp = split_rng(rng, 3)
-        x = x + dropout(self.self_attn(self.self_attn_layer_norm(x), mask), self.cfg.dropout, r_attn)
-        h = ACTIVATIONS[self.cfg.activation_function](self.fc1(self.final_layer_norm(x)))
-        h = self.fc2(dropout(h, self.cfg.activation_dropout, r_act))
+        h = self.self_attn_layer_norm(x)
+        x = x + dropout(self.self_attn(h, *self.self_attn.kv(h), mask), self.cfg.dropout, r_attn)
+        h = self.fc2(dropout(self.mlp_hidden(x), self.cfg.activation_dropout, r_act))
         return x + dropout(h, self.cfg.dropout, r_mlp), None
 
 

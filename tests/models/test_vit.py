@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from microemo_jax.models.vit import ACTIVATIONS, VisionConfig, VisionTransformer
+from microemo_jax.models.layers import ACTIVATIONS
+from microemo_jax.models.vit import VisionConfig, VisionTransformer
 
 CFG = VisionConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, patch_size=8, image_size=32)
 
