@@ -17,44 +17,24 @@ Conventions (the record schema in ``record.py`` relies on them):
     processors' ``Resize((s, s))``: the whole field of view stays in view and faces get their own crops
     at the true aspect ratio from the tubelets.
 
-Bad inputs raise ``MediaError`` whose ``reason`` is one of REASONS (``prepare`` writes it to skipped.jsonl).
-Truncation policy: a file whose decodable video ends clearly before the duration its header declares
-(more than 10% of it and more than two frames short) is rejected as 'truncated' (the file is shorter than
-its own structure says) or 'corrupt' (it is not, yet data is missing or undecodable): its labels,
-subtitles and audio describe the whole clip, so half the pictures would teach the model wrong
-explanations. A file that lacks less than that (a cut-off tail) is decoded with what is there;
-``DecodedClip.decoded_duration`` tells how much. Single undecodable packets inside an otherwise complete
-stream are skipped, as ffmpeg does.
+Bad inputs raise ``MediaError`` whose ``reason`` is one of REASONS (``prepare`` writes it to skipped.jsonl);
+``container.py`` opens files and tells why one is unusable.
+A file whose decodable video ends clearly before the duration its header declares is rejected
+(``container.check_complete`` holds the truncation policy); one that lacks less than that (a cut-off
+tail) is decoded with what is there: ``DecodedClip.decoded_duration`` tells how much. Single undecodable
+packets inside an otherwise complete stream are skipped, as ffmpeg does.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import struct
 
 import av
 import numpy as np
 
-REASONS = ('missing_file', 'zero_bytes', 'not_a_video', 'no_video_stream', 'corrupt', 'truncated', 'no_frames')
+from microemo_jax.data.container import REASONS, MediaError, check_complete, open_video, structure, url
 
-# Demuxers (libavformat names) whose files may legitimately hold video: openable without a video stream
-# means 'no_video_stream'. Anything else without video (wav, mp3, flac, srt, ...) is 'not_a_video'.
-_VIDEO_CONTAINERS = {'mov', 'mp4', 'm4a', '3gp', '3g2', 'mj2', 'matroska', 'webm', 'avi', 'flv', 'mpegts',
-                     'mpeg', 'asf', 'nut', 'mxf', 'ogg', 'rm', 'dv', 'ivf', 'h264', 'hevc', 'm4v'}
-# Demuxers that open still images or text as a one-frame "video": not videos for this pipeline.
-_NOT_VIDEO_FORMATS = {'image2', 'tty', 'gif_pipe', 'apng'}
-_MAX_MISSING_FRACTION = 0.10   # of the declared video duration, before a file counts as truncated/corrupt
-
-
-class MediaError(Exception):
-    """A file that cannot be used, with a short machine-readable ``reason`` (one of REASONS)."""
-
-    def __init__(self, reason: str, path: str | os.PathLike, detail: str):
-        self.reason = reason
-        self.path = os.fspath(path)
-        self.detail = detail
-        super().__init__(f"{self.path}: {detail} [{reason}]")
-
+__all__ = ['REASONS', 'MediaError', 'VideoInfo', 'DecodedClip', 'sample_times', 'probe', 'decode_clip']
 
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
@@ -117,199 +97,6 @@ def sample_times(duration: float, num_frames: int, mode: str = 'uniform',
     return np.sort(times)
 
 
-# ----------------------------------------------------------------------------------------------- checks
-def _signature(head: bytes) -> str | None:
-    """The container family recognisable from the first bytes, or None."""
-    if len(head) >= 8 and head[4:8] in (b'ftyp', b'moov', b'mdat', b'free', b'wide', b'skip', b'pnot'):
-        return 'mp4'
-    if head[:4] == b'\x1a\x45\xdf\xa3':
-        return 'matroska'
-    if head[:4] == b'RIFF' and head[8:12] in (b'AVI ', b'AVIX'):
-        return 'avi'
-    if head[:3] == b'FLV':
-        return 'flv'
-    if head[:4] == b'\x30\x26\xb2\x75':
-        return 'asf'
-    if head[:4] == b'OggS':
-        return 'ogg'
-    if head[:4] == b'\x00\x00\x01\xba':
-        return 'mpeg'
-    if len(head) >= 377 and head[0] == 0x47 and head[188] == 0x47 and head[376] == 0x47:
-        return 'mpegts'
-    return None
-
-
-def _printable(tag: bytes) -> bool:
-    return all(32 <= b < 127 or b == 0xA9 for b in tag)   # 0xA9: '©' in QuickTime atom names
-
-
-def _check_mp4(f, size: int) -> str:
-    pos = 0
-    while pos + 8 <= size:
-        f.seek(pos)
-        hdr = f.read(16)
-        box, kind = struct.unpack('>I', hdr[:4])[0], hdr[4:8]
-        if not _printable(kind):
-            return 'corrupt'
-        if box == 1:
-            if len(hdr) < 16:
-                return 'truncated'
-            box = struct.unpack('>Q', hdr[8:16])[0]
-        elif box == 0:
-            return 'ok'                               # last box runs to the end of the file
-        if box < 8:
-            return 'corrupt'
-        if pos + box > size:
-            return 'truncated'
-        pos += box
-    return 'ok' if pos == size else 'truncated'
-
-
-def _check_riff(f, size: int) -> str:
-    f.seek(4)
-    riff = struct.unpack('<I', f.read(4))[0]
-    if 8 + riff > size:
-        return 'truncated'
-    pos = 12
-    while pos + 8 <= min(size, 8 + riff):
-        f.seek(pos)
-        cid, csize = f.read(4), struct.unpack('<I', f.read(4))[0]
-        if not _printable(cid):
-            return 'corrupt'
-        pos += 8 + csize + (csize & 1)
-    return 'ok' if pos <= size + 1 else 'truncated'
-
-
-def _read_vint(f, keep_marker: bool) -> tuple[int, int] | None:
-    """An EBML variable-length integer -> (value, length), None on a malformed one."""
-    first = f.read(1)
-    if not first:
-        return None
-    b = first[0]
-    length = 1
-    while length <= 8 and not b & (0x80 >> (length - 1)):
-        length += 1
-    if length > 8:
-        return None
-    rest = f.read(length - 1)
-    if len(rest) != length - 1:
-        return None
-    value = b if keep_marker else b & (0xFF >> length)
-    for r in rest:
-        value = (value << 8) | r
-    return value, length
-
-
-
-
-def _mkv_unknown(size: tuple[int, int]) -> bool:
-    """An all-ones size field (for its length) means "unknown length" (live recordings)."""
-    return size[0] == (1 << (7 * size[1])) - 1
-
-
-_MKV_SEGMENT_CHILDREN = {0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1F43B675, 0x1C53BB6B, 0x1941A469,
-                         0x1043A770, 0x1254C367, 0x1B538667, 0xEC, 0xBF}
-
-
-def _check_matroska(f, size: int) -> str:
-    f.seek(0)
-    for expect_segment in (False, True):
-        elem = _read_vint(f, keep_marker=True)
-        length = _read_vint(f, keep_marker=False)
-        if elem is None or length is None:
-            return 'truncated'
-        if not expect_segment:                         # EBML header: skip it
-            f.seek(f.tell() + length[0])
-            continue
-        if elem[0] != 0x18538067:
-            return 'corrupt'
-        seg_start, seg_size = f.tell(), length[0]
-        if not _mkv_unknown(length) and seg_start + seg_size > size:
-            return 'truncated'
-        end = size if _mkv_unknown(length) else seg_start + seg_size
-        pos = seg_start
-        while pos < end:
-            f.seek(pos)
-            elem, length = _read_vint(f, keep_marker=True), _read_vint(f, keep_marker=False)
-            if elem is None or length is None:
-                return 'truncated'
-            if elem[0] not in _MKV_SEGMENT_CHILDREN:
-                return 'corrupt'
-            if _mkv_unknown(length):                  # live-streamed cluster: no size to check
-                return 'ok'
-            pos = f.tell() + length[0]
-            if pos > size:
-                return 'truncated'
-    return 'ok'
-
-
-def _structure(path: str) -> tuple[str | None, str]:
-    """(container family or None, 'ok' | 'truncated' | 'corrupt') from the file's own size fields.
-
-    Only mp4/mov, AVI and Matroska/WebM are walked (top-level boxes / chunks / segment children); other
-    families report 'ok'. Cheap: reads a few bytes per top-level element.
-    """
-    size = os.path.getsize(path)
-    with open(path, 'rb') as f:
-        head = f.read(512)
-        family = _signature(head)
-        try:
-            if family == 'mp4':
-                return family, _check_mp4(f, size)
-            if family == 'avi':
-                return family, _check_riff(f, size)
-            if family == 'matroska':
-                return family, _check_matroska(f, size)
-        except (struct.error, OSError):
-            return family, 'truncated'
-    return family, 'ok'
-
-
-def _bad_file_reason(path: str) -> str:
-    """'truncated' / 'corrupt' when the structure says so, else 'corrupt' (for files whose media fails)."""
-    _, state = _structure(path)
-    return 'truncated' if state == 'truncated' else 'corrupt'
-
-
-def _url(path: str) -> str:
-    """An explicit file: URL, so names like 'http:x.mp4' or 'a:b.mp4' are never read as other protocols."""
-    return 'file:' + os.path.abspath(path)
-
-
-def _open(path: str | os.PathLike):
-    """Open ``path`` and return (container, video stream); raise MediaError for everything unusable."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise MediaError('missing_file', path, "no such file")
-    if not os.path.isfile(path):
-        raise MediaError('missing_file', path, "not a regular file")
-    if os.path.getsize(path) == 0:
-        raise MediaError('zero_bytes', path, "file is empty (0 bytes): re-download or remove it")
-    try:
-        container = av.open(_url(path))
-    except (av.FFmpegError, EOFError, UnicodeDecodeError, ValueError) as e:
-        family, state = _structure(path)
-        if family is None:
-            raise MediaError('not_a_video', path, f"not a recognised video container ({e})") from None
-        reason = 'truncated' if state == 'truncated' else 'corrupt'
-        raise MediaError(reason, path, f"{family} file cannot be opened: {state}, {e}") from None
-    fmt = set(container.format.name.split(','))
-    if fmt & _NOT_VIDEO_FORMATS or any(name.endswith('_pipe') for name in fmt):
-        container.close()
-        raise MediaError('not_a_video', path, f"a still image or text ({container.format.name}), not a video")
-    videos = [v for v in container.streams.video if not v.disposition & av.stream.Disposition.attached_pic]
-    if not videos:                                   # cover art in a music file is not a video either
-        container.close()
-        family, state = _structure(path)
-        if state != 'ok':
-            raise MediaError(state, path, f"{family} file is {state} and shows no video stream")
-        if fmt & _VIDEO_CONTAINERS:
-            raise MediaError('no_video_stream', path, f"{container.format.name} file has no video stream "
-                             f"(audio only?)")
-        raise MediaError('not_a_video', path, f"{container.format.name} media file has no video stream")
-    return container, videos[0]
-
-
 # ----------------------------------------------------------------------------------------------- stream info
 def _seconds(value, time_base) -> float | None:
     if value is None or time_base is None:
@@ -349,7 +136,7 @@ def _packet_span(path: str, stream_index: int, origin: float) -> float:
     """End of the last video packet (demux only, no decode): the duration when nothing declares one.
     Streams without timestamps (raw elementary streams) count packets at the guessed frame rate."""
     end, count = 0.0, 0
-    with av.open(_url(path)) as container:
+    with av.open(url(path)) as container:
         stream = container.streams[stream_index]
         tb = stream.time_base
         try:
@@ -400,7 +187,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     the whole file decodes (``decode_clip`` does).
     """
     path = os.fspath(path)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
         first = None
         try:
@@ -410,7 +197,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         except (av.FFmpegError, EOFError):
             pass
         if first is None:
-            family, state = _structure(path)
+            family, state = structure(path)
             raise MediaError('no_frames' if state == 'ok' else state, path,
                              f"no decodable video frame ({family or 'unknown'} container: {state})")
         origin = _stream_origin(stream)
@@ -479,7 +266,7 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
     if tubelet_length < 1:
         raise ValueError(f"tubelet_length must be >= 1, got {tubelet_length}")
     path = os.fspath(path)
-    container, stream = _open(path)
+    container, stream = open_video(path)
     with container:
         stream.thread_type = 'AUTO'
         stream.thread_count = max(1, int(threads))
@@ -557,7 +344,7 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
 
         n_decoded = j + 1
         if n_decoded == 0:
-            family, state = _structure(path)
+            family, state = structure(path)
             if state != 'ok':
                 raise MediaError(state, path, f"{family} file is {state}: no frame decoded")
             if decode_errors or demux_error is not None:
@@ -566,7 +353,7 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
             raise MediaError('no_frames', path, "the video stream holds no frames")
 
         decoded_end = last_t + frame_dur
-        _check_complete(path, declared, own, decoded_end, frame_dur, n_decoded, decode_errors, demux_error)
+        check_complete(path, declared, own, decoded_end, frame_dur, n_decoded, decode_errors, demux_error)
 
         frames_out = np.stack([a.square for a in anchors])
         tub = np.zeros((len(anchors), K, size[1], size[0], 3), np.uint8)
@@ -578,21 +365,3 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
                            timestamps=np.asarray([a.time for a in anchors], np.float32),
                            frame_indices=np.asarray([a.index for a in anchors], np.int64),
                            tubelets=tub, tubelet_mask=mask, info=info, decoded_duration=float(decoded_end))
-
-
-def _check_complete(path, declared, own, decoded_end, frame_dur, n_decoded, decode_errors, demux_error):
-    """Apply the truncation policy of the module docstring."""
-    if declared is None or declared <= 0:
-        if demux_error is not None:
-            raise MediaError(_bad_file_reason(path), path, f"read error after {n_decoded} frames and no declared "
-                             f"duration to check against: {demux_error}")
-        return
-    missing = declared - decoded_end
-    allowed = max(_MAX_MISSING_FRACTION * declared, 2 * frame_dur)
-    if not own:                     # container duration only: may include a longer audio track
-        allowed = max(allowed, 0.5 * declared)
-    if missing > allowed:
-        reason = _bad_file_reason(path)
-        raise MediaError(reason, path, f"video decodes to {decoded_end:.2f} s of a declared {declared:.2f} s "
-                         f"({n_decoded} frames, {decode_errors} undecodable packets"
-                         f"{', read error: ' + str(demux_error) if demux_error else ''})")
