@@ -110,9 +110,9 @@ def face_labels(path: str, n: int, label: str | None) -> np.ndarray | None:
 
 def run(videos: list[tuple[str, str | None]]) -> dict:
     import cv2
-    from microemo_jax.data import faces, landmarks
+    from microemo_jax.data import face_detector, landmarks
     cv2.setNumThreads(1)
-    detectors = {name: faces.make_detector(name) for name in DETECTORS}
+    detectors = {name: face_detector.make_detector(name) for name in DETECTORS}
     mesh = landmarks.FaceMesh()
     results = []
     for path, label in videos:
@@ -196,7 +196,7 @@ def time_tubelets(n: int) -> list[dict]:
     """ms per clip of faces.face_tubelets on n demo clips (T=8, K=4, 64 px), each detector +- mesh/alignment."""
     import shutil
     import cv2
-    from microemo_jax.data import faces
+    from microemo_jax.data import face_detector, faces
     from microemo_jax.demo.corpus import write_corpus
     from microemo_jax.data.video import decode_clip
     cv2.setNumThreads(1)
@@ -210,7 +210,7 @@ def time_tubelets(n: int) -> list[dict]:
     rows = []
     print(f"{'face_tubelets per demo clip':34s} {'ms/clip':>8s} {'crops':>6s} {'landmarks':>9s}")
     for name in DETECTORS:
-        det = faces.make_detector(name)
+        det = face_detector.make_detector(name)
         for mesh in (False, True):
             faces.face_tubelets(clips[0], det, crop_size=64, align=mesh, landmarks=mesh)   # warm up
             t0 = time.perf_counter()

@@ -1,12 +1,12 @@
 """Face tubelets for the micro-expression branch: the speaker's face, same box over K consecutive frames.
 
 Two sources, one output (``FaceTubelets``):
-  * ``face_tubelets(clip, detector)`` detects faces on each anchor frame of a ``DecodedClip`` (``make_detector``:
-    MediaPipe's BlazeFace run by OpenCV, see blazeface.py, or OpenCV's Haar cascade; both offline, their
-    models ship with the packages), picks the speaker's track across anchors, runs the 468-point face mesh
-    (landmarks.py) on each of the anchor's K frames and either aligns each crop to a canonical face from
-    its eyes and mouth (align.py: consecutive crops then differ by expression, not head motion) or, with
-    ``align=False``, crops the same margin-expanded square from the K frames (the pre-alignment behaviour);
+  * ``face_tubelets(clip, detector)`` detects faces on each anchor frame of a ``DecodedClip`` (a detector of
+    face_detector.py: MediaPipe's BlazeFace run by OpenCV, or OpenCV's Haar cascade), picks the speaker's
+    track across anchors (face_track.py), runs the 468-point face mesh (landmarks.py) on each of the
+    anchor's K frames and either aligns each crop to a canonical face from its eyes and mouth (align.py:
+    consecutive crops then differ by expression, not head motion) or, with ``align=False``, crops the same
+    margin-expanded square from the K frames (the pre-alignment behaviour);
   * ``load_openface_tubelets`` maps a dataset's OpenFace crops (MER2025 ``openface_face/NAME/NAME.npy``)
     onto the same anchors by time (already aligned by OpenFace; the mesh gives their landmarks).
 
@@ -28,10 +28,10 @@ import os
 
 import numpy as np
 
+from microemo_jax.data.face_track import matching_detection, track_speaker
 from microemo_jax.data.video import DecodedClip, MediaError
 
 FACE_REASONS = ('missing_file', 'corrupt_faces')
-DETECTORS = ('blazeface', 'blazeface_full', 'haar')
 NUM_LANDMARKS = 68
 
 
@@ -57,20 +57,6 @@ class FaceTubelets:
         return bool(self.face_mask.any())
 
 
-# ----------------------------------------------------------------------------------------------- detector
-def make_detector(name: str = 'blazeface'):
-    """The face detector ``data.face_detector`` names: 'blazeface' (MediaPipe short-range BlazeFace, faces
-    within ~2 m: talking heads), 'blazeface_full' (the full-range model, small faces too, slower) or 'haar'
-    (OpenCV's frontal-face cascade, the old default). All return (N, 5) x, y, w, h, score boxes from
-    ``detect``; the BlazeFace ones also give eye/nose/mouth/ear keypoints (``detect_with_keypoints``)."""
-    if name == 'haar':
-        return FaceDetector()
-    if name in ('blazeface', 'blazeface_full'):
-        from microemo_jax.data.blazeface import BlazeFace
-        return BlazeFace('short' if name == 'blazeface' else 'full')
-    raise ValueError(f"face detector must be one of {DETECTORS}, got {name!r}")
-
-
 _MESH = None
 
 
@@ -81,141 +67,6 @@ def default_mesh():
         from microemo_jax.data.landmarks import FaceMesh
         _MESH = FaceMesh()
     return _MESH
-
-
-class FaceDetector:
-    """OpenCV frontal-face Haar cascade, returning (N, 5) boxes x, y, w, h, score in input pixels.
-
-    The score is the cascade's final-stage confidence (``detectMultiScale3(outputRejectLevels=True)``
-    level weight; ~5 for a clear frontal face, < 2 for most false alarms). Faces smaller than ``min_face``
-    x the shorter image side are ignored, so the image is first downscaled until that smallest face is the
-    cascade's 24 px window (and the longer side is at most ``max_side``): nothing is lost, and the cost
-    falls with the square of the scale. Talking-head faces are large: the default 0.15 keeps faces down to
-    ~1/7 of the frame height.
-    """
-
-    def __init__(self, cascade_path: str | None = None, *, min_face: float = 0.15, scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_score: float = 1.0, max_side: int = 384):
-        import cv2
-        if cascade_path is None:
-            cascade_path = os.path.join(cv2.data.haarcascades, 'haarcascade_frontalface_default.xml')
-        if not os.path.isfile(cascade_path):
-            raise FileNotFoundError(
-                f"Haar cascade {cascade_path!r} not found: it ships with opencv-python(-headless) in "
-                f"cv2.data.haarcascades; reinstall that package or pass cascade_path=")
-        try:
-            cascade = cv2.CascadeClassifier(cascade_path)
-        except (cv2.error, SystemError) as e:
-            raise RuntimeError(f"OpenCV could not load the Haar cascade {cascade_path!r}: {e}") from None
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV could not load the Haar cascade {cascade_path!r} (corrupt XML?)")
-        self._cv2, self._cascade = cv2, cascade
-        self.min_face, self.scale_factor, self.min_neighbors = min_face, scale_factor, min_neighbors
-        self.min_score, self.max_side = min_score, max_side
-
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        """Faces in one RGB (or grey) uint8 image, best score first: float32 (N, 5) x, y, w, h, score."""
-        cv2 = self._cv2
-        img = np.asarray(rgb)
-        if img.dtype != np.uint8 or img.ndim not in (2, 3):
-            raise ValueError(f"detect() wants a uint8 (H, W[, 3]) image, got {img.dtype}{img.shape}")
-        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
-        h, w = grey.shape
-        window = 24                                   # the cascade's training window
-        scale = min(1.0, self.max_side / max(h, w), window / max(self.min_face * min(h, w), 1e-6))
-        if scale < 1.0:
-            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
-                              interpolation=cv2.INTER_AREA)
-        side = max(window, int(self.min_face * min(grey.shape)))
-        if min(grey.shape) < side:
-            return np.zeros((0, 5), np.float32)
-        boxes, _, weights = self._cascade.detectMultiScale3(
-            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side),
-            outputRejectLevels=True)
-        if len(boxes) == 0:
-            return np.zeros((0, 5), np.float32)
-        out = np.concatenate([np.asarray(boxes, np.float32) / scale,
-                              np.asarray(weights, np.float32).reshape(-1, 1)], axis=1)
-        out = out[out[:, 4] >= self.min_score]
-        return out[np.argsort(-out[:, 4], kind='stable')]
-
-
-# ----------------------------------------------------------------------------------------------- tracking
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
-def _affinity(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU, or for boxes that moved further than they overlap (anchors can be a second apart: heads move),
-    closeness of centres relative to the face size, for faces of similar size: 1 at the same centre, 0.5 one
-    face size apart, 0 at two face sizes (two people side by side stay apart)."""
-    iou = _iou(a, b)
-    size_a, size_b = np.sqrt(a[2] * a[3]), np.sqrt(b[2] * b[3])
-    if min(size_a, size_b) <= 0 or max(size_a, size_b) / min(size_a, size_b) > 1.5:
-        return iou
-    dist = np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)
-    return max(iou, max(0.0, 1.0 - dist / (size_a + size_b)))
-
-
-def track_speaker(detections_per_anchor, *, times=None, max_gap: int = 2,
-                  min_affinity: float = 0.25) -> list[np.ndarray | None]:
-    """The speaker's face box (x, y, w, h float32) at each anchor, or None where no face is known.
-
-    Detections are linked into tracks greedily, anchor by anchor (best affinity first, against each track's
-    last box, however long ago: a face that comes back where it was is the same face). The speaker is the
-    track with the largest sum over its detections of the face side (sqrt of the area): the face that is
-    both big and present most often. Gaps of at most ``max_gap`` anchors *inside* that track are filled by
-    linear interpolation between its neighbours (by ``times`` if given, else by anchor index); before its
-    first and after its last detection the face is unknown.
-
-    Args:
-      detections_per_anchor: one array per anchor, (N, 4) or (N, 5) x, y, w, h[, score] (N may be 0).
-    """
-    tracks: list[dict[int, np.ndarray]] = []
-    last_seen: list[int] = []
-    for i, dets in enumerate(detections_per_anchor):
-        dets = np.asarray(dets, np.float32)
-        boxes = dets.reshape(-1, dets.shape[-1])[:, :4] if dets.size else np.zeros((0, 4), np.float32)
-        pairs = []
-        for t, track in enumerate(tracks):
-            ref = track[last_seen[t]]
-            for d, box in enumerate(boxes):
-                aff = _affinity(ref, box)
-                if aff >= min_affinity:
-                    pairs.append((aff, t, d))
-        used_t, used_d = set(), set()
-        for aff, t, d in sorted(pairs, key=lambda p: -p[0]):
-            if t in used_t or d in used_d:
-                continue
-            tracks[t][i] = boxes[d]
-            last_seen[t] = i
-            used_t.add(t)
-            used_d.add(d)
-        for d, box in enumerate(boxes):
-            if d not in used_d:
-                tracks.append({i: box})
-                last_seen.append(i)
-
-    n = len(detections_per_anchor)
-    result: list[np.ndarray | None] = [None] * n
-    if not tracks:
-        return result
-    best = max(tracks, key=lambda tr: (sum(float(np.sqrt(b[2] * b[3])) for b in tr.values()), len(tr)))
-    axis = np.asarray(times, np.float64) if times is not None else np.arange(n, dtype=np.float64)
-    known = sorted(best)
-    for a in known:
-        result[a] = np.asarray(best[a], np.float32)
-    for left, right in zip(known[:-1], known[1:]):
-        if 1 < right - left <= max_gap + 1:
-            span = axis[right] - axis[left]
-            for k in range(left + 1, right):
-                w = (axis[k] - axis[left]) / span if span > 0 else (k - left) / (right - left)
-                result[k] = ((1 - w) * best[left] + w * best[right]).astype(np.float32)
-    return result
 
 
 # ----------------------------------------------------------------------------------------------- cropping
@@ -282,7 +133,7 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
         dets.append(d)
         kps.append(kp)
     track = track_speaker(dets, times=clip.timestamps, max_gap=max_gap)
-    match = _matching_detection(dets, track)
+    match = matching_detection(dets, track)
     detected = match >= 0
 
     faces = np.zeros((n, k, crop_size, crop_size, 3), np.uint8)
@@ -326,17 +177,6 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
             mask[i, j] = True
     return FaceTubelets(faces=faces, face_mask=mask, boxes=boxes, detected=detected, landmarks=lms,
                         landmark_mask=lm_mask)
-
-
-def _matching_detection(dets, track) -> np.ndarray:
-    """Per anchor, the index of the detection the tracked box is (-1: interpolated or no face)."""
-    out = np.full(len(track), -1, np.int64)
-    for i, box in enumerate(track):
-        if box is not None and len(dets[i]):
-            hit = np.nonzero(np.all(np.abs(dets[i][:, :4] - box) < 1e-3, axis=1))[0]
-            if len(hit):
-                out[i] = int(hit[0])
-    return out
 
 
 # ----------------------------------------------------------------------------------------------- OpenFace

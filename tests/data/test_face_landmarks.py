@@ -13,18 +13,12 @@ import pytest
 from skimage import data
 
 from tests.support.media import astronaut_face, moving_face_frames, noise_frames, textured_background, write_h264_mp4
-from microemo_jax.data import align, blazeface, faces, landmarks
+from microemo_jax.data import align, blazeface, face_detector, faces, landmarks
+from microemo_jax.data.face_track import iou as _iou
 from microemo_jax.data.video import decode_clip
 
 RIGHT_EYE, LEFT_EYE, MOUTH = np.array([201.0, 101.0]), np.array([244.5, 102.0]), np.array([222.0, 145.0])
 HAAR_BOX = np.array([177, 66, 95, 95], np.float32)       # where the Haar cascade puts her face
-
-
-def _iou(a, b):
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 @pytest.fixture(scope='module')
@@ -215,12 +209,12 @@ def test_aligned_tubelets_cancel_motion_and_carry_landmarks(face_clip, short, me
 
 
 def test_haar_stays_selectable_and_without_mesh_nothing_changes(face_clip):
-    haar = faces.make_detector('haar')
-    assert isinstance(haar, faces.FaceDetector)
-    assert isinstance(faces.make_detector('blazeface'), blazeface.BlazeFace)
-    assert faces.make_detector('blazeface_full').model == 'full'
+    haar = face_detector.make_detector('haar')
+    assert isinstance(haar, face_detector.FaceDetector)
+    assert isinstance(face_detector.make_detector('blazeface'), blazeface.BlazeFace)
+    assert face_detector.make_detector('blazeface_full').model == 'full'
     with pytest.raises(ValueError, match='blazeface.*haar'):
-        faces.make_detector('mtcnn')
+        face_detector.make_detector('mtcnn')
     clip = decode_clip(face_clip[0], 2, frame_size=32, tubelet_length=2)
     ft = faces.face_tubelets(clip, haar, crop_size=32, align=False, landmarks=False)
     assert ft.detected.all() and not ft.landmark_mask.any() and not ft.landmarks.any()

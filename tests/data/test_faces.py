@@ -6,20 +6,15 @@ import pytest
 
 from tests.support.media import (astronaut_face, index_frames, moving_face_frames, noise_frames, textured_background,
                    write_h264_mp4)
-from microemo_jax.data.faces import (FaceDetector, crop_box, face_tubelets, load_openface_tubelets,
-                                     track_speaker)
+from microemo_jax.data.face_detector import FaceDetector
+from microemo_jax.data.face_track import iou as _iou
+from microemo_jax.data.face_track import track_speaker
+from microemo_jax.data.faces import crop_box, face_tubelets, load_openface_tubelets
 from microemo_jax.data.video import MediaError, decode_clip
 
 # Where the Haar cascade puts the face inside astronaut_face(size): x 177..272, y 66..161 of the 512 px photo,
 # crop origin (145, 36), crop side 160.
 FACE_IN_PATCH = np.array([177 - 145, 66 - 36, 95, 95], np.float32) / 160
-
-
-def _iou(a, b):
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 @pytest.fixture(scope='module')
