@@ -1,11 +1,14 @@
 """Pictures people would rather look at than read, drawn with matplotlib (Agg: no display needed).
 
+``draw_curves``: the loss curves of training runs (``python -m microemo_jax.curves`` is its command line).
+
 ``draw_timeline``: what the model saw of a clip and what it said. The sampled frames sit on a time axis
 at their true timestamps with the tracked face boxes drawn on them, the utterance spans below with
 their text, and the labels and explanation above.
 """
 from __future__ import annotations
 
+import os
 import textwrap
 from typing import Sequence
 
@@ -17,6 +20,38 @@ def _pyplot():
     matplotlib.use('Agg')  # files only; never needs a display
     import matplotlib.pyplot as plt
     return plt
+
+
+def draw_curves(runs: dict[str, tuple[list, list]], out: str) -> str:
+    """Write train loss (lines) and validation loss (dots) against the step to the PNG ``out``; return it.
+
+    ``runs`` maps a run directory to its (train, validation) lists of (step, loss) pairs; the runs are
+    placed one after another on the step axis, in order (stage 1 then stage 2).
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
+    offset, drawn = 0, False
+    for i, (name, (train, val)) in enumerate(runs.items()):
+        colour = f'C{i}'
+        label = f'{os.path.basename(os.path.normpath(name))}: train (line), validation (dots)'
+        if train:
+            ax.plot([s + offset for s, _ in train], [l for _, l in train], color=colour, lw=2, label=label)
+        if val:
+            ax.plot([s + offset for s, _ in val], [l for _, l in val], 'o', color=colour, ms=7,
+                    label=None if train else label)
+        drawn = drawn or bool(train or val)
+        offset += train[-1][0] if train else 0
+    if not drawn:
+        plt.close(fig)
+        raise ValueError('no losses to draw')
+    ax.set_xlabel('step')
+    ax.set_ylabel('loss')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='upper right', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
 
 
 def draw_timeline(path: str, *, frames: Sequence[np.ndarray], timestamps: Sequence[float],
