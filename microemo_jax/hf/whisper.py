@@ -26,7 +26,8 @@ from flax import nnx
 
 from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint, assign, config_of, stack
 from microemo_jax.models.whisper import CONV_KERNEL, WhisperEncoder, WhisperEncoderConfig
-from microemo_jax.models.whisper_decoder import WhisperDecoderConfig, WhisperGenerationConfig, WhisperSpeechModel
+from microemo_jax.models.whisper_decoder import WhisperDecoderConfig, WhisperSpeechModel
+from microemo_jax.models.whisper_transcribe import WhisperGenerationConfig
 
 ENCODER_PREFIXES = ('', 'encoder.', 'model.encoder.')
 _DEFAULTS = WhisperEncoderConfig()
