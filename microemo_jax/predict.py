@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-from microemo_jax.data.sources import SUBTITLE_EXTENSIONS, VIDEO_EXTENSIONS
+from microemo_jax.data.raw_files import SUBTITLE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 class PredictError(RuntimeError):
