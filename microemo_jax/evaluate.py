@@ -184,15 +184,29 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     if majority is not None:
         summary['baseline'] = {'kind': 'majority label', 'label': majority, 'from_split': baseline_split,
                                'scores': score(gold, {n: [majority] for n in gold}, synonym_table, wheel_table)}
-    with open(os.path.join(out, 'per_sample.csv'), 'w', newline='') as f:
+    write_per_sample(os.path.join(out, 'per_sample.csv'), rows)
+    with open(os.path.join(out, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    return summary
+
+
+def write_per_sample(path: str, rows: list[dict]) -> None:
+    """per_sample.csv: name, gold and predicted labels (JSON lists; gold empty for a clip without labels),
+    explanation."""
+    with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['name', 'gold', 'predicted', 'explanation'])
         for r in rows:
             writer.writerow([r['name'], json.dumps(r['gold']) if r['gold'] is not None else '',
                              json.dumps(r['predicted'], ensure_ascii=False), r['explanation']])
-    with open(os.path.join(out, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-    return summary
+
+
+def read_per_sample(path: str) -> list[dict]:
+    """The rows ``write_per_sample`` wrote, labels decoded (gold None for a clip without labels)."""
+    with open(path, newline='') as f:
+        return [{'name': row['name'], 'gold': json.loads(row['gold']) if row.get('gold') else None,
+                 'predicted': json.loads(row['predicted']), 'explanation': row['explanation']}
+                for row in csv.DictReader(f)]
 
 
 def format_table(summary: dict) -> str:

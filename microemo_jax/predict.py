@@ -45,15 +45,23 @@ def find_videos(path: str, subtitles: str | None):
             raise PredictError(f"--video {path}: the folder holds no video ({', '.join(VIDEO_EXTENSIONS)})")
     else:
         files = [path]
-    clips = []
-    for video in files:
-        stem = os.path.splitext(os.path.basename(video))[0]
-        sub = subtitles
-        if sub is None:
-            sub = next((os.path.splitext(video)[0] + ext for ext in SUBTITLE_EXTENSIONS
-                        if os.path.isfile(os.path.splitext(video)[0] + ext)), None)
-        clips.append(RawClip(name=stem, video=video, subtitle_file=sub))
-    return clips
+    return [RawClip(name=os.path.splitext(os.path.basename(video))[0], video=video,
+                    subtitle_file=subtitles if subtitles is not None else subtitles_beside(video)) for video in files]
+
+
+def subtitles_beside(video: str) -> str | None:
+    """NAME.srt or NAME.vtt next to NAME.mp4 (the first that exists), else None."""
+    stem = os.path.splitext(video)[0]
+    return next((stem + ext for ext in SUBTITLE_EXTENSIONS if os.path.isfile(stem + ext)), None)
+
+
+def raw_video(raw_dir: str, name: str) -> str | None:
+    """The video of clip ``name`` in a raw corpus folder (``DIR/NAME.ext`` or ``DIR/video/NAME.ext``), else None."""
+    for ext in VIDEO_EXTENSIONS:
+        for candidate in (os.path.join(raw_dir, name + ext), os.path.join(raw_dir, 'video', name + ext)):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
 
 
 def _rgb(jpeg: bytes):

@@ -98,18 +98,20 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope='module')
 def server(params_dir, tmp_path_factory, outside):  # noqa: F811
     """The app on a free loopback port, in this process; shut down at the end of the module."""
-    from microemo_jax import serve
     from microemo_jax.predict import Predictor
+    from microemo_jax.web.page import launch
+    from microemo_jax.web.service import Service
+    from microemo_jax.web.upload import Limits
     mp = pytest.MonkeyPatch()
     mp.setenv('GRADIO_TEMP_DIR', str(tmp_path_factory.mktemp('gradio')))
     predictor = Predictor(params_dir, max_new_tokens=6)
     predictor.explainer = _WithLabels(predictor.explainer)
-    service = serve.Service(predictor, limits=serve.Limits(max_upload_mb=5, max_seconds=30),
+    service = Service(predictor, limits=Limits(max_upload_mb=5, max_seconds=30),
                             workdir=str(tmp_path_factory.mktemp('serve')))
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    app = serve.launch(service, host='127.0.0.1', port=port, block=False, quiet=True)
+    app = launch(service, host='127.0.0.1', port=port, block=False, quiet=True)
     try:
         yield SimpleNamespace(url=f'http://127.0.0.1:{port}/', service=service, app=app)
     finally:
@@ -177,22 +179,23 @@ def test_api_explain_returns_predicts_json(server, clips):
 
 
 def test_limits_are_checked_before_any_work(server, clips, tmp_path):
-    from microemo_jax import serve
+    from microemo_jax.web.service import Service
+    from microemo_jax.web.upload import Limits, ServeError
     service = server.service
-    with pytest.raises(serve.ServeError, match='Upload a video'):
+    with pytest.raises(ServeError, match='Upload a video'):
         service.check(None, None)
-    with pytest.raises(serve.ServeError, match=r'notes\.txt is not a video file'):
+    with pytest.raises(ServeError, match=r'notes\.txt is not a video file'):
         service.check(clips.text, None)
-    with pytest.raises(serve.ServeError, match=r'notes\.txt is not a subtitle file'):
+    with pytest.raises(ServeError, match=r'notes\.txt is not a subtitle file'):
         service.check(clips.video, clips.text)
     big = tmp_path / 'big.mp4'
     with open(big, 'wb') as f:
         f.truncate(6_000_000)
-    with pytest.raises(serve.ServeError, match=r'big\.mp4 is 6\.0 MB; this server takes videos up to 5 MB'):
+    with pytest.raises(ServeError, match=r'big\.mp4 is 6\.0 MB; this server takes videos up to 5 MB'):
         service.check(str(big), None)
-    short = serve.Service.__new__(serve.Service)
-    short.limits = serve.Limits(max_seconds=1.0)
-    with pytest.raises(serve.ServeError, match=r'my_clip\.mp4 is \d+\.\d s long; .* up to 1 s'):
+    short = Service.__new__(Service)
+    short.limits = Limits(max_seconds=1.0)
+    with pytest.raises(ServeError, match=r'my_clip\.mp4 is \d+\.\d s long; .* up to 1 s'):
         short.check(clips.video, None)
 
 
@@ -200,22 +203,24 @@ def test_no_face_is_refused_when_faces_are_required(server, tmp_path):
     import numpy as np
     from tests.support.media import textured_background, write_video
 
-    from microemo_jax import serve
+    from microemo_jax.web.service import Service
+    from microemo_jax.web.upload import Limits, ServeError
     frames = np.stack([textured_background(96, 96, seed=i) for i in range(20)])
     video = write_video(tmp_path / 'wall.mp4', frames, fps=10)
-    strict = serve.Service(server.service.predictor, limits=serve.Limits(require_faces=True),
+    strict = Service(server.service.predictor, limits=Limits(require_faces=True),
                            workdir=str(tmp_path / 'serve'))
-    with pytest.raises(serve.ServeError, match=r'wall\.mp4: no face found in any sampled frame'):
+    with pytest.raises(ServeError, match=r'wall\.mp4: no face found in any sampled frame'):
         strict.explain(video)
 
 
 def test_model_panel_and_held_out_clips(server, corpus, tmp_path):  # noqa: F811
-    from microemo_jax import serve
+    from microemo_jax.web.model_facts import find_scores, load_summary, model_markdown
+    from microemo_jax.web.upload import Limits, ServeError
     service = server.service
     assert 'Trained on' in service.model_markdown and str(corpus[1] / 'raw') in service.model_markdown
     # (other test modules may have evaluated this session's shared folder: the panel without scores is built here)
-    assert 'no evaluation found' in serve.model_markdown(service.predictor.folder.path, service.predictor.folder.cfg,
-                                                         service.info, None, {}, serve.Limits())
+    assert 'no evaluation found' in model_markdown(service.predictor.folder.path, service.predictor.folder.cfg,
+                                                   service.info, None, {}, Limits())
     assert service.held_out and all(os.path.isfile(c.video) and c.gold for c in service.held_out.values())
     # evaluate's summary.json: found beside the parameter folder when it names it, shown with the baseline
     summary = {'split': 'validation', 'params': server.service.predictor.folder.path, 'n_videos': 2,
@@ -225,13 +230,13 @@ def test_model_panel_and_held_out_clips(server, corpus, tmp_path):  # noqa: F811
     out = tmp_path / 'evaluate'
     out.mkdir()
     (out / 'summary.json').write_text(json.dumps(summary))
-    assert serve.find_scores(service.predictor.folder.path, str(out)) == str(out / 'summary.json')
-    text = serve.model_markdown(service.predictor.folder.path, service.predictor.folder.cfg, service.info,
-                                serve.load_summary(str(out / 'summary.json')), {}, serve.Limits())
+    assert find_scores(service.predictor.folder.path, str(out)) == str(out / 'summary.json')
+    text = model_markdown(service.predictor.folder.path, service.predictor.folder.cfg, service.info,
+                          load_summary(str(out / 'summary.json')), {}, Limits())
     assert 'Scores on the validation split' in text and '| model | 0.250 | 0.500 | 0.375 |' in text
     assert 'majority label (happy)' in text
-    with pytest.raises(serve.ServeError, match='no such file'):
-        serve.find_scores(service.predictor.folder.path, str(tmp_path / 'nope.json'))
+    with pytest.raises(ServeError, match='no such file'):
+        find_scores(service.predictor.folder.path, str(tmp_path / 'nope.json'))
 
 
 def test_page_explains_an_uploaded_clip(server, page, clips, tmp_path):

@@ -17,15 +17,13 @@ import sys
 
 def held_out_video(summary: dict, raw_dir: str) -> str:
     """The raw video of the first evaluated clip."""
-    from microemo_jax.data.sources import VIDEO_EXTENSIONS
-    import csv
-    with open(os.path.join(summary['out'], 'per_sample.csv')) as f:
-        name = next(csv.DictReader(f))['name']
-    for ext in VIDEO_EXTENSIONS:
-        for candidate in (os.path.join(raw_dir, name + ext), os.path.join(raw_dir, 'video', name + ext)):
-            if os.path.isfile(candidate):
-                return candidate
-    raise FileNotFoundError(f"no video for the held-out clip {name!r} in {raw_dir}")
+    from microemo_jax.evaluate import read_per_sample
+    from microemo_jax.predict import raw_video
+    name = read_per_sample(os.path.join(summary['out'], 'per_sample.csv'))[0]['name']
+    video = raw_video(raw_dir, name)
+    if video is None:
+        raise FileNotFoundError(f"no video for the held-out clip {name!r} in {raw_dir}")
+    return video
 
 
 def main(argv=None) -> None:
