@@ -1,4 +1,4 @@
-"""Convert Hugging Face checkpoints into microemo-jax's own checkpoint for a config (e.g. ``paper``).
+"""Convert Hugging Face checkpoints into a microemo-jax parameter folder for a config (e.g. ``paper``).
 
     python -m microemo_jax.convert --config configs/emer.py:paper \
         --vision  /ckpt/instructblip-vicuna-7b     # vision_model.* (InstructBLIP/BLIP-2 or Blip2VisionModel)
@@ -22,7 +22,7 @@ import jax
 from flax import nnx
 
 from microemo_jax import hf
-from microemo_jax.checkpoint import save_params
+from microemo_jax.params import save_params
 from microemo_jax.config import ConfigError, config_from_argv
 from microemo_jax.models import microemo as me
 

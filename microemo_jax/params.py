@@ -1,17 +1,19 @@
 """The parameter folder: one directory that holds everything needed to run a trained model.
 
-``train`` writes ``WORKDIR/params`` at the end of a run; ``evaluate``, ``predict`` and ``serve`` need
-nothing else::
+``train`` writes ``WORKDIR/params`` at the end of a run (``export_params`` + ``write_inference_files``);
+``evaluate``, ``predict`` and ``serve`` need nothing else (``load``)::
 
-    params/              Orbax PyTree of the model's nnx.Param state (``checkpoint.save_params``)
-    model_config.json    the ``model`` section (``checkpoint.save_params``)
+    params/              Orbax PyTree of the model's nnx.Param state (``save_params``)
+    model_config.json    the ``model`` section (``save_params``)
+    sources.json         from ``convert``: which Hugging Face checkpoint each tower came from
     config.json          the whole run config: data shapes, sampling, question, stage, seed
     tokenizers/llm/      the tokenizers the training data was prepared with (copied, so the folder
     tokenizers/qformer/  keeps working when the prepared data is moved or deleted)
     training.json        where the data came from and what the run did (shown by ``serve``)
 
-A ``convert`` output has only the first two; it can start training but cannot explain a video, and
-``load`` says so instead of failing later.
+A ``convert`` output has only the first three; it can start training (``init.params``: ``load_params``
+restores it by parameter name onto the run's shardings) but cannot explain a video, and ``load`` says
+so instead of failing later.
 """
 from __future__ import annotations
 
@@ -20,7 +22,12 @@ import json
 import os
 import shutil
 
+import jax
 import ml_collections
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
 CONFIG_FILE = 'config.json'
 TRAINING_FILE = 'training.json'
@@ -29,6 +36,133 @@ TOKENIZER_DIRS = {'llm': os.path.join('tokenizers', 'llm'), 'qformer': os.path.j
 
 class ParamsFolderError(ValueError):
     """A folder is not a usable parameter folder; the message names the folder and what is missing."""
+
+
+class ParamsUnreadable(ParamsFolderError):
+    """A parameter folder exists but its weights cannot be read (truncated or damaged files)."""
+
+
+def _unreadable(path: str, error: BaseException) -> ParamsUnreadable:
+    """One clear error for a damaged parameter folder (instead of Orbax's wall of per-array tracebacks)."""
+    return ParamsUnreadable(f"{path}: the parameter checkpoint cannot be read; a file in it is truncated or "
+                            f"damaged ({short(error)}). Copy or export it again "
+                            f"(`python -m microemo_jax.convert`, or the run's WORKDIR/params).")
+
+
+def _sharded(abstract, shardings):
+    """``abstract`` (a tree of arrays or ShapeDtypeStructs) as ShapeDtypeStructs placed on ``shardings``."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+# ------------------------------------------------------------------------------------------ the weights
+def save_params(path: str, model: nnx.Module, model_config, extra: dict | None = None) -> None:
+    """Write ``params/`` and ``model_config.json`` (and ``extra`` as ``sources.json``); collective."""
+    path = os.path.abspath(path)
+    os.makedirs(path, exist_ok=True)
+    state = nnx.state(model, nnx.Param)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(path, 'params'), state, force=True)
+        ckptr.wait_until_finished()
+    with open(os.path.join(path, 'model_config.json'), 'w') as f:
+        f.write(model_config.to_json_best_effort(indent=2))
+    if extra:
+        with open(os.path.join(path, 'sources.json'), 'w') as f:
+            json.dump(extra, f, indent=2)
+
+
+def export_params(path: str, cfg, graphdef: nnx.GraphDef, state, frozen: nnx.State) -> None:
+    """``save_params`` of a run's whole model (``training.state``: trained ``state.params`` + ``frozen``).
+
+    Collective (all hosts call it). This is what ``init.params`` of a stage-2 run, ``evaluate`` and
+    ``predict`` read.
+    """
+    model = nnx.merge(graphdef, state.params, frozen)
+    save_params(path, model, cfg.model, extra={'exported_from_step': int(jax.device_get(state.step))})
+
+
+def restore_params(path: str, model: nnx.Module, shardings=None) -> nnx.Module:
+    """Fill ``model``'s parameters from ``path`` (shapes must match; raises naming the first mismatch)."""
+    path = os.path.abspath(path)
+    params_dir = os.path.join(path, 'params')
+    if not os.path.isdir(params_dir):
+        raise FileNotFoundError(f"{path} is not a microemo-jax parameter checkpoint (no params/ folder)")
+    target = nnx.state(model, nnx.Param)
+    abstract = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), target)
+    if shardings is not None:
+        abstract = _sharded(abstract, shardings)
+    with ocp.StandardCheckpointer() as ckptr:
+        restored, error = read_quietly(ckptr.restore, params_dir, abstract)
+    if error is not None:
+        if is_mismatch(error):
+            raise ValueError(f"{path}: checkpoint does not fit the model built from this config: {error}")
+        raise _unreadable(path, error)
+    nnx.update(model, restored)
+    return model
+
+
+def load_params(path: str, wanted: dict[str, jax.ShapeDtypeStruct]) -> dict[str, jax.Array]:
+    """Restore a parameter folder by name onto the given shardings: {parameter name: array}.
+
+    ``wanted`` is {name: sharded ShapeDtypeStruct} of every parameter of the model to start
+    (``training.state.model_params``); names are the '/'-joined paths (``training.state.path_name``).
+    Raises (before any step compiles) if a parameter's shape differs or the folder holds parameters
+    this model does not have (e.g. LoRA adapters into a stage-1 model): nothing is dropped silently.
+    Parameters the folder lacks are simply not returned (they keep their fresh init).
+    """
+    path = os.path.abspath(path)
+    params_dir = os.path.join(path, 'params')
+    if not os.path.isdir(params_dir):
+        raise FileNotFoundError(f"init.params={path!r} is not a microemo-jax parameter checkpoint (no params/ "
+                                f"folder); make one with `python -m microemo_jax.convert` or export_params")
+    with ocp.StandardCheckpointer() as ckptr:
+        meta, error = read_quietly(ckptr.metadata, params_dir)
+        if error is not None:  # a damaged _METADATA or manifest
+            raise _unreadable(path, error)
+        saved = meta.item_metadata.tree
+        flat = {}
+        for keys, meta in jax.tree_util.tree_flatten_with_path(saved)[0]:
+            names = [str(_key(k)) for k in keys]
+            if names and names[-1] == 'value':
+                names = names[:-1]
+            flat['/'.join(names)] = (keys, meta)
+        extra = sorted(set(flat) - set(wanted))
+        if extra:
+            raise ValueError(f"{path}: the checkpoint holds {len(extra)} parameters this model lacks "
+                             f"(first: {extra[:3]}); check model.* and stage (LoRA adapters need stage=2)")
+        bad = [f"{name}: checkpoint {tuple(meta.shape)} vs model {wanted[name].shape}"
+               for name, (_, meta) in flat.items() if tuple(meta.shape) != wanted[name].shape]
+        if bad:
+            raise ValueError(f"{path}: {len(bad)} parameter shapes do not match the model built from this config:"
+                             "\n  " + "\n  ".join(bad[:10]))
+        target = _nested_target(saved, {name: wanted[name] for name in flat}, flat)
+        restored, error = read_quietly(ckptr.restore, params_dir, target)
+        if error is not None:  # names and shapes were checked above: this is a damaged file
+            raise _unreadable(path, error)
+    return {name: _get(restored, keys) for name, (keys, _) in flat.items()}
+
+
+def _key(k):
+    return getattr(k, 'key', getattr(k, 'name', k))
+
+
+def _nested_target(saved, wanted: dict, flat: dict):
+    """A copy of the checkpoint's nested-dict tree with sharded ShapeDtypeStructs as leaves."""
+    leaves = {tuple(_key(k) for k in keys): wanted[name] for name, (keys, _) in flat.items()}
+
+    def build(node, prefix):
+        if isinstance(node, dict):
+            return {k: build(v, prefix + (k,)) for k, v in node.items()}
+        return leaves[prefix]
+    return build(saved, ())
+
+
+def _get(tree, keys):
+    for k in keys:
+        tree = tree[_key(k)]
+    return tree
+
+
+# ------------------------------------------------------------------------- config, tokenizers, provenance
 
 
 def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None = None) -> None:
@@ -145,10 +279,6 @@ def load_model(path: str, cfg, *, mesh=None):
 
     Nothing is initialised first: at paper scale a random init of 7B parameters would cost minutes.
     """
-    import jax
-    import orbax.checkpoint as ocp
-    from flax import nnx
-
     from microemo_jax.models.microemo import MicroEmo
     params_dir = os.path.join(os.path.abspath(path), 'params')
     abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=cfg.stage == 2, rngs=nnx.Rngs(0)))
@@ -157,8 +287,7 @@ def load_model(path: str, cfg, *, mesh=None):
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=here), abstract)
     if mesh is not None:
         from microemo_jax.sharding import state_shardings
-        shardings = state_shardings(abstract, mesh, cfg.sharding_rules)
-        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), target, shardings)
+        target = _sharded(target, state_shardings(abstract, mesh, cfg.sharding_rules))
     options = {}
     if mesh is None and jax.process_count() > 1:
         # Without a mesh each process keeps its own copy (data-parallel evaluate): restore alone, with no

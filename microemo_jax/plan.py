@@ -97,9 +97,9 @@ class Planner:
         return {k: self._jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=self.batch_sharding) for k, v in spec.items()}
 
     def compile(self, global_batch: int, *, flops: bool = False) -> dict:
-        if global_batch % self.unit:
-            raise ValueError(f"global batch {global_batch} must be a multiple of {self.unit} "
-                             f"({self.shards} batch shards x optim.grad_accum_steps={self.cfg.optim.grad_accum_steps})")
+        from microemo_jax.sharding import split_batch
+        split_batch(global_batch, shards=self.shards, accum_steps=self.cfg.optim.grad_accum_steps, mesh=self.mesh,
+                    what='--batch')
         if global_batch in self.results and not (flops and 'flops' not in self.results[global_batch]):
             return self.results[global_batch]
         from microemo_jax.training.flops import count_flops, flops_per_step

@@ -101,6 +101,29 @@ def batch_sharding(mesh: Mesh, rules, ndim: int) -> NamedSharding:
     return NamedSharding(mesh, spec)
 
 
+def split_batch(batch_size: int, *, processes: int = 1, shards: int = 1, accum_steps: int = 1,
+                mesh: Mesh | None = None, what: str = 'data.batch_size') -> int:
+    """The rows each process loads: ``batch_size`` split over ``processes``; raises if it does not split.
+
+    The one check of how a global batch divides: over the mesh's ``shards`` batch shards, over the
+    ``processes`` that each load their part, and into ``accum_steps`` micro-batches that each still
+    spread over every shard. ``train`` calls it before compiling, the pipeline, the train step and
+    ``plan`` call it with what they know; the error names ``what`` (the setting to change) and the mesh.
+    """
+    b, on = batch_size, f" (mesh {dict(mesh.shape)})" if mesh is not None else ''
+    if b % shards:
+        raise ShardingError(f"{what}={b} does not divide over the {shards} devices of the mesh's batch axes{on}; "
+                            f"use a multiple of {shards}")
+    if b % processes:
+        raise ShardingError(f"{what}={b} does not divide over the {processes} processes; use a multiple of "
+                            f"{processes}")
+    if b % (accum_steps * shards):
+        raise ShardingError(f"{what}={b} does not split into optim.grad_accum_steps={accum_steps} micro-batches of "
+                            f"a multiple of {shards} (the mesh's batch axes){on}, so that every micro-batch spreads "
+                            f"over all devices; use a multiple of {accum_steps * shards}")
+    return b // processes
+
+
 _ACTIVATIONS: contextvars.ContextVar = contextvars.ContextVar('microemo_activation_sharding', default=None)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -53,22 +54,6 @@ def resolve_data_dir(cfg) -> str:
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices('demo data prepared')
     return demo_paths(cfg)[1] if jax.process_index() else path
-
-
-def check_batch(cfg, mesh) -> None:
-    """Errors that would otherwise surface deep inside the first compile."""
-    import jax
-    from microemo_jax.training.step import batch_shards
-    b, shards, procs = cfg.data.batch_size, batch_shards(mesh, cfg.sharding_rules), jax.process_count()
-    accum = cfg.optim.grad_accum_steps
-    if b % shards:
-        raise TrainError(f"data.batch_size={b} does not divide over the {shards} devices of the mesh's batch axes "
-                         f"(mesh {dict(mesh.shape)}); use a multiple of {shards}")
-    if b % procs:
-        raise TrainError(f"data.batch_size={b} does not divide over the {procs} processes")
-    if b % (accum * shards):
-        raise TrainError(f"data.batch_size={b} does not split into optim.grad_accum_steps={accum} micro-batches "
-                         f"of a multiple of {shards} (the mesh's batch axes)")
 
 
 @contextlib.contextmanager
@@ -109,17 +94,20 @@ def run(cfg, workdir: str) -> dict:
 def _run(cfg, workdir: str) -> dict:
     import jax
     from microemo_jax.data import pipeline
-    from microemo_jax.sharding import make_mesh
-    from microemo_jax.training.checkpointing import Checkpointer, PreemptionGuard
+    from microemo_jax.params import export_params, load_params, write_inference_files
+    from microemo_jax.sharding import make_mesh, split_batch
+    from microemo_jax.training.checkpointing import Checkpointer
     from microemo_jax.training.flops import human, peak_flops_per_device, train_step_flops
     from microemo_jax.training.logger import MetricsLogger
-    from microemo_jax.training.state import abstract_train_state, export_params, init_train_state, shardings_of
-    from microemo_jax.training.step import device_batch, make_eval_step, make_train_step, validation_loss
+    from microemo_jax.training.preemption import PreemptionGuard
+    from microemo_jax.training.state import abstract_train_state, init_train_state, model_params, shardings_of
+    from microemo_jax.training.step import batch_shards, device_batch, make_eval_step, make_train_step, validation_loss
 
     os.makedirs(workdir, exist_ok=True)
     rules = cfg.sharding_rules
     mesh = make_mesh(cfg.mesh)
-    check_batch(cfg, mesh)
+    split_batch(cfg.data.batch_size, processes=jax.process_count(), shards=batch_shards(mesh, rules),
+                accum_steps=cfg.optim.grad_accum_steps, mesh=mesh)  # here, not deep inside the first compile
     data_dir = resolve_data_dir(cfg)
     train_source = pipeline.open_split(data_dir, 'train')
     train_iter = pipeline.make_iterator(train_source, cfg, train=True)
@@ -127,7 +115,9 @@ def _run(cfg, workdir: str) -> dict:
     val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
 
     abstract = abstract_train_state(cfg, mesh)
-    graphdef, state, frozen = init_train_state(cfg, mesh, abstract=abstract)  # validates init.params first
+    # init.params is checked against the model (names, shapes) before anything compiles
+    restored = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
+    graphdef, state, frozen = init_train_state(cfg, mesh, abstract=abstract, restored=restored)
     # The checkpoint manager's first collective sets up the cross-process context with a 30 s deadline:
     # processes whose init compiled (or hit the compile cache) minutes apart meet here first.
     distributed.barrier('microemo: train state initialised')
@@ -168,11 +158,11 @@ def _run(cfg, workdir: str) -> dict:
                 _check_finite(*pending, ckpt)
             pending = (step, metrics, names)
             last = logger.log(step, metrics) or last
-            if step % cfg.checkpoint_every == 0 or step == cfg.total_steps:
+            if ckpt.due(step) or step == cfg.total_steps:
                 _check_finite(*pending, ckpt)
                 ckpt.save(step, state, train_iter, force=True, finite=metrics['finite'])
             if eval_fn is not None and cfg.train.validate_every and step % cfg.train.validate_every == 0:
-                val = validation_loss(eval_fn, state, frozen, _take(pipeline.make_iterator(
+                val = validation_loss(eval_fn, state, frozen, itertools.islice(pipeline.make_iterator(
                     val_source, cfg, train=False, num_workers=0), cfg.train.validation_batches), mesh, rules)
                 logger.log_eval(step, val)
                 last = {**last, **val}
@@ -191,20 +181,12 @@ def _run(cfg, workdir: str) -> dict:
     logger.close()
     export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen)
     if jax.process_index() == 0:  # config, tokenizers, provenance: what evaluate/predict/serve need besides weights
-        from microemo_jax.params import write_inference_files
         write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir,
                               extra={'steps': step, 'last_metrics': {k: float(v) for k, v in last.items()
                                                                      if isinstance(v, (int, float))}})
     ckpt.close()
     print(f'finished {step} steps; parameters exported to {os.path.join(workdir, "params")}', flush=True)
     return last
-
-
-def _take(iterator, n):
-    for i, batch in enumerate(iterator):
-        if i >= n:
-            break
-        yield batch
 
 
 def _check_finite(step, metrics, names, ckpt) -> None:
@@ -230,7 +212,7 @@ def main(argv=None) -> None:
     absl.flags.FLAGS.mark_as_parsed()  # Grain's worker processes read absl flags
     cfg, args = parse(argv)
     from microemo_jax.config import ConfigError
-    from microemo_jax.hf.checkpoint import CheckpointError
+    from microemo_jax.hf.safetensors_io import CheckpointError
     from microemo_jax.lock import LockHeld
     from microemo_jax.sharding import ShardingError
     from microemo_jax.training.checkpointing import CheckpointUnreadable

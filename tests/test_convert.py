@@ -5,10 +5,10 @@ import pytest
 from flax import nnx
 
 from microemo_jax import hf
-from microemo_jax.checkpoint import restore_params
 from microemo_jax.config import load_config
 from microemo_jax.convert import main as convert_main
 from microemo_jax.models.microemo import MicroEmo
+from microemo_jax.params import restore_params
 
 from tests.support.parity import fixture
 

@@ -66,8 +66,8 @@ def test_stage1_run_logs_checkpoints_and_exports(straight):
 # SIGTERM lands at a known step; the signal handling, the save and the exit are the real ones.
 PAUSING_TRAIN = """
 import os, sys, time
-from microemo_jax.training import checkpointing
-should_stop = checkpointing.PreemptionGuard.should_stop
+from microemo_jax.training import preemption
+should_stop = preemption.PreemptionGuard.should_stop
 def paused(self, step):
     if step == 1:
         open(os.environ['MICROEMO_TEST_PAUSED'], 'w').close()
@@ -75,7 +75,7 @@ def paused(self, step):
         while not self._stop.is_set() and time.time() < deadline:
             time.sleep(0.05)
     return should_stop(self, step)
-checkpointing.PreemptionGuard.should_stop = paused
+preemption.PreemptionGuard.should_stop = paused
 from microemo_jax.train import main
 main(sys.argv[1:])
 """
@@ -129,7 +129,7 @@ def test_sigterm_saves_exits_0_and_resumes_exactly_and_the_workdir_is_locked(str
 
 
 def _saved_params(folder):
-    """{name: array} of a parameter folder (checkpoint.save_params format), read without a model."""
+    """{name: array} of a parameter folder (params.save_params format), read without a model."""
     import jax
     import numpy as np
     import orbax.checkpoint as ocp
@@ -179,7 +179,7 @@ def test_non_finite_loss_stops_with_step_and_clip_names(straight, data_dir, tmp_
     """Parameters holding a NaN (same program as the straight run: no new compile) make step 1 non-finite."""
     import jax.numpy as jnp
     from flax import nnx
-    from microemo_jax.checkpoint import restore_params, save_params
+    from microemo_jax.params import restore_params, save_params
     from microemo_jax.models.microemo import MicroEmo
     cfg = cfg_for(data_dir)
     model = MicroEmo(cfg.model, rngs=nnx.Rngs(0))

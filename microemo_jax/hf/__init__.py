@@ -12,9 +12,9 @@
 Loaders accept the standalone save of a module and the full-model checkpoint that contains it.
 """
 from microemo_jax.hf.blip2_vision import load_blip2_vision
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import export_llama, load_llama
 from microemo_jax.hf.qformer import load_qformer, load_query_tokens
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
 from microemo_jax.hf.whisper import load_whisper, load_whisper_encoder, load_whisper_generation_config
 
 __all__ = ['CheckpointError', 'HFCheckpoint', 'export_llama', 'load_blip2_vision', 'load_llama', 'load_qformer',

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint, assign, config_of, stack
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint, assign, config_of, stack
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
 
 # model_type -> sub-config key (None: the checkpoint is the tower itself); from transformers 5.24

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint, assign, config_of, stack
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint, assign, config_of, stack
 from microemo_jax.models.layers import Dense
 from microemo_jax.models.llama import LLAMA3_ROPE_KEYS, Llama, LlamaConfig
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint, assign, config_of
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint, assign, config_of
 from microemo_jax.models.qformer import QFormer, QFormerConfig
 
 STANDALONE = ('blip_2_qformer', 'instructblip_qformer')

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint, assign, config_of, stack
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint, assign, config_of, stack
 from microemo_jax.models.whisper import CONV_KERNEL, WhisperEncoder, WhisperEncoderConfig
 from microemo_jax.models.whisper_decoder import WhisperDecoderConfig, WhisperSpeechModel
 from microemo_jax.models.whisper_transcribe import WhisperGenerationConfig

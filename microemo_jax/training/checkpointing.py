@@ -1,6 +1,6 @@
-"""Run checkpoints (train state + Grain iterator) in WORKDIR/checkpoints, and clean stops on preemption.
+"""Run checkpoints (train state + Grain iterator) in WORKDIR/checkpoints: when, what, and resuming.
 
-A thin wrapper over Orbax's V0 ``CheckpointManager`` (async saves, keep-N, save interval) so that the
+A thin wrapper over Orbax's V0 ``CheckpointManager`` (async saves, keep-N) so that the
 V1 API can replace it later without touching the loop. Each checkpoint holds the items ``state`` (the
 TrainState, restored straight onto the target shardings, also onto a different mesh) and, when given,
 ``data_iter`` (the Grain iterator's state, one file per process), so a resumed run sees the exact
@@ -16,24 +16,21 @@ Only good states are written: ``save(..., finite=False)`` refuses (the step that
 a non-finite loss), so the latest checkpoint is always the last good one. All processes must call
 ``save``/``restore`` (Orbax coordinates the hosts).
 
-``PreemptionGuard``: on SIGTERM (SLURM ``--signal``, Kubernetes termination, spot VMs) the loop should
-save and exit. In a single process the guard installs a SIGTERM handler that sets a flag. When
-``jax.distributed`` is initialised the guard does NOT install a handler (it would replace the one of
-JAX's preemption service): it asks ``multihost_utils.reached_preemption_sync_point(step)``, which is
-True on every host at the same step after any host got the notice, so all hosts save together.
+When to save is decided here and by the loop, never by Orbax: ``due(step)`` is the ``checkpoint_every``
+interval, and the loop adds the final step and stops (``training/preemption``, ``max_steps_per_run``)
+with ``force=True``. The manager is only asked when a save is wanted and always saves (no Orbax save
+policy is consulted), so a resumed run finds exactly the steps the loop chose.
 """
 from __future__ import annotations
 
 import logging
 import os
 import shutil
-import signal
-import threading
 
 import jax
 import orbax.checkpoint as ocp
 
-from microemo_jax.checkpoint import is_mismatch, read_quietly
+from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
 log = logging.getLogger(__name__)
 
@@ -51,24 +48,17 @@ class CheckpointUnreadable(RuntimeError):
     """No checkpoint in the directory could be restored; the message lists each one's reason."""
 
 
-def _short(e: BaseException, limit: int = 300) -> str:
-    text = ' '.join(str(e).split())
-    return text if len(text) <= limit else text[:limit] + ' ...'
-
-
 class Checkpointer:
     """Save/restore the train state and the data iterator under ``workdir/checkpoints``."""
 
     def __init__(self, workdir: str, *, max_to_keep: int = 3, save_interval_steps: int = 1,
                  async_save: bool = True):
         self.directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
-        # Every save_interval_steps, and at JAX's preemption sync point (multi-host); unlike Orbax's default
-        # there is no "initial save" of a fresh run's first step (MaxText's choice too).
-        policies = ocp.checkpoint_managers
-        policy = policies.AnySavePolicy([policies.FixedIntervalPolicy(save_interval_steps),
-                                         policies.PreemptionCheckpointingPolicy()])
-        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_decision_policy=policy,
-                                               enable_async_checkpointing=async_save, create=True)
+        self.save_interval_steps = save_interval_steps
+        # No save policy here: ``save`` decides and calls the manager with force=True, which skips Orbax's
+        # policies (interval, preemption, "initial save") and its "not after the latest step" check.
+        options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
+                                               create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'data_iter'))
 
     @classmethod
@@ -82,8 +72,12 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self.manager.all_steps())
 
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is on the save interval (``checkpoint_every``)."""
+        return step % self.save_interval_steps == 0
+
     def save(self, step: int, state, data_iter=None, *, force: bool = False, finite=True) -> bool:
-        """Save at ``step`` if it is on the interval (or ``force``); returns whether a save started.
+        """Save at ``step`` if it is ``due`` (or ``force``); returns whether a save started.
 
         ``finite`` is the step's ``metrics['finite']`` (a bool or a replicated array): a state from a
         non-finite step is never written. Saving a step that is already saved is a no-op.
@@ -91,12 +85,12 @@ class Checkpointer:
         if not bool(jax.device_get(finite)):
             log.warning("step %d: not saving a checkpoint, the loss or gradient norm was not finite", step)
             return False
-        if step in self.manager.all_steps():
+        if step in self.manager.all_steps() or not (force or self.due(step)):
             return False
         items = dict(state=ocp.args.StandardSave(state))
         if data_iter is not None:
             items['data_iter'] = _grain_args('CheckpointSave', data_iter)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def restore(self, step: int | None, abstract_state, data_iter=None):
         """The state saved at ``step`` (default: latest) on the shardings of ``abstract_state``.
@@ -129,10 +123,10 @@ class Checkpointer:
                 raise CheckpointMismatch(
                     f"checkpoint {os.path.join(self.directory, str(step))} does not fit the train state built from "
                     f"this config (did model.*, stage or the optimiser change since it was written? resume with the "
-                    f"same config, or use another --workdir): {_short(error, 600)}") from None
+                    f"same config, or use another --workdir): {short(error, 600)}") from None
             if error is not None:
-                failed.append((step, _short(error)))
-                report(f"checkpoint at step {step} could not be restored ({_short(error)}); trying an older one")
+                failed.append((step, short(error)))
+                report(f"checkpoint at step {step} could not be restored ({short(error)}); trying an older one")
                 continue
             skipped = [(s, why, self.quarantine(s)) for s, why in failed]
             for s, why, moved in skipped:
@@ -188,55 +182,3 @@ def _agree(error: BaseException | None) -> BaseException | None:
     if error is None and failed.any():
         return RuntimeError('the restore failed on another process (see its log)')
     return error
-
-
-class PreemptionGuard:
-    """``guard.should_stop(step)``: True when the loop should save a checkpoint and exit.
-
-    Call it at every step on every process (the multi-host sync point counts steps).
-    """
-
-    def __init__(self, signals=(signal.SIGTERM,)):
-        self._stop = threading.Event()
-        self._previous = {}
-        multi = jax.distributed.is_initialized() and jax.process_count() > 1
-        # With JAX's preemption service the hosts agree on a step by themselves; without it (service
-        # disabled) each host keeps its own flag and the hosts OR them at every check (one tiny allgather).
-        self.distributed = multi and bool(jax.config.jax_enable_preemption_service)
-        self._gather = multi and not self.distributed
-        if not self.distributed and threading.current_thread() is threading.main_thread():
-            for sig in signals:
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        log.warning("received signal %d: will save a checkpoint and stop", signum)
-        self._stop.set()
-        previous = self._previous.get(signum)
-        if callable(previous):
-            previous(signum, frame)
-
-    def request_stop(self) -> None:
-        """Ask the loop to stop as a signal would (tests, custom notices)."""
-        self._stop.set()
-
-    def should_stop(self, step: int) -> bool:
-        if self.distributed:
-            from jax.experimental import multihost_utils
-            return bool(multihost_utils.reached_preemption_sync_point(step))
-        if self._gather:
-            import numpy as np
-            from jax.experimental import multihost_utils
-            return bool(np.any(multihost_utils.process_allgather(np.array(self._stop.is_set()))))
-        return self._stop.is_set()
-
-    def close(self) -> None:
-        """Put back the signal handlers that were there before."""
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

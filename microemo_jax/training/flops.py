@@ -156,7 +156,7 @@ def train_step_flops(cfg, mesh, abstract, batch, *, jaxpr=None) -> dict[str, flo
     (``jitted.trace(...).jaxpr``), which saves one trace. With remat on, the step is traced a second
     time with ``model.remat_policy='none'`` (a trace, not a compile).
     """
-    from microemo_jax.training import state as state_lib, step as step_lib  # (they import this module)
+    from microemo_jax.training import state as state_lib, step as step_lib  # the model: only needed here
     state_sh, frozen_sh = state_lib.shardings_of(abstract.state), state_lib.shardings_of(abstract.frozen)
 
     def count(c, graphdef):

@@ -1,4 +1,4 @@
-"""The train state, created sharded on the mesh (never whole on one host), and parameter checkpoints in/out.
+"""The train state, created sharded on the mesh (never whole on one host).
 
 ``TrainState`` holds only what the optimiser updates: the stage's trainable parameters (an nnx.State
 selected by ``stages.trainable_filter``), the optax state, the step and the rng key. The frozen towers
@@ -13,20 +13,21 @@ of ahead-of-time compiles (``plan``).
 
 The rng key is stored as raw ``uint32`` key data (not a typed key array) so that Orbax and every tool
 that reads checkpoints see a plain array.
+
+Parameter folders are not read or written here: ``params.load_params`` restores a folder onto
+``model_params(abstract)`` and the caller passes the result to ``init_train_state``; ``params.export_params``
+writes a run's model back out.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from microemo_jax.checkpoint import read_quietly, save_params, unreadable
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
 from microemo_jax.training.stages import trainable_filter
@@ -108,26 +109,23 @@ def abstract_train_state(cfg, mesh: Mesh, stage: int | None = None) -> Abstract:
     return Abstract(graphdef, jax.tree.map(attach, state, state_sh), jax.tree.map(attach, frozen, frozen_sh))
 
 
-def init_train_state(cfg, mesh: Mesh, *, stage: int | None = None, params_path: str | None = None,
+def init_train_state(cfg, mesh: Mesh, *, stage: int | None = None, restored: dict[str, jax.Array] | None = None,
                      abstract: Abstract | None = None):
     """(graphdef, TrainState, frozen) created sharded inside one jit.
 
-    ``params_path`` (default ``cfg.init.params``; '' = fresh init) is a parameter checkpoint folder
-    (``convert`` output or ``export_params``); it is validated against the model before anything
-    compiles, restored straight onto the shardings, and parameters it lacks keep their fresh init.
+    ``restored``: {parameter name: array} to start from instead of the fresh init, already on the
+    shardings (``params.load_params(cfg.init.params, model_params(abstract))``, which checks names and
+    shapes before anything compiles); parameters it lacks keep their fresh init.
     """
     stage = _stage(cfg, stage)
     abstract = abstract or abstract_train_state(cfg, mesh, stage)
-    if params_path is None:
-        params_path = cfg.get('init', {}).get('params', '')
-    restored = load_params(params_path, abstract) if params_path else {}
     out_sh = (shardings_of(abstract.state), shardings_of(abstract.frozen))
     init = jax.jit(_init_fn(cfg, stage), out_shardings=out_sh, donate_argnums=(1,))
-    state, frozen = init(jax.random.key(cfg.seed), restored)
+    state, frozen = init(jax.random.key(cfg.seed), restored or {})
     return abstract.graphdef, state, frozen
 
 
-def _model_params(abstract: Abstract) -> dict[str, jax.ShapeDtypeStruct]:
+def model_params(abstract: Abstract) -> dict[str, jax.ShapeDtypeStruct]:
     """{parameter name: sharded ShapeDtypeStruct} of the whole model (trainable and frozen)."""
     out = {}
     for tree in (abstract.state.params, abstract.frozen):
@@ -135,76 +133,6 @@ def _model_params(abstract: Abstract) -> dict[str, jax.ShapeDtypeStruct]:
             if isinstance(var, nnx.Param):
                 out[path_name(path)] = var.get_value()
     return out
-
-
-def load_params(path: str, abstract: Abstract) -> dict[str, jax.Array]:
-    """Restore a parameter checkpoint onto the model's shardings: {parameter name: array}.
-
-    Raises (before any step compiles) if a parameter's shape differs or the checkpoint holds
-    parameters this model does not have (e.g. LoRA adapters into a stage-1 model): nothing is dropped
-    silently. Parameters the checkpoint lacks are simply not returned.
-    """
-    path = os.path.abspath(path)
-    params_dir = os.path.join(path, 'params')
-    if not os.path.isdir(params_dir):
-        raise FileNotFoundError(f"init.params={path!r} is not a microemo-jax parameter checkpoint (no params/ "
-                                f"folder); make one with `python -m microemo_jax.convert` or export_params")
-    wanted = _model_params(abstract)
-    with ocp.StandardCheckpointer() as ckptr:
-        meta, error = read_quietly(ckptr.metadata, params_dir)
-        if error is not None:  # a damaged _METADATA or manifest
-            raise unreadable(path, error)
-        saved = meta.item_metadata.tree
-        flat = {}
-        for keys, meta in jax.tree_util.tree_flatten_with_path(saved)[0]:
-            names = [str(getattr(k, 'key', getattr(k, 'name', k))) for k in keys]
-            if names and names[-1] == 'value':
-                names = names[:-1]
-            flat['/'.join(names)] = (keys, meta)
-        extra = sorted(set(flat) - set(wanted))
-        if extra:
-            raise ValueError(f"{path}: the checkpoint holds {len(extra)} parameters this model lacks "
-                             f"(first: {extra[:3]}); check model.* and stage (LoRA adapters need stage=2)")
-        bad = [f"{name}: checkpoint {tuple(meta.shape)} vs model {wanted[name].shape}"
-               for name, (_, meta) in flat.items() if tuple(meta.shape) != wanted[name].shape]
-        if bad:
-            raise ValueError(f"{path}: {len(bad)} parameter shapes do not match the model built from this config:"
-                             "\n  " + "\n  ".join(bad[:10]))
-        target = _nested_target(saved, {name: wanted[name] for name in flat}, flat)
-        restored, error = read_quietly(ckptr.restore, params_dir, target)
-        if error is not None:  # names and shapes were checked above: this is a damaged file
-            raise unreadable(path, error)
-    return {name: _get(restored, keys) for name, (keys, _) in flat.items()}
-
-
-def _key(k):
-    return getattr(k, 'key', getattr(k, 'name', k))
-
-
-def _nested_target(saved, wanted: dict, flat: dict):
-    """A copy of the checkpoint's nested-dict tree with sharded ShapeDtypeStructs as leaves."""
-    leaves = {tuple(_key(k) for k in keys): wanted[name] for name, (keys, _) in flat.items()}
-
-    def build(node, prefix):
-        if isinstance(node, dict):
-            return {k: build(v, prefix + (k,)) for k, v in node.items()}
-        return leaves[prefix]
-    return build(saved, ())
-
-
-def _get(tree, keys):
-    for k in keys:
-        tree = tree[_key(k)]
-    return tree
-
-
-def export_params(path: str, cfg, graphdef: nnx.GraphDef, state: TrainState, frozen: nnx.State) -> None:
-    """Write the whole model's parameters in the ``checkpoint.save_params`` format (collective; all hosts call it).
-
-    This is what ``init.params`` of a stage-2 run, ``evaluate`` and ``predict`` read.
-    """
-    model = nnx.merge(graphdef, state.params, frozen)
-    save_params(path, model, cfg.model, extra={'exported_from_step': int(jax.device_get(state.step))})
 
 
 def count_params(tree) -> int:

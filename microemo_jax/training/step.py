@@ -34,8 +34,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from microemo_jax.training.losses import next_token_loss
-from microemo_jax.sharding import activation_sharding, batch_sharding
-from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device  # noqa: F401
+from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
 from microemo_jax.training.optimizer import make_optimizer, make_schedule
 
 
@@ -86,10 +85,7 @@ def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
     out = {}
     for name, x in batch.items():
         b = x.shape[0]
-        if b % (steps * shards):
-            raise ValueError(f"batch size {b} must be a multiple of optim.grad_accum_steps={steps} x {shards} "
-                             f"batch shards (mesh {dict(mesh.shape)}), so every micro-batch spreads over "
-                             f"all devices; change data.batch_size or optim.grad_accum_steps")
+        split_batch(b, shards=shards, accum_steps=steps, mesh=mesh)
         y = jnp.moveaxis(x.reshape((b // steps, steps) + x.shape[1:]), 1, 0)
         out[name] = jax.lax.with_sharding_constraint(y, NamedSharding(mesh, P(None, *spec)))
     return out

@@ -9,7 +9,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from microemo_jax.hf.blip2_vision import load_blip2_vision, vision_config_from_hf
-from microemo_jax.hf.checkpoint import CheckpointError
+from microemo_jax.hf.safetensors_io import CheckpointError
 from tests.support.parity import assert_parity, fixture, reference
 
 CASES = ['blip2_vision_standalone', 'blip2_vision_full', 'instructblip_vision_full']

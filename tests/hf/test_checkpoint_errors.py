@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.parity import fixture
 from microemo_jax.convert import main as convert_main
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import load_llama
 
 SINGLE = 'llama_gqa_untied_llama3rope'   # config.json + model.safetensors

@@ -13,7 +13,7 @@ from flax import nnx
 from safetensors.numpy import load_file, save_file
 
 from tests.support.parity import assert_parity, fixture, reference
-from microemo_jax.hf.checkpoint import CheckpointError, HFCheckpoint
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import export_llama, llama_config_from_hf, load_llama
 from microemo_jax.models.lora import LoRAConfig
 

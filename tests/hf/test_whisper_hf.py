@@ -12,7 +12,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from tests.support.parity import assert_parity, fixture, reference
-from microemo_jax.hf.checkpoint import CheckpointError
+from microemo_jax.hf.safetensors_io import CheckpointError
 from microemo_jax.hf.whisper import load_whisper_encoder, whisper_encoder_config_from_hf
 from microemo_jax.data.whisper_features import log_mel_spectrogram
 

@@ -40,7 +40,7 @@ def tiny_params(corpus) -> str:
     if 'params' not in _CACHE:
         from flax import nnx
 
-        from microemo_jax.checkpoint import save_params
+        from microemo_jax.params import save_params
         from microemo_jax.models.microemo import MicroEmo
         from microemo_jax.params import write_inference_files
         cfg, root = corpus

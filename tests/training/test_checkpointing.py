@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from tests.support.unraisable import from_orbax
 
-from microemo_jax.training.checkpointing import Checkpointer, PreemptionGuard
+from microemo_jax.training.checkpointing import Checkpointer
+from microemo_jax.training.preemption import PreemptionGuard
 
 from tests.support.training import copy_tree
 

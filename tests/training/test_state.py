@@ -9,6 +9,7 @@ import pytest
 from tests.support.unraisable import from_orbax
 from flax import nnx
 
+from microemo_jax import params as params_lib
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.training import state as state_lib
 from microemo_jax.training.state import path_name
@@ -20,13 +21,20 @@ def _named(*trees):
     return {path_name(p): np.asarray(v.get_value()) for t in trees for p, v in nnx.to_flat_state(t)}
 
 
+def _start_from(cfg, mesh, folder):
+    """How `train` starts from init.params: the folder restored by name onto the model's shardings."""
+    abstract = state_lib.abstract_train_state(cfg, mesh)
+    restored = params_lib.load_params(folder, state_lib.model_params(abstract))
+    return state_lib.init_train_state(cfg, mesh, abstract=abstract, restored=restored)
+
+
 def test_stage_two_starts_from_stage_one_params_and_fresh_lora(setup, tmp_path):
     exported = str(tmp_path / 'stage1')
-    state_lib.export_params(exported, setup.cfg, setup.graphdef, setup.state, setup.frozen)
+    params_lib.export_params(exported, setup.cfg, setup.graphdef, setup.state, setup.frozen)
     stage1 = _named(setup.state.params, setup.frozen)
 
     cfg2 = config('stage=2')
-    graphdef, state, frozen = state_lib.init_train_state(cfg2, setup.mesh, params_path=exported)
+    graphdef, state, frozen = _start_from(cfg2, setup.mesh, exported)
     params, frozen_named = _named(state.params), _named(frozen)
     lora = {n for n in params if '/lora/' in n}
     assert lora and set(params) - lora == {n for n in stage1 if n in params}  # stage 2 trains stage 1's + LoRA
@@ -45,25 +53,25 @@ def test_stage_two_starts_from_stage_one_params_and_fresh_lora(setup, tmp_path):
         assert leaf.sharding == abstract.sharding
 
     # the other way round (a stage-2 checkpoint into a stage-1 model) would drop the adapters: refused
-    state_lib.export_params(str(tmp_path / 'stage2'), cfg2, graphdef, state, frozen)
+    params_lib.export_params(str(tmp_path / 'stage2'), cfg2, graphdef, state, frozen)
     with pytest.raises(ValueError, match=r'holds \d+ parameters this model lacks.*lora'):
-        state_lib.load_params(str(tmp_path / 'stage2'), setup.abstract)
+        params_lib.load_params(str(tmp_path / 'stage2'), state_lib.model_params(setup.abstract))
 
 
 def test_shape_mismatch_is_reported_by_name_before_compiling(setup, tmp_path):
     exported = str(tmp_path / 'params')
-    state_lib.export_params(exported, setup.cfg, setup.graphdef, setup.state, setup.frozen)
+    params_lib.export_params(exported, setup.cfg, setup.graphdef, setup.state, setup.frozen)
     other = config('model.video_qformer.max_frames=8')
     with pytest.raises(ValueError, match=r"video_qformer/frame_pos: checkpoint \(16, 64\) vs model \(8, 64\)"):
-        state_lib.init_train_state(other, setup.mesh, params_path=exported)
+        _start_from(other, setup.mesh, exported)
     with pytest.raises(FileNotFoundError, match='not a microemo-jax parameter checkpoint'):
-        state_lib.init_train_state(other, setup.mesh, params_path=str(tmp_path / 'nothing'))
+        _start_from(other, setup.mesh, str(tmp_path / 'nothing'))
 
 
 def test_a_damaged_init_checkpoint_gives_one_error_naming_the_folder(setup, tmp_path, capfd, monkeypatch):
-    from microemo_jax.checkpoint import ParamsUnreadable, restore_params
+    from microemo_jax.params import ParamsUnreadable, restore_params
     exported = tmp_path / 'params'
-    state_lib.export_params(str(exported), setup.cfg, setup.graphdef, setup.state, setup.frozen)
+    params_lib.export_params(str(exported), setup.cfg, setup.graphdef, setup.state, setup.frozen)
     files = [os.path.join(d, f) for d, _, fs in os.walk(exported / 'params') for f in fs]
     victim = max(files, key=os.path.getsize)
     with open(victim, 'r+b') as f:
@@ -73,10 +81,10 @@ def test_a_damaged_init_checkpoint_gives_one_error_naming_the_folder(setup, tmp_
     unraisable = []  # Orbax's abandoned read tasks report here at garbage collection ("Exception ignored in")
     monkeypatch.setattr(sys, 'unraisablehook', unraisable.append)
     with pytest.raises(ParamsUnreadable, match=rf'{exported}: the parameter checkpoint cannot be read.*truncated'):
-        state_lib.load_params(str(exported), setup.abstract)
+        params_lib.load_params(str(exported), state_lib.model_params(setup.abstract))
     model = nnx.eval_shape(lambda: MicroEmo(setup.cfg.model, rngs=nnx.Rngs(0)))
     with pytest.raises(ParamsUnreadable, match=rf'{exported}: the parameter checkpoint cannot be read'):
-        restore_params(str(exported), model)                          # evaluate / predict path
+        restore_params(str(exported), model)                          # into a built model
     gc.collect()
     err = capfd.readouterr().err
     assert 'Traceback' not in err and not from_orbax(unraisable), (err[:3000], from_orbax(unraisable)[:2])
