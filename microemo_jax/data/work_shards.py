@@ -65,10 +65,17 @@ def _tree_digest(path: str) -> str:
     return h.hexdigest()
 
 
+# DataShapes field -> its key in the identity: the names shapes had before DataShapes, so the keys (and the
+# shards of work folders made then) stay the same
+_IDENTITY_NAMES = {'image_size': 'frame_size', 'mel_frames': 'max_mel_frames', 'seq_len': 'max_seq_len',
+                   'video_tokens': 'num_video_tokens', 'audio_tokens': 'num_audio_tokens'}
+
+
 def settings_identity(s: Settings) -> dict:
-    """The settings that shape the records, with each tokenizer by its content rather than its path."""
+    """The settings that shape the records, with each tokenizer by its content rather than its path; flat, so
+    a changed shape is named by itself when shards are redone."""
     d = dataclasses.asdict(s)
-    d = {**d.pop('shapes'), **d}   # flat: a changed shape is named by itself when shards are redone
+    d = {**{_IDENTITY_NAMES.get(k, k): v for k, v in d.pop('shapes').items()}, **d}
     for key in ('llm_tokenizer', 'qformer_tokenizer'):
         d[key] = _tree_digest(d[key]) if os.path.isdir(d[key]) else d[key]
     d['asr'] = speech_lib.asr_identity(s.asr)
