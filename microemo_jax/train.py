@@ -116,8 +116,8 @@ def _run(cfg, workdir: str) -> dict:
 
     abstract = abstract_train_state(cfg, mesh)
     # init.params is checked against the model (names, shapes) before anything compiles
-    restored = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
-    graphdef, state, frozen = init_train_state(cfg, mesh, abstract=abstract, restored=restored)
+    start = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
+    graphdef, state, frozen = init_train_state(cfg, mesh, abstract=abstract, restored=start)
     # The checkpoint manager's first collective sets up the cross-process context with a 30 s deadline:
     # processes whose init compiled (or hit the compile cache) minutes apart meet here first.
     distributed.barrier('microemo: train state initialised')
@@ -158,7 +158,9 @@ def _run(cfg, workdir: str) -> dict:
                 _check_finite(*pending, ckpt)
             pending = (step, metrics, names)
             last = logger.log(step, metrics) or last
-            if ckpt.due(step) or step == cfg.total_steps:
+            # the one place that decides to save: the interval, the last step, a stop (signal or max_steps_per_run)
+            stop = (guard.should_stop(step) or step == stop_at) and step < cfg.total_steps
+            if stop or ckpt.due(step) or step == cfg.total_steps:
                 _check_finite(*pending, ckpt)
                 ckpt.save(step, state, train_iter, force=True, finite=metrics['finite'])
             if eval_fn is not None and cfg.train.validate_every and step % cfg.train.validate_every == 0:
@@ -166,9 +168,7 @@ def _run(cfg, workdir: str) -> dict:
                     val_source, cfg, train=False, num_workers=0), cfg.train.validation_batches), mesh, rules)
                 logger.log_eval(step, val)
                 last = {**last, **val}
-            if (guard.should_stop(step) or step == stop_at) and step < cfg.total_steps:
-                _check_finite(*pending, ckpt)
-                ckpt.save(step, state, train_iter, force=True, finite=metrics['finite'])
+            if stop:
                 ckpt.wait()
                 why = 'train.max_steps_per_run' if step == stop_at else 'a stop signal'
                 print(f'stopping at step {step} ({why}); a checkpoint was saved, re-run to resume', flush=True)
