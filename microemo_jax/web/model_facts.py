@@ -66,27 +66,22 @@ def load_summary(path: str | None) -> dict | None:
 def held_out_clips(info: dict, summary: dict | None, limit: int = 50) -> list[HeldOut]:
     """The evaluated split's clips (per_sample.csv beside summary.json), else the prepared validation split's,
     whose raw videos are still where training.json says the raw corpus is."""
-    from microemo_jax.evaluate import gold_labels, read_per_sample, video_of
+    from microemo_jax.evaluate import plan_videos, read_per_sample
     from microemo_jax.predict import raw_video, subtitles_beside
     raw = info.get('raw')
     if not raw or not os.path.isdir(raw):
         return []
-    names: dict[str, list | None] = {}
+    names: dict[str, list | None] = {}  # video -> gold labels
     per_sample = os.path.join(os.path.dirname(summary['path']), 'per_sample.csv') if summary else None
     if per_sample and os.path.isfile(per_sample):
         names = {row['name']: row['gold'] for row in read_per_sample(per_sample)}
     elif info.get('data_dir'):
         try:
             from microemo_jax.data import pipeline
-            source = pipeline.open_split(info['data_dir'], 'validation')
-            for i in range(len(source)):
-                rec = source[i]
-                name = video_of(rec['name'].decode())
-                gold = gold_labels(rec['openset'])
-                if gold is not None or name not in names:
-                    names[name] = gold
+            videos = plan_videos(pipeline.open_split(info['data_dir'], 'validation'), 'description')
         except Exception:  # no validation split, or the prepared data moved: no held-out clips to offer
             return []
+        names = {v['name']: v['gold'] for v in videos}
     clips = []
     for name in sorted(names)[:limit]:
         video = raw_video(raw, name)
