@@ -158,14 +158,13 @@ def _check_all_set(model: nnx.Module, path: str) -> None:
 # ------------------------------------------------------------------------------ encoder + decoder (ASR)
 
 DECODER_PREFIXES = ('model.decoder.', 'decoder.')
+_DECODER_DEFAULTS = WhisperDecoderConfig()
 
 
 def whisper_decoder_config_from_hf(config: dict) -> WhisperDecoderConfig:
-    """The decoder fields of a HF Whisper config.json dict (missing keys take WhisperConfig's defaults)."""
-    defaults = dict(vocab_size=51865, d_model=256, decoder_layers=2, decoder_attention_heads=4, decoder_ffn_dim=1536,
-                    max_target_positions=448, activation_function='gelu', scale_embedding=False,
-                    tie_word_embeddings=True)
-    get = lambda key: config.get(key, defaults[key])
+    """The decoder fields of a HF Whisper config.json dict (missing keys take WhisperConfig's defaults, which
+    are WhisperDecoderConfig's, as the encoder's are WhisperEncoderConfig's)."""
+    get = lambda key: config.get(key, getattr(_DECODER_DEFAULTS, key))
     return WhisperDecoderConfig(
         vocab_size=int(get('vocab_size')), d_model=int(get('d_model')), decoder_layers=int(get('decoder_layers')),
         decoder_attention_heads=int(get('decoder_attention_heads')), decoder_ffn_dim=int(get('decoder_ffn_dim')),

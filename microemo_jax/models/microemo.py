@@ -33,7 +33,6 @@ from microemo_jax.models.llama import Llama, LlamaConfig
 from microemo_jax.models.lora import LoRAConfig
 from microemo_jax.models.micro_expression import MicroExpressionBranch
 from microemo_jax.models.qformer import QFormer, QFormerConfig
-from microemo_jax.models.slots import num_slots
 from microemo_jax.models.video_qformer import VideoQFormer
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig

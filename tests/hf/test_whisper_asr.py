@@ -13,7 +13,9 @@ import pytest
 from flax import nnx
 
 from microemo_jax.hf import CheckpointError, load_whisper, load_whisper_generation_config
+from microemo_jax.hf.whisper import whisper_decoder_config_from_hf, whisper_encoder_config_from_hf
 from microemo_jax.models import whisper_transcribe as wd
+from microemo_jax.models.whisper_decoder import WhisperDecoderConfig
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'hf')
 ASR = os.path.join(FIXTURES, 'whisper_asr')
@@ -112,3 +114,13 @@ def test_load_errors(tmp_path):
     os.remove(copy / 'generation_config.json')
     with pytest.raises(CheckpointError, match='generation_config.json is missing'):
         load_whisper_generation_config(copy)
+
+
+def test_missing_config_keys_take_transformers_defaults():
+    """A config.json without the size keys gets transformers' WhisperConfig defaults, the same d_model for the
+    encoder and the decoder (whisper-tiny's sizes)."""
+    dec = whisper_decoder_config_from_hf({})
+    assert dec == WhisperDecoderConfig()
+    assert (dec.vocab_size, dec.d_model, dec.decoder_layers, dec.decoder_attention_heads, dec.decoder_ffn_dim,
+            dec.max_target_positions, dec.tie_word_embeddings) == (51865, 384, 4, 6, 1536, 448, True)
+    assert whisper_encoder_config_from_hf({}).d_model == dec.d_model
