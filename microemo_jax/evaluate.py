@@ -24,7 +24,7 @@ import sys
 import time
 from collections import Counter
 
-from microemo_jax.data.tfds_builder import video_of  # records NAME and NAME#ov share the video NAME
+from microemo_jax.data.splits import video_of  # records NAME and NAME#ov share the video NAME
 
 QUESTIONS = ('description', 'ov')
 

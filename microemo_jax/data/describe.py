@@ -15,7 +15,8 @@ import sys
 
 import numpy as np
 
-from microemo_jax.data.tfds_builder import open_dataset, split_overlap, splits as dataset_splits, video_of
+from microemo_jax.data.splits import split_overlap, video_of
+from microemo_jax.data.tfds_builder import open_dataset, splits as dataset_splits
 
 
 def summarize(rec: dict) -> dict:

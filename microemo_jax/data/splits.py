@@ -2,17 +2,51 @@
 
 All records of one video (``NAME``, ``NAME#ov``) share a split, so validation and test never share a video
 with train. ``prepare --split-file`` (``name,split`` with train/validation/test) gives an official split;
-videos it does not list get the default, a stable hash of the video name (``tfds_builder.split_of``).
+videos it does not list get the default, a stable hash of the video name (``split_of``:
+``validation_fraction`` of the videos in validation, the rest in train).
 ``OUT/splits.csv`` lists the result per video.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import sys
 
 from microemo_jax.data.raw_labels import read_split_file, video_key
-from microemo_jax.data import tfds_builder
+
+
+SPLITS = ('train', 'validation', 'test')
+
+
+def video_of(name: str) -> str:
+    """The video a record comes from: its name before '#' (``NAME#ov`` -> ``NAME``)."""
+    return str(name).split('#', 1)[0]
+
+
+def split_of(name: str, validation_fraction: float) -> str:
+    """'validation' for a stable ``validation_fraction`` of videos, else 'train' (all targets of a video agree)."""
+    h = int.from_bytes(hashlib.sha256(video_of(name).encode('utf-8')).digest()[:8], 'big') / 2 ** 64
+    return 'validation' if h < validation_fraction else 'train'
+
+
+def check_by_video(assignment: dict[str, str]) -> None:
+    """Raise ValueError when two records of one video are assigned to different splits."""
+    seen: dict[str, tuple[str, str]] = {}
+    for name, split in assignment.items():
+        video = video_of(name)
+        first = seen.setdefault(video, (name, split))
+        if first[1] != split:
+            raise ValueError(f"records {first[0]!r} ({first[1]}) and {name!r} ({split}) come from one video "
+                             f"{video!r} but were assigned to different splits")
+
+
+def split_overlap(names_by_split: dict[str, list[str]]) -> dict:
+    """Videos per split and the videos found in more than one split (a leak: should be none)."""
+    videos = {split: {video_of(n) for n in names} for split, names in names_by_split.items()}
+    shared = sorted({v for a in videos for b in videos if a < b for v in videos[a] & videos[b]})
+    return {'videos': {s: len(v) for s, v in videos.items()}, 'videos_in_several_splits': len(shared),
+            'examples': shared[:10]}
 
 
 def names_preview(names: list[str], limit: int = 5) -> str:
@@ -37,8 +71,8 @@ def assign_splits(names: list[str], *, validation_fraction: float, split_file: s
         if key in given:
             assignment[name] = given[key][0]
         else:
-            assignment[name] = tfds_builder.split_of(name, validation_fraction)
-            unlisted.add(tfds_builder.video_of(name))
+            assignment[name] = split_of(name, validation_fraction)
+            unlisted.add(video_of(name))
     if split_file:
         corpus = {video_key(n) for n in corpus_names} | {video_key(n) for n in names}
         written = {video_key(n) for n in names}
@@ -55,12 +89,12 @@ def assign_splits(names: list[str], *, validation_fraction: float, split_file: s
                                    ': they get the default hashed train/validation split')):
             if items:
                 print(f"warning: {len(items)} {what} ({names_preview(items)}){tail}", file=sys.stderr, flush=True)
-    tfds_builder.check_by_video(assignment)
+    check_by_video(assignment)
     by_split: dict[str, list[str]] = {}
     for name, split in assignment.items():
         by_split.setdefault(split, []).append(name)
-    info['records'] = {s: len(by_split[s]) for s in tfds_builder.SPLITS if s in by_split}
-    info.update(tfds_builder.split_overlap(by_split))
+    info['records'] = {s: len(by_split[s]) for s in SPLITS if s in by_split}
+    info.update(split_overlap(by_split))
     return assignment, info
 
 
@@ -69,5 +103,5 @@ def write_splits_csv(path: str, assignment: dict[str, str]) -> None:
     with open(path, 'w', encoding='utf-8', newline='') as f:
         w = csv.writer(f)
         w.writerow(['name', 'split'])
-        for video, split in sorted({(tfds_builder.video_of(n), s) for n, s in assignment.items()}):
+        for video, split in sorted({(video_of(n), s) for n, s in assignment.items()}):
             w.writerow([video, split])

@@ -1,4 +1,4 @@
-"""Work shards, the split, and the prepared dataset as a TFDS ArrayRecord dataset (raw Tensor/Text features).
+"""Work shards and the prepared dataset as a TFDS ArrayRecord dataset (raw Tensor/Text features).
 
 ``prepare`` first turns clips into records and stores them shard by shard under ``OUT/work/`` (so an
 interrupted or changed run redoes only what is missing or stale); this builder then copies those records
@@ -11,15 +11,12 @@ sidecar with the text fields, the skips, the shard's key (what produced it: sett
 identity) and per-record facts (size, which prompt parts were cut). The JSON is written last and names
 the key that the ``.npz`` also carries, so a shard counts only when both are complete and agree.
 
-Splits are by video: every record of one video (``NAME`` and its other targets ``NAME#ov``) lands in the
-same split. Without an explicit assignment (``prepare --split-file``) a stable hash of the video name
-puts ``validation_fraction`` of the videos in ``validation`` and the rest in ``train``.
+Which split each record goes to (by video) is ``data/splits.py``'s.
 """
 from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import json
 import os
 
@@ -27,10 +24,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from microemo_jax.data.record import FIELDS, TEXT_FIELDS
+from microemo_jax.data.splits import SPLITS, check_by_video, split_of
 
 NAME = 'microemo_clips'
 VERSION = '1.0.0'
-SPLITS = ('train', 'validation', 'test')
 SHARD_FORMAT = 3   # 3: face_landmarks / face_landmark_mask
 _KEY_ARRAY = '__key__'
 
@@ -48,18 +45,6 @@ def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.f
     for key in TEXT_FIELDS:
         feats[key] = tfds.features.Text()
     return tfds.features.FeaturesDict(feats)
-
-
-# ------------------------------------------------------------------------------------------------ splits
-def video_of(name: str) -> str:
-    """The video a record comes from: its name before '#' (``NAME#ov`` -> ``NAME``)."""
-    return str(name).split('#', 1)[0]
-
-
-def split_of(name: str, validation_fraction: float) -> str:
-    """'validation' for a stable ``validation_fraction`` of videos, else 'train' (all targets of a video agree)."""
-    h = int.from_bytes(hashlib.sha256(video_of(name).encode('utf-8')).digest()[:8], 'big') / 2 ** 64
-    return 'validation' if h < validation_fraction else 'train'
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -245,25 +230,6 @@ def build(out: str, *, num_crops: int, timestamp_tokens: int, num_mel_bins: int,
     if not os.path.isfile(os.path.join(target, 'dataset_info.json')):
         raise RuntimeError(f"TFDS did not write {target}/dataset_info.json")
     return target
-
-
-def check_by_video(assignment: dict[str, str]) -> None:
-    """Raise ValueError when two records of one video are assigned to different splits."""
-    seen: dict[str, tuple[str, str]] = {}
-    for name, split in assignment.items():
-        video = video_of(name)
-        first = seen.setdefault(video, (name, split))
-        if first[1] != split:
-            raise ValueError(f"records {first[0]!r} ({first[1]}) and {name!r} ({split}) come from one video "
-                             f"{video!r} but were assigned to different splits")
-
-
-def split_overlap(names_by_split: dict[str, list[str]]) -> dict:
-    """Videos per split and the videos found in more than one split (a leak: should be none)."""
-    videos = {split: {video_of(n) for n in names} for split, names in names_by_split.items()}
-    shared = sorted({v for a in videos for b in videos if a < b for v in videos[a] & videos[b]})
-    return {'videos': {s: len(v) for s, v in videos.items()}, 'videos_in_several_splits': len(shared),
-            'examples': shared[:10]}
 
 
 # ------------------------------------------------------------------------------------------------ reading

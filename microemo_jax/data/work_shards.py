@@ -23,7 +23,7 @@ from microemo_jax.data import sources as sources_lib
 from microemo_jax.data import speech as speech_lib
 from microemo_jax.data import tfds_builder
 from microemo_jax.data.clip_processor import ClipProcessor, Settings
-from microemo_jax.data.splits import names_preview
+from microemo_jax.data.splits import names_preview, video_of
 
 
 # ---------------------------------------------------------------- what produced a shard
@@ -114,8 +114,7 @@ def partition(clips: list, shard_size: int) -> list[list]:
     (the video is decoded once for all of them)."""
     shards, current = [], []
     for clip in sorted(clips, key=lambda c: c.name):
-        if current and len(current) >= shard_size and tfds_builder.video_of(clip.name) != \
-                tfds_builder.video_of(current[-1].name):
+        if current and len(current) >= shard_size and video_of(clip.name) != video_of(current[-1].name):
             shards.append(current)
             current = []
         current.append(clip)

@@ -11,6 +11,7 @@ import pytest
 from microemo_jax.data import describe as describe_cli
 from microemo_jax.data import tfds_builder
 from microemo_jax.data.record import FIELDS, split_jpegs
+from microemo_jax.data.splits import split_of, split_overlap
 
 from tests.support.records import make_record
 
@@ -35,7 +36,7 @@ def test_records_round_trip_through_tfds_and_inspect(tmp_path, capsys):
         for i in range(len(source)):
             got = source[i]
             name = got['name'].decode() if isinstance(got['name'], bytes) else got['name']
-            assert tfds_builder.split_of(name, 0.3) == split
+            assert split_of(name, 0.3) == split
             want = by_name[name]
             for key in FIELDS:
                 np.testing.assert_array_equal(np.asarray(got[key]), want[key], err_msg=key)
@@ -65,15 +66,15 @@ def test_every_record_of_a_video_lands_in_one_split(tmp_path):
     """The old hash of the record name put a clip's ``NAME`` and ``NAME#ov`` targets in different splits."""
     names = [f'video{i:03d}' for i in range(60)]
     for name in names:
-        assert tfds_builder.split_of(name, 0.5) == tfds_builder.split_of(name + '#ov', 0.5)
+        assert split_of(name, 0.5) == split_of(name + '#ov', 0.5)
     both = [n for n in names for n in (n, n + '#ov')]
-    assert {tfds_builder.split_of(n, 0.5) for n in both} == {'train', 'validation'}
+    assert {split_of(n, 0.5) for n in both} == {'train', 'validation'}
     out = str(tmp_path)
     records = [make_record(n, seed=i) for i, n in enumerate(both[:16])]
     write_shards(out, records, shard_size=3)          # shards cut across a video's targets on purpose
     tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16, validation_fraction=0.5)
     by_split = {s: [r['name'].decode() for r in tfds_builder.open_dataset(out, s)] for s in tfds_builder.splits(out)}
-    overlap = tfds_builder.split_overlap(by_split)
+    overlap = split_overlap(by_split)
     assert overlap['videos_in_several_splits'] == 0 and sum(map(len, by_split.values())) == 16
 
 
