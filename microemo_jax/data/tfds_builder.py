@@ -157,12 +157,6 @@ def load_records(shard: Shard, names: set[str] | None = None):
         raise
 
 
-def iter_shard_records(work_dir: str):
-    """Records of every finished shard, in shard order."""
-    for shard in read_index(work_dir):
-        yield from load_records(shard)
-
-
 # ------------------------------------------------------------------------------------------------ builder
 class MicroEmoClips(tfds.core.GeneratorBasedBuilder):
     """Prepared MicroEmo clips, copied from the work shards of ``index`` into the splits of ``assignment``."""
