@@ -125,7 +125,7 @@ def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
     train = cfg.get('train')
     if train is not None:
         for key, low in (('keep_checkpoints', 1), ('max_steps_per_run', 0), ('validate_every', 0),
-                         ('validation_batches', 0)):
+                         ('validation_batches', 0), ('loss_chunk', 0)):
             value = train.get(key)
             if value is not None and not (is_int(value) and value >= low):
                 problems.append(f"train.{key}={value!r} must be a whole number >= {low}")

@@ -238,8 +238,9 @@ class MicroEmo(nnx.Module):
         mask = mask.at[rows, positions].set(mask[rows, positions] & valid)
         return embeds, mask
 
-    def __call__(self, batch, *, dropout_rng=None):
-        """float32 logits (B, S, vocab) for a batch dict (``data/shapes.py``: MODEL_INPUTS)."""
+    def __call__(self, batch, *, dropout_rng=None, hidden_only: bool = False):
+        """float32 logits (B, S, vocab) for a batch dict (``data/shapes.py``: MODEL_INPUTS); with ``hidden_only``
+        the LLM's final normed hidden states (B, S, hidden) instead, for a loss fused with ``llm.head_kernel()``."""
         r_prompt, r_llm = split_rng(dropout_rng, 2)
         embeds, mask = self.prompt_embeddings(batch, dropout_rng=r_prompt)
-        return self.llm(inputs_embeds=embeds, attention_mask=mask, dropout_rng=r_llm)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask, dropout_rng=r_llm, hidden_only=hidden_only)

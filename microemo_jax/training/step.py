@@ -33,7 +33,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from microemo_jax.training.losses import next_token_loss
+from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
 from microemo_jax.training.optimizer import make_optimizer, make_schedule
 
@@ -70,11 +70,19 @@ def device_batch(batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
     return out
 
 
-def _loss_sum(graphdef, params, frozen, batch, dropout_rng):
-    """(sum of answer-token NLL, number of answer tokens) for one (micro-)batch."""
+def _loss_sum(graphdef, params, frozen, batch, dropout_rng, loss_chunk: int = 0):
+    """(sum of answer-token NLL, number of answer tokens) for one (micro-)batch.
+
+    ``loss_chunk`` (config ``train.loss_chunk``) > 0: the LM head is fused with the loss and walked in chunks of
+    that many rows, so the (B, S, vocab) float32 logits never exist (``training/losses.py``); same value."""
     model = nnx.merge(graphdef, params, frozen)
-    logits = model(batch, dropout_rng=dropout_rng)
-    mean, count = next_token_loss(logits, batch['input_ids'], batch['loss_mask'])
+    if loss_chunk:
+        hidden = model(batch, dropout_rng=dropout_rng, hidden_only=True)
+        mean, count = chunked_next_token_loss(hidden, model.llm.head_kernel(), batch['input_ids'],
+                                              batch['loss_mask'], chunk=loss_chunk)
+    else:
+        logits = model(batch, dropout_rng=dropout_rng)
+        mean, count = next_token_loss(logits, batch['input_ids'], batch['loss_mask'])
     return mean * count, count
 
 
@@ -91,9 +99,9 @@ def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
     return out
 
 
-def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules):
+def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, loss_chunk=0):
     """Summed loss, token count and float32 gradient of the summed loss over ``steps`` micro-batches."""
-    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_sum(graphdef, p, frozen, b, r), has_aux=True)
+    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_sum(graphdef, p, frozen, b, r, loss_chunk), has_aux=True)
     if steps == 1:
         (loss_sum, count), grads = grad_fn(params, batch, dropout_rng)
         return loss_sum, count, grads
@@ -131,12 +139,14 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
     schedule = make_schedule(cfg)
     steps = cfg.optim.grad_accum_steps
     rules = cfg.sharding_rules
+    loss_chunk = cfg.train.get('loss_chunk', 0)
 
     def train_step(state, frozen, batch):
         key = jax.random.wrap_key_data(state.rng)
         key, dropout_rng = jax.random.split(key)
         with activation_sharding(mesh, rules):
-            loss_sum, count, grads = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh, rules)
+            loss_sum, count, grads = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh, rules,
+                                            loss_chunk)
         denom = jnp.maximum(count, 1.0)
         loss = loss_sum / denom
         grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
@@ -161,10 +171,11 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
 def make_eval_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, frozen_sharding):
     """A jax.jit of ``(state, frozen, batch) -> {loss, loss_sum, tokens}`` without dropout (nothing donated)."""
     rules = cfg.sharding_rules
+    loss_chunk = cfg.train.get('loss_chunk', 0)
 
     def eval_step(state, frozen, batch):
         with activation_sharding(mesh, rules):
-            loss_sum, count = _loss_sum(graphdef, state.params, frozen, batch, None)
+            loss_sum, count = _loss_sum(graphdef, state.params, frozen, batch, None, loss_chunk)
         return dict(loss=loss_sum / jnp.maximum(count, 1.0), loss_sum=loss_sum, tokens=count)
 
     return jax.jit(eval_step, in_shardings=(state_sharding, frozen_sharding, batch_input_sharding(mesh, rules)),

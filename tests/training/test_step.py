@@ -102,6 +102,24 @@ def test_gradient_accumulation_equals_the_whole_batch_step(setup):
     assert moved == len(jax.tree.leaves(start.params))                  # every trained parameter moved
 
 
+def test_chunked_loss_gives_the_plain_step(setup):
+    """train.loss_chunk fuses the head with the loss (no (B, S, vocab) logits): same loss and gradients."""
+    cfg = config('train.loss_chunk=7')           # rows per chunk: not a divisor of the rows, so padding is exercised
+    chunked = step_lib.make_train_step(setup.graphdef, cfg, setup.mesh, setup.state_sharding, setup.frozen_sharding)
+    start, _ = setup.train_step(copy_tree(setup.state), setup.frozen, setup.batch)   # past the lr=0 step
+    plain, m1 = setup.train_step(copy_tree(start), setup.frozen, setup.batch)
+    fused, m2 = chunked(copy_tree(start), setup.frozen, setup.batch)
+    np.testing.assert_allclose(float(m2['loss']), float(m1['loss']), rtol=1e-5)
+    np.testing.assert_allclose(float(m2['grad_norm']), float(m1['grad_norm']), rtol=1e-4)
+    mu = lambda s: jax.tree.leaves(s.opt_state[1][0].mu)  # noqa: E731  holds (1 - b1) * gradient after one update
+    for a, b in zip(mu(plain), mu(fused)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-5 * max(1e-6, np.abs(a).max()))
+    evals = [step_lib.make_eval_step(setup.graphdef, c, setup.mesh, setup.state_sharding, setup.frozen_sharding)
+             for c in (setup.cfg, cfg)]
+    losses = [float(e(start, setup.frozen, setup.batch)['loss']) for e in evals]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
 def test_non_finite_step_is_flagged_and_skipped(setup):
     # A NaN in a trained weight (not in the batch: a float batch where the contract says uint8 would be a
     # second compiled program) makes the loss non-finite with the session's compiled step.
