@@ -113,6 +113,7 @@ def _cli(args, cwd):
                           env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'PYTHONPATH': REPO}, timeout=300)
 
 
+@pytest.mark.integration
 def test_predict_cli_bad_input_names_the_path(params_dir, tmp_path):
     text = tmp_path / 'notes.mp4'
     text.write_text('this is not a video\n')
@@ -127,6 +128,8 @@ def test_predict_cli_bad_input_names_the_path(params_dir, tmp_path):
     assert 'Traceback' not in not_params.stderr
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_evaluate_over_two_processes_gathers_what_one_process_gives(corpus, params_dir, tmp_path):
     """Two jax.distributed processes each take every 2nd video; process 0 gathers the parts and scores them."""
     import socket

@@ -25,7 +25,8 @@ CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-backg
 SENTENCE = " The character's emotional state is happy, surprised."
 WAIT_MS = 90_000  # the first explanation compiles the model (seconds with a warm compile cache)
 
-pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore:.*:Warning:gradio.queueing')
+pytestmark = [pytest.mark.integration,  # a real server, its HTTP API and a browser
+              pytest.mark.filterwarnings('ignore::DeprecationWarning', 'ignore:.*:Warning:gradio.queueing')]
 
 
 def _loopback(host) -> bool:
@@ -239,6 +240,7 @@ def test_model_panel_and_held_out_clips(server, corpus, tmp_path):  # noqa: F811
         find_scores(service.predictor.folder.path, str(tmp_path / 'nope.json'))
 
 
+@pytest.mark.slow
 def test_page_explains_an_uploaded_clip(server, page, clips, tmp_path):
     from playwright.sync_api import expect
     page.locator('#video input[type=file]').set_input_files(clips.video)
@@ -263,6 +265,7 @@ def test_page_explains_an_uploaded_clip(server, page, clips, tmp_path):
     assert explanation.input_value() == direct['explanation']
 
 
+@pytest.mark.slow
 def test_page_bad_upload_shows_the_error_and_the_server_keeps_serving(server, page, clips, tmp_path):
     from playwright.sync_api import expect
     # a text file named .mp4 gets past the page's file-type check; the server names it and says why

@@ -12,10 +12,12 @@ from microemo_jax.data import describe as describe_cli
 from microemo_jax.data.record import split_jpegs
 from microemo_jax.prepare import main as prepare_main, prepare
 
-from tests.support.media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file, write_empty,
-                   write_h264_mp4, write_mjpeg_avi, write_text, write_vp9_webm)
+from tests.support.media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file,
+                                  write_empty, write_h264_mp4, write_mjpeg_avi, write_text, write_vp9_webm)
 from tests.support.prepare import (SMALL, fixed_tokenizers, records_by_name, small_config, write_labels,
                                     write_small_corpus)
+
+pytestmark = pytest.mark.integration  # prepare end to end on real media files
 
 OVERRIDES = ['model.num_frames=4', 'model.vision.image_size=32', 'model.vision.patch_size=16',
              'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'data.max_mel_frames=200',

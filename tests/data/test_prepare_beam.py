@@ -16,6 +16,8 @@ from tests.support.media import moving_face_frames, write_h264_mp4  # noqa: E402
 from tests.support.prepare import (SMALL, fixed_tokenizers, records_by_name, small_config,  # noqa: E402
                                     write_small_corpus)
 
+pytestmark = pytest.mark.integration  # prepare end to end through Apache Beam's DirectRunner
+
 
 @pytest.fixture(scope='module')
 def corpus(tmp_path_factory):

@@ -95,6 +95,7 @@ def _write(path, text):
     return path
 
 
+@pytest.mark.integration
 def test_module_entry_point(files):
     gold, pred = files
     proc = subprocess.run([sys.executable, '-m', 'microemo_jax.metrics', '--gold', gold, '--pred', pred],
