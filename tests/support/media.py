@@ -278,22 +278,23 @@ def write_mpeg4_mov(path, frames, *, fps=25, audio: dict | None = None, **kw) ->
     return write_video(path, frames, codec='mpeg4', fps=fps, audio=audio, **kw)
 
 
-def write_wav(path, seconds: float = 0.5, sample_rate: int = 16000, channels: int = 1) -> str:
-    """A PCM WAV file: a real media file with no video stream (the pipeline must call it 'not a video')."""
+def _write_tone(path, codec: str, seconds: float, sample_rate: int, channels: int) -> str:
+    """A file holding one audio track of ``codec`` (a tone) and nothing else."""
     path = os.fspath(path)
     with av.open(path, 'w') as container:
-        stream = _add_audio(container, 'pcm_s16le', sample_rate, channels)
+        stream = _add_audio(container, codec, sample_rate, channels)
         _encode_audio(container, stream, _tone(seconds, sample_rate, channels), sample_rate)
     return path
+
+
+def write_wav(path, seconds: float = 0.5, sample_rate: int = 16000, channels: int = 1) -> str:
+    """A PCM WAV file: a real media file with no video stream (the pipeline must call it 'not a video')."""
+    return _write_tone(path, 'pcm_s16le', seconds, sample_rate, channels)
 
 
 def write_audio_only_mp4(path, seconds: float = 0.5, sample_rate: int = 16000, channels: int = 1) -> str:
     """An mp4 container holding only an AAC track (a video container with no video stream)."""
-    path = os.fspath(path)
-    with av.open(path, 'w') as container:
-        stream = _add_audio(container, 'aac', sample_rate, channels)
-        _encode_audio(container, stream, _tone(seconds, sample_rate, channels), sample_rate)
-    return path
+    return _write_tone(path, 'aac', seconds, sample_rate, channels)
 
 
 def write_audio_with_cover(path, seconds: float = 0.5, sample_rate: int = 16000) -> str:
