@@ -28,24 +28,16 @@ from torch_worker import TorchWorker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
-              num_key_value_heads=8, max_position_embeddings=2048, rms_norm_eps=1e-6)
+CONFIG = torch_worker_lib.CONFIG
 
 
 # ----------------------------------------------------------------------------------------------------
 # PyTorch worker (runs under .venv-ref): one JSON request per line on stdin, one JSON answer per line.
 def torch_worker(ckpt: str, threads: int | None) -> None:
     import numpy as np
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-    if threads:
-        torch.set_num_threads(threads)
-    if not os.path.exists(os.path.join(ckpt, 'config.json')):
-        torch.manual_seed(0)
-        LlamaForCausalLM(LlamaConfig(**CONFIG)).save_pretrained(ckpt)
-    model = LlamaForCausalLM.from_pretrained(ckpt, dtype=torch.float32).eval()
-    info = dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                transformers=__import__('transformers').__version__)
+    from transformers import GenerationConfig
+    torch, model, info = torch_worker_lib.reference_llama(ckpt, threads)
+    model.eval()
     print(json.dumps(info), flush=True)
     for line in sys.stdin:
         req = json.loads(line)

@@ -35,27 +35,17 @@ from torch_worker import TorchWorker
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
-CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
-              num_key_value_heads=8, max_position_embeddings=2048, rms_norm_eps=1e-6)
+CONFIG = torch_worker_lib.CONFIG
 LR, WEIGHT_DECAY = 1e-4, 0.01
 
 
 # ----------------------------------------------------------------------------------------------------
 # PyTorch worker (runs under .venv-ref): one JSON request per line on stdin, one JSON answer per line.
 def torch_worker(ckpt: str, threads: int | None) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    if threads:
-        torch.set_num_threads(threads)
-    if not os.path.exists(os.path.join(ckpt, 'config.json')):
-        torch.manual_seed(0)
-        LlamaForCausalLM(LlamaConfig(**CONFIG)).save_pretrained(ckpt)
-    model = LlamaForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    torch, model, info = torch_worker_lib.reference_llama(ckpt, threads)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    print(json.dumps(dict(torch=torch.__version__, threads=torch.get_num_threads(),
-                          transformers=__import__('transformers').__version__,
-                          attn=model.config._attn_implementation)), flush=True)
+    print(json.dumps(dict(info, attn=model.config._attn_implementation)), flush=True)
     ids = None
     for line in sys.stdin:
         req = json.loads(line)

@@ -8,6 +8,26 @@ import os
 import subprocess
 
 
+# The checkpoint both benchmarks time (issue 14's size: about 180 MB of float32 weights).
+CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
+              num_key_value_heads=8, max_position_embeddings=2048, rms_norm_eps=1e-6)
+
+
+def reference_llama(ckpt: str, threads: int | None):
+    """(torch, transformers' LlamaForCausalLM from ``ckpt``, info dict); writes a seeded random checkpoint of
+    ``CONFIG`` there first if there is none. Runs in the worker, under .venv-ref."""
+    import torch
+    import transformers
+    if threads:
+        torch.set_num_threads(threads)
+    if not os.path.exists(os.path.join(ckpt, 'config.json')):
+        torch.manual_seed(0)
+        transformers.LlamaForCausalLM(transformers.LlamaConfig(**CONFIG)).save_pretrained(ckpt)
+    model = transformers.LlamaForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    info = dict(torch=torch.__version__, threads=torch.get_num_threads(), transformers=transformers.__version__)
+    return torch, model, info
+
+
 class TorchWorker:
     def __init__(self, script: str, python: str, ckpt: str, threads: int | None):
         cmd = [python, os.path.abspath(script), '--torch-worker', '--ckpt', ckpt]

@@ -66,13 +66,9 @@ def read_header(file: str) -> dict[str, _Entry]:
             raw = f.read(n)
     except OSError as e:
         raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
-    try:
-        header = json.loads(raw.decode('utf-8'))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{file}: malformed safetensors header (not JSON: {e})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{file}: malformed safetensors header (a JSON {type(header).__name__}, "
-                              f"expected an object of tensors)")
+    header = _json_object(raw, 'utf-8', lambda e: f"{file}: malformed safetensors header (not JSON: {e})",
+                          lambda kind: f"{file}: malformed safetensors header (a JSON {kind}, expected an object "
+                                       f"of tensors)")
     data_start, data_size = 8 + n, size - 8 - n
     entries = {}
     for name, meta in header.items():
@@ -131,12 +127,18 @@ def _read_json(file: str, what: str):
             raw = f.read()
     except OSError as e:
         raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
+    return _json_object(raw, 'utf-8-sig', lambda e: f"{file}: {what} is not valid JSON ({e})",
+                        lambda kind: f"{file}: {what} is a JSON {kind}, expected an object")
+
+
+def _json_object(raw: bytes, encoding: str, not_json, not_object) -> dict:
+    """``raw`` parsed as a JSON object, else a CheckpointError with ``not_json(error)`` / ``not_object(kind)``."""
     try:
-        value = json.loads(raw.decode('utf-8-sig'))
+        value = json.loads(raw.decode(encoding))
     except (UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{file}: {what} is not valid JSON ({e})") from None
+        raise CheckpointError(not_json(e)) from None
     if not isinstance(value, dict):
-        raise CheckpointError(f"{file}: {what} is a JSON {type(value).__name__}, expected an object")
+        raise CheckpointError(not_object(type(value).__name__))
     return value
 
 
