@@ -178,6 +178,8 @@ def get_config(arg=None):
         keep_checkpoints=3,                     # Orbax max_to_keep in WORKDIR/checkpoints
         max_steps_per_run=0,                    # >0: save and exit after this many steps (time-limited jobs
                                                 # that requeue themselves); 0: run to total_steps
+        loss_chunk=0,                           # >0: LM head fused with the loss, this many rows at a time: no
+                                                # (B, S, vocab) float32 logits (training/losses.py); 0: plain
     ))
 
     if variant == 'tiny':
@@ -213,8 +215,10 @@ def _shrink_to_tiny(c) -> None:
     m.frame_encoder.max_timestamp_tokens = 16
     m.num_frames, m.max_utterances = 4, 2
     m.llm.update(vocab_size=320, hidden_size=64, intermediate_size=96, num_heads=4, num_kv_heads=2, head_dim=16,
-                 max_position_embeddings=512)
+                 num_layers=1, max_position_embeddings=704)
     m.lora.update(rank=4, dropout=0.0)
-    d.update(demo_clips=8, max_seq_len=256, max_mel_frames=48, batch_size=4, num_workers=0)
+    # 640 tokens hold the demo corpus's longest prompt with its answer (no subtitle cut), and leave 64 positions
+    # for generated tokens; 0.4 leaves videos for validation in a corpus of a handful of clips.
+    d.update(demo_clips=8, max_seq_len=640, max_mel_frames=48, batch_size=4, num_workers=0, validation_fraction=0.4)
     c.total_steps, c.log_every, c.checkpoint_every = 4, 1, 2
     c.optim.warmup_steps = 1

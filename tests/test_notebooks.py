@@ -27,24 +27,25 @@ def test_notebook_code_compiles_and_its_ablation_configs_load(path):
         load_config('configs/emer.py:demo', overrides + [f"total_steps={namespace['STEPS']}"])
 
 
-from tests.support.inference import TINY, corpus  # noqa: E402,F401  (a session-wide tiny prepared corpus)
-
-TRAIN = ['data.batch_size=4', 'data.num_workers=0', 'optim.warmup_steps=1', 'log_every=1', 'checkpoint_every=2',
-         'train.validate_every=2', 'train.validation_batches=1']
+from tests.support.inference import corpus  # noqa: E402,F401  (a session-wide tiny prepared corpus)
+from tests.support.tiny import as_demo_overrides  # noqa: E402
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(corpus, tmp_path, monkeypatch):
-    """Executes every code cell in order (one ablation, 2 steps, a tiny corpus): the table it prints has the
-    ablation's validation loss and OV scores and the baseline row."""
+    """Executes every code cell in order (one ablation, the tiny config's 4 steps, a tiny corpus): the table it
+    prints has the ablation's validation loss and OV scores and the baseline row. The notebook loads the demo
+    config: the overrides make it the tiny one, whose train step tests/test_train.py has compiled already."""
     import contextlib
     import io
 
     _, root = corpus
     monkeypatch.setenv('MICROEMO_ABLATIONS', 'full model')
-    monkeypatch.setenv('MICROEMO_STEPS', '2')
+    monkeypatch.setenv('MICROEMO_STEPS', '4')
     monkeypatch.setenv('MICROEMO_NEW_TOKENS', '8')
     monkeypatch.setenv('MICROEMO_RUNS', str(tmp_path / 'runs'))
-    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(TINY + TRAIN + [f'data.dir={root / "prepared"}']))
+    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(as_demo_overrides(f'data.dir={root / "prepared"}')))
     nb = json.load(open(os.path.join('notebooks', 'ablations.ipynb')))
     namespace, printed = {}, io.StringIO()
     with contextlib.redirect_stdout(printed):

@@ -7,18 +7,12 @@ import sys
 
 import pytest
 
-from microemo_jax.config import load_config
 from microemo_jax.train import main as train_main, run
 
-TINY = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_frames=4',
-        'model.micro_expression.num_crops=2', 'model.max_utterances=2', 'model.audio.max_source_positions=24',
-        'model.image_qformer.num_query_tokens=4', 'model.video_qformer.num_query_tokens=4',
-        'model.audio_qformer.num_query_tokens=2', 'model.frame_encoder.max_timestamp_tokens=16',
-        'model.llm.vocab_size=320', 'model.llm.hidden_size=64', 'model.llm.intermediate_size=96',
-        'model.llm.num_heads=4', 'model.llm.num_kv_heads=2', 'model.llm.head_dim=16',
-        'data.max_seq_len=256', 'data.max_mel_frames=48', 'data.batch_size=4', 'data.num_workers=0',
-        'data.validation_fraction=0.25', 'total_steps=4', 'optim.warmup_steps=1', 'log_every=1',
-        'checkpoint_every=2', 'train.validate_every=2', 'train.validation_batches=1']
+from tests.support.tiny import config_args, tiny_config
+
+# Every test here trains through the entry point (the module's first run compiles the tiny train step).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope='module')
@@ -27,14 +21,14 @@ def data_dir(tmp_path_factory):
     from microemo_jax.prepare import prepare
     root = tmp_path_factory.mktemp('corpus')
     write_corpus(str(root / 'raw'), 6, seed=3, size=96, workers=1, progress=False)
-    report = prepare(load_config('configs/emer.py:demo', TINY), 'folder', str(root / 'raw'), str(root / 'prepared'),
+    report = prepare(tiny_config(), 'folder', str(root / 'raw'), str(root / 'prepared'),
                      workers=1)
     assert report['written'] == 12 and report['splits'].get('validation')
     return str(root / 'prepared')
 
 
 def cfg_for(data_dir, *extra):
-    return load_config('configs/emer.py:demo', TINY + [f'data.dir={data_dir}'] + list(extra))
+    return tiny_config(f'data.dir={data_dir}', *extra)
 
 
 def losses(workdir):
@@ -85,8 +79,7 @@ def test_sigterm_saves_exits_0_and_resumes_exactly_and_the_workdir_is_locked(str
     import signal
     import time
     workdir, paused = tmp_path / 'signalled', tmp_path / 'paused'
-    args = ['--config', 'configs/emer.py:demo', '--workdir', str(workdir)]
-    args += [f'--config.{o}' for o in TINY + [f'data.dir={data_dir}']]
+    args = ['--workdir', str(workdir)] + config_args(f'data.dir={data_dir}')
     with open(tmp_path / 'log', 'w') as log:
         proc = subprocess.Popen([sys.executable, '-c', PAUSING_TRAIN, *args], stdout=log, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, MICROEMO_TEST_PAUSED=str(paused)))
@@ -151,7 +144,7 @@ def test_stage2_starts_from_stage1_params_with_lora(straight, data_dir, tmp_path
     assert all(np.abs(two[n]).max() > 0 for n in lora_b), 'LoRA B starts at 0 and must have been trained'
     # the trained parts continue from stage 1: one update of at most ~lr per element away from its values
     # (a fresh init would be far off), and the frozen ViT is stage 1's, bit for bit
-    lr = load_config('configs/emer.py:demo', TINY).optim.lr
+    lr = tiny_config().optim.lr
     moved = two['video_proj/kernel'] - one['video_proj/kernel']
     assert 0 < np.abs(moved).max() <= 1.5 * lr
     vit = [n for n in one if n.startswith('frame_encoder/vit/')]
@@ -166,8 +159,7 @@ def test_stage2_starts_from_stage1_params_with_lora(straight, data_dir, tmp_path
 ])
 def test_bad_setups_fail_before_compiling(straight, data_dir, tmp_path, overrides, message, capsys):
     overrides = [o.replace('STAGE1', str(straight[0] / 'params')) for o in overrides]
-    args = ['--config', 'configs/emer.py:demo', '--workdir', str(tmp_path / 'w')]
-    args += [f'--config.{o}' for o in TINY + [f'data.dir={data_dir}'] + overrides]
+    args = ['--workdir', str(tmp_path / 'w')] + config_args(f'data.dir={data_dir}', *overrides)
     with pytest.raises(SystemExit, match=message):
         train_main(args)
     assert 'compiled the train step' not in capsys.readouterr().out
@@ -187,20 +179,16 @@ def test_non_finite_loss_stops_with_step_and_clip_names(straight, data_dir, tmp_
     model.video_proj.kernel.set_value(jnp.full_like(model.video_proj.kernel.get_value(), jnp.nan))
     save_params(str(tmp_path / 'poisoned'), model, cfg.model)
     with pytest.raises(SystemExit, match=r'non-finite loss or gradient at step 1 .* on the batch of clips: \w+'):
-        train_main(['--config', 'configs/emer.py:demo', '--workdir', str(tmp_path / 'w')] +
-                   [f'--config.{o}' for o in TINY + [f'data.dir={data_dir}', f'init.params={tmp_path / "poisoned"}']])
+        train_main(['--workdir', str(tmp_path / 'w')] +
+                   config_args(f'data.dir={data_dir}', f'init.params={tmp_path / "poisoned"}'))
     assert not os.path.isdir(tmp_path / 'w' / 'checkpoints' / '2')  # nothing saved after the bad step
 
 
 def test_two_processes_with_two_devices_each(data_dir, tmp_path):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES='2', PYTHON=sys.executable)
-    args = ['bash', 'launch/local.sh', '2', '--config', 'configs/emer.py:demo', '--workdir', str(tmp_path / 'mp')]
-    shallow = ['model.vision.num_layers=1', 'model.audio.encoder_layers=1', 'model.llm.num_layers=1',
-               'model.video_qformer.num_layers=1', 'model.audio_qformer.num_layers=1',
-               'model.micro_expression.num_layers=1']  # same parts, fewer layers: two compiles share 2 cores
-    args += [f'--config.{o}' for o in TINY + shallow + [f'data.dir={data_dir}', 'mesh.data=2', 'mesh.fsdp=2',
-                                              'data.batch_size=4', 'total_steps=4', 'train.max_steps_per_run=2',
-                                              'train.validate_every=0']]
+    args = ['bash', 'launch/local.sh', '2', '--workdir', str(tmp_path / 'mp')]
+    args += config_args(f'data.dir={data_dir}', 'mesh.data=2', 'mesh.fsdp=2', 'data.batch_size=4', 'total_steps=4',
+                        'train.max_steps_per_run=2', 'train.validate_every=0')
     first = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert 'stopping at step 2' in first.stdout

@@ -1,8 +1,9 @@
-"""A tiny stage-1 setup shared by the training tests (fixture `setup` in tests/training/conftest.py): config, 2x2 mesh, sharded state, one compiled step.
+"""A tiny stage-1 setup shared by the training tests (fixture `setup` in tests/training/conftest.py): config,
+2x2 mesh, sharded state, one compiled step.
 
 Compiles are the cost here (the tiny MicroEmo train step takes 10-30 s to compile on 2 CPU cores), so
-the state is initialised once per session and tests work on copies of it. Dropout is off so that
-gradient-accumulation and eval/train comparisons are exact.
+the state is initialised once per session and tests work on copies of it. The config is
+``configs/emer.py:tiny`` (dropout off, so gradient-accumulation and eval/train comparisons are exact).
 """
 import functools
 import types
@@ -12,30 +13,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from microemo_jax.batch import synthetic_batch
-from microemo_jax.config import load_config
 from microemo_jax.sharding import make_mesh
 from microemo_jax.training import state as state_lib, step as step_lib
 
-TINY = ['model.vision.image_size=32', 'model.vision.patch_size=16', 'model.num_frames=4',
-        'model.micro_expression.num_crops=3', 'model.max_utterances=2', 'model.audio.max_source_positions=24',
-        'model.image_qformer.num_query_tokens=4', 'model.video_qformer.num_query_tokens=4',
-        'model.audio_qformer.num_query_tokens=2', 'model.frame_encoder.max_timestamp_tokens=5',
-        'model.llm.vocab_size=128', 'model.llm.hidden_size=64', 'model.llm.intermediate_size=96',
-        'model.llm.num_heads=4', 'model.llm.num_kv_heads=2', 'model.llm.head_dim=16']
-NO_DROPOUT = ['model.lora.dropout=0.0', 'model.micro_expression.dropout=0.0', 'model.image_qformer.dropout=0.0',
-              'model.video_qformer.dropout=0.0', 'model.audio_qformer.dropout=0.0']
+from tests.support.tiny import tiny_config
+
 # The training core is model-agnostic: leave out the audio and micro-expression branches to halve compile
 # times (tests/models cover them). Tests needing them pass ENABLE_ALL to config().
 SMALL = ['model.audio.enabled=false', 'model.micro_expression.enabled=false']
 ENABLE_ALL = ('model.audio.enabled=true', 'model.micro_expression.enabled=true')
 TRAIN = ['total_steps=20', 'optim.warmup_steps=1', 'optim.lr=0.01', 'optim.min_lr=0.001',
          'model.train_llm=false']  # the paper's setting: the LLM base stays frozen
+# Two layers in each scanned stack (tiny has one): remat's recomputation is then a visible share of the FLOPs.
+DEPTH = ['model.vision.num_layers=2', 'model.video_qformer.num_layers=2', 'model.llm.num_layers=2']
 BATCH, SEQ = 4, 64
 
 
 @functools.cache
 def config(*extra):
-    return load_config('configs/emer.py:demo', TINY + NO_DROPOUT + SMALL + TRAIN + list(extra))
+    return tiny_config(*SMALL, *TRAIN, *DEPTH, *extra)
 
 
 def copy_tree(tree):

@@ -3,11 +3,12 @@ import json
 
 from microemo_jax import plan
 
-from tests.support.training import NO_DROPOUT, SMALL, TINY
+from tests.support.tiny import config_args
+from tests.support.training import SMALL
 
 
 def test_plan_prints_memory_flops_and_the_largest_batch(capsys, tmp_path):
-    argv = ['--config', 'configs/emer.py:demo', *[f'--config.{o}' for o in TINY + NO_DROPOUT + SMALL + ['data.max_seq_len=48']], '--mesh', 'fsdp=2',
+    argv = [*config_args(*SMALL, 'data.max_seq_len=48'), '--mesh', 'fsdp=2',
             '--batch', '2', '--memory-gib', '0.05', '--json', str(tmp_path / 'plan.json')]
     assert plan.main(argv) == 0
     out = capsys.readouterr().out
