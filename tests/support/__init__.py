@@ -1,5 +1,6 @@
 """Helpers shared by several test modules: ``from tests.support.X import ...``.
 
+  tiny       configs/emer.py:tiny, the one config of the tests that compile MicroEmo end to end
   media      tiny real media files (PyAV) and frame patterns that survive coding
   records    ``make_record``: a synthetic prepared record (real JPEG bytes) at any shapes
   prepare    small prepare configs, labels and reading back a prepared dataset
