@@ -197,7 +197,6 @@ def test_global_local_gate_at_zero_leaves_faces_without_effect(model, base_logit
     assert max_change(logits(gated, with_(b, faces=faces)), gated_logits, keep) > 1e-6
 
 
-@pytest.mark.slow
 def test_lora_at_init_leaves_the_output_unchanged():
     """B = 0: the loss equals the base model's (adapters merged away); B != 0 changes it. Runs the gradient
     program of the next test (no program of its own)."""
@@ -259,7 +258,6 @@ def test_gradients_reach_exactly_the_parameters_of_each_stage():
     assert not dead, f"trainable parameters without gradient: {sorted(dead)}"
 
 
-@pytest.mark.slow
 def test_every_parameter_of_the_non_default_switches_is_used():
     """All switches off their defaults at once (one compile): every trainable parameter gets a gradient."""
     extra = ('model.global_local.enabled=false', 'model.frame_encoder.keep_text_tokens=true',

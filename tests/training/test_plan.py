@@ -1,12 +1,15 @@
 """plan: ahead-of-time compile of the train step for a mesh, with memory, FLOPs and a batch-size search."""
 import json
 
+import pytest
+
 from microemo_jax import plan
 
 from tests.support.tiny import config_args
 from tests.support.training import SMALL
 
 
+@pytest.mark.slow  # two ahead-of-time compiles of the train step
 def test_plan_prints_memory_flops_and_the_largest_batch(capsys, tmp_path):
     argv = [*config_args(*SMALL, 'data.max_seq_len=48'), '--mesh', 'fsdp=2',
             '--batch', '2', '--memory-gib', '0.05', '--json', str(tmp_path / 'plan.json')]
