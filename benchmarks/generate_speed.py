@@ -80,12 +80,9 @@ def main(argv=None) -> int:
     parser.add_argument('--prompt', type=int, default=128)
     parser.add_argument('--new', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--out', default=None, help='JSON file for the results')
-    args = parser.parse_args(argv)
-    if args.torch_worker:
-        torch_worker(args.ckpt, args.threads)
+    args, torch_side = torch_worker_lib.parse_and_start(parser, argv, torch_worker, TorchSide)
+    if torch_side is None:
         return 0
-    torch_side = torch_worker_lib.start(TorchSide, args)
 
     import jax
     import numpy as np

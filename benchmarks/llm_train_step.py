@@ -116,12 +116,9 @@ def main(argv=None) -> int:
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--seq', type=int, default=512)
     parser.add_argument('--rounds', type=int, default=6)
-    parser.add_argument('--out', default=None, help='JSON file for the results')
-    args = parser.parse_args(argv)
-    if args.torch_worker:
-        torch_worker(args.ckpt, args.threads)
+    args, torch_side = torch_worker_lib.parse_and_start(parser, argv, torch_worker, TorchSide)
+    if torch_side is None:
         return 0
-    torch_side = torch_worker_lib.start(TorchSide, args)
 
     import jax
     import numpy as np

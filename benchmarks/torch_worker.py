@@ -62,6 +62,17 @@ def add_arguments(parser, root: str) -> None:
     parser.add_argument('--threads', type=int, default=None, help='PyTorch intra-op threads (default: its own)')
 
 
+def parse_and_start(parser, argv, worker, side_class):
+    """``(args, the PyTorch side)`` for a benchmark's main process; ``(args, None)`` after serving as the worker
+    (``--torch-worker``: ``worker(ckpt, threads)`` ran until its input closed)."""
+    parser.add_argument('--out', default=None, help='JSON file for the results')
+    args = parser.parse_args(argv)
+    if args.torch_worker:
+        worker(args.ckpt, args.threads)
+        return args, None
+    return args, start(side_class, args)
+
+
 def start(side_class, args):
     """The PyTorch side of a run (it writes the shared checkpoint if it is missing)."""
     if not os.path.exists(args.torch_python):
