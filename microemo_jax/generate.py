@@ -191,7 +191,7 @@ def _constrain(x, axes, mesh, rules):
 def _constrain_cache(cache: KVCache, mesh, rules) -> KVCache:
     if mesh is None:
         return cache
-    kv_axes = ('layers', 'batch', None, 'kv_heads', None)
+    kv_axes = ('layers', 'batch', 'kv_heads', None, None)
     return KVCache(k=_constrain(cache.k, kv_axes, mesh, rules), v=_constrain(cache.v, kv_axes, mesh, rules),
                    valid=_constrain(cache.valid, ('batch', None), mesh, rules), length=cache.length)
 

@@ -177,6 +177,34 @@ def _reference_attention(q, k, v, mask):
     return jnp.einsum('bhqk,bkhd->bqhd', probs, v)
 
 
+def cache_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """:func:`attention` of new queries q (B, Sq, H, D) over a KV cache laid out (B, Hk, L, D), as a decoder
+    stores it; same result.
+
+    Why this layout: with (B, L, Hk, D) caches XLA:CPU copied a transposed key and value tensor of every
+    layer on every decode step (it wants batch dims first for its batched dots), which cost more than the
+    dots themselves. Stored head-major, both dots read the cache where it lies.
+    """
+    b, sq, h, d = q.shape
+    hk = k.shape[1]
+    g = h // hk
+    q = q.reshape(b, sq, hk, g, d).transpose(0, 2, 1, 3, 4)  # (B, Hk, Sq, g, D): a few rows
+    scores = jnp.einsum('bhsgd,bhld->bhsgl', q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
+    if mask is not None:
+        mask = jnp.asarray(mask, bool)
+        mb, mh = mask.shape[:2]
+        if mh == h:
+            mask = mask.reshape(mb, hk, g, sq, -1).transpose(0, 1, 3, 2, 4)
+        else:
+            mask = mask.reshape(mb, 1, sq, 1, -1)
+        scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum('bhsgl,bhld->bhsgd', probs, v)
+    if mask is not None:  # a query with no allowed key gives zeros, as in attention()
+        out = jnp.where(jnp.any(mask, axis=-1)[..., None], out, jnp.zeros_like(out))
+    return out.transpose(0, 2, 1, 3, 4).reshape(b, sq, h, d)
+
+
 def key_mask(valid: jax.Array) -> jax.Array:
     """(B, Sk) validity -> attention mask (B, 1, 1, Sk)."""
     return valid.astype(bool)[:, None, None, :]

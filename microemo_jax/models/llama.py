@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from microemo_jax.models.layers import RMSNorm, Dense, Embed, attention, split_rng
+from microemo_jax.models.layers import RMSNorm, Dense, Embed, attention, cache_attention, split_rng
 from microemo_jax.models.lora import LoRAConfig, lora_config_for
 from microemo_jax.models.stack import LayerStack
 
@@ -105,8 +105,10 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
 @functools.partial(jax.tree_util.register_dataclass, data_fields=['k', 'v', 'valid', 'length'], meta_fields=[])
 @dataclasses.dataclass
 class KVCache:
-    """Keys (after RoPE) and values of every layer, (num_layers, B, max_len, num_kv_heads, head_dim);
-    ``valid`` (B, max_len) marks written, unmasked slots; ``length`` is the next slot to write."""
+    """Keys (after RoPE) and values of every layer, (num_layers, B, num_kv_heads, max_len, head_dim): head-major
+    as transformers stores them, so a decode step's attention reads them in place
+    (``layers.cache_attention``); ``valid`` (B, max_len) marks written, unmasked slots; ``length`` is the next
+    slot to write."""
     k: jax.Array
     v: jax.Array
     valid: jax.Array
@@ -114,7 +116,7 @@ class KVCache:
 
     @property
     def max_len(self) -> int:
-        return self.k.shape[2]
+        return self.k.shape[3]
 
 
 class LlamaAttention(nnx.Module):
@@ -140,11 +142,16 @@ class LlamaAttention(nnx.Module):
         new_kv = None
         if cache_kv is not None:
             ck, cv = cache_kv
-            ck = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype), (0, cache_index, 0, 0))
-            cv = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype), (0, cache_index, 0, 0))
+            ck = jax.lax.dynamic_update_slice(ck, k.swapaxes(1, 2).astype(ck.dtype), (0, 0, cache_index, 0))
+            cv = jax.lax.dynamic_update_slice(cv, v.swapaxes(1, 2).astype(cv.dtype), (0, 0, cache_index, 0))
             new_kv = (ck, cv)
             k, v = ck.astype(q.dtype), cv.astype(q.dtype)
-        out = attention(q, k, v, mask, implementation=self.attention_impl)
+            if self.attention_impl in (None, 'xla'):
+                out = cache_attention(q, k, v, mask)
+            else:
+                out = attention(q, k.swapaxes(1, 2), v.swapaxes(1, 2), mask, implementation=self.attention_impl)
+        else:
+            out = attention(q, k, v, mask, implementation=self.attention_impl)
         return self.o_proj(out.reshape(b, s, -1), dropout_rng=rngs[3]), new_kv
 
 
@@ -221,7 +228,7 @@ class Llama(nnx.Module):
     def init_cache(self, batch: int, max_len: int, dtype=None) -> KVCache:
         """An empty cache for ``batch`` rows of up to ``max_len`` tokens (prompt + generated)."""
         c = self.cfg
-        shape = (c.num_layers, batch, max_len, c.num_kv_heads, c.head_dim)
+        shape = (c.num_layers, batch, c.num_kv_heads, max_len, c.head_dim)
         dtype = dtype or self.dtype
         return KVCache(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
                        valid=jnp.zeros((batch, max_len), bool), length=jnp.zeros((), jnp.int32))
@@ -295,7 +302,7 @@ class Llama(nnx.Module):
 
     def _check_cache(self, cache: KVCache, b: int, s: int) -> None:
         c = self.cfg
-        want = (c.num_layers, b, cache.max_len, c.num_kv_heads, c.head_dim)
+        want = (c.num_layers, b, c.num_kv_heads, cache.max_len, c.head_dim)
         if tuple(cache.k.shape) != want or tuple(cache.v.shape) != want:
             raise ValueError(f"Llama: cache k/v have shape {tuple(cache.k.shape)}, expected {want} "
                              f"(use model.init_cache(batch={b}, max_len=...))")
