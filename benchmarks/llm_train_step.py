@@ -16,6 +16,11 @@ so the ratio is the figure to read. CPU time (process time of each side's step: 
 too: on a machine other jobs share it moves less than wall time. The first step's loss of each side is printed (same weights, same ids:
 they must agree).
 
+The bound, measured in the same run: the step's matmul FLOPs (counted on our step's jaxpr, forward and backward;
+PyTorch runs the same matmuls) over each side's time, against the float32 matmul peak of each library (the
+fastest 2048^3 matmul of XLA, ``floors.py``, and of ``torch.mm`` in the worker). The goal of at most
+``GOAL`` x PyTorch's time needs the FLOP rate printed beside them.
+
 Our variants:
   plain    ``Llama(...)`` logits (B, S, 32000) float32 -> ``losses.next_token_loss`` (log-softmax), autodiff
   chunked  final hidden states -> ``training.losses.chunked_next_token_loss`` (head fused with the loss, rows in
@@ -29,6 +34,7 @@ import os
 import sys
 import time
 
+import floors  # benchmarks/floors.py: what the machine allows, measured in the same run
 import torch_worker as torch_worker_lib  # benchmarks/torch_worker.py: the PyTorch side
 from torch_worker import TorchWorker
 
@@ -37,6 +43,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 CONFIG = torch_worker_lib.CONFIG
 LR, WEIGHT_DECAY = 1e-4, 0.01
+GOAL = 0.6  # issue 14: our step in at most 0.6x PyTorch's time
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -49,6 +56,14 @@ def torch_worker(ckpt: str, threads: int | None) -> None:
     ids = None
     for line in sys.stdin:
         req = json.loads(line)
+        if 'peak' in req:  # torch's own float32 matmul peak: FLOP/s of the fastest (n, n) @ (n, n)
+            a, best = torch.ones(req['peak'], req['peak']), float('inf')
+            for _ in range(6):
+                t = time.perf_counter()
+                torch.mm(a, a)
+                best = min(best, time.perf_counter() - t)
+            print(json.dumps(dict(flops_s=2 * req['peak'] ** 3 / best)), flush=True)
+            continue
         if 'input_ids' in req:
             ids = torch.tensor(req['input_ids'], dtype=torch.long)
         t, c = time.perf_counter(), time.process_time()
@@ -68,6 +83,9 @@ class TorchSide(TorchWorker):
     def step(self, input_ids=None) -> tuple[float, float, float]:
         ans = self.request({} if input_ids is None else dict(input_ids=input_ids.tolist()))
         return ans['seconds'], ans['loss'], ans['cpu_seconds']
+
+    def matmul_peak(self, n: int = 2048) -> float:
+        return self.request(dict(peak=n))['flops_s']
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,7 +123,7 @@ def make_ours(ckpt: str, variant: str, chunk: int):
         state['params'], state['opt'], loss = step_fn(state['params'], state['opt'], ids)
         loss = float(loss)                       # waits for the step
         return time.perf_counter() - t, loss, time.process_time() - c
-    return step, step_fn
+    return step, step_fn, state
 
 
 def main(argv=None) -> int:
@@ -123,9 +141,11 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
     ids = np.random.default_rng(0).integers(3, CONFIG['vocab_size'], (args.batch, args.seq)).astype(np.int32)
+    from microemo_jax.training.flops import count_flops
     ours, first_loss, first_call = {}, {}, {}
     for v in args.variants:
-        ours[v], _ = make_ours(args.ckpt, v, args.chunk)
+        ours[v], step_fn, state = make_ours(args.ckpt, v, args.chunk)
+        flops = count_flops(step_fn, state['params'], state['opt'], ids)  # the same matmuls in every variant
         first_call[v], first_loss[v], _ = ours[v](ids)          # compiles
     t_first, first_loss['pytorch'], _ = torch_side.step(ids)
     best = {v: float('inf') for v in [*args.variants, 'pytorch']}
@@ -135,13 +155,16 @@ def main(argv=None) -> int:
             wall, _, cpu = ours[v](ids) if v in ours else torch_side.step()
             best[v], best_cpu[v] = min(best[v], wall), min(best_cpu[v], cpu)
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k} {s:.2f} s" for k, s in best.items()), flush=True)
+    peaks = dict(xla=floors.f32_matmul_peak(), torch=torch_side.matmul_peak())
     torch_side.close()
 
     tokens = args.batch * args.seq
     load = [round(x, 2) for x in os.getloadavg()]
     rows = [dict(side=k, step_s=s, tokens_s=tokens / s, ratio_to_pytorch=s / best['pytorch'],
                  cpu_s=best_cpu[k], cpu_ratio_to_pytorch=best_cpu[k] / best_cpu['pytorch'],
-                 first_step_loss=first_loss[k], first_call_s=first_call.get(k, t_first)) for k, s in best.items()]
+                 first_step_loss=first_loss[k], first_call_s=first_call.get(k, t_first), flops_s=flops / s)
+            for k, s in best.items()]
+    goal_flops_s = flops / (GOAL * best['pytorch'])
     print()
     print(f"| side | fastest step of {args.rounds} | tokens/s | time / PyTorch's | CPU time (fastest) "
           f"| CPU time / PyTorch's | first-step loss |")
@@ -149,13 +172,20 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['side']} | {r['step_s']:.2f} s | {r['tokens_s']:.0f} | **{r['ratio_to_pytorch']:.2f}x** | "
               f"{r['cpu_s']:.2f} s | {r['cpu_ratio_to_pytorch']:.2f}x | {r['first_step_loss']:.4f} |")
-    print(f"\nbatch {args.batch} x {args.seq}, chunk {args.chunk}; PyTorch {torch_side.info}; jax {jax.__version__} "
+    g = lambda x: f"{x / 1e9:.0f} GFLOP/s"
+    print(f"\n{flops / 1e9:.0f} GFLOP of matmuls per step. Achieved: "
+          + ", ".join(f"{r['side']} {g(r['flops_s'])}" for r in rows)
+          + f". Float32 matmul peak in this run: XLA {g(peaks['xla'])}, torch {g(peaks['torch'])}. "
+          f"{GOAL}x PyTorch's time needs {g(goal_flops_s)} "
+          f"({goal_flops_s / max(peaks.values()):.0%} of the higher peak).")
+    print(f"batch {args.batch} x {args.seq}, chunk {args.chunk}; PyTorch {torch_side.info}; jax {jax.__version__} "
           f"on {jax.devices()[0].device_kind}; load average (1, 5, 15 min) at the end: {load} on {os.cpu_count()} CPUs")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             json.dump(dict(config=CONFIG, batch=args.batch, seq=args.seq, chunk=args.chunk, rounds=args.rounds,
-                           rows=rows, torch=torch_side.info, jax=jax.__version__, load_average_1_5_15min=load,
+                           rows=rows, matmul_flops=flops, f32_matmul_peak_flops_s=peaks, goal=GOAL,
+                           goal_flops_s=goal_flops_s, torch=torch_side.info, jax=jax.__version__, load_average_1_5_15min=load,
                            cpu_count=os.cpu_count()), f, indent=2)
         print(f"wrote {args.out}")
     return 0

@@ -30,6 +30,8 @@ import os
 import sys
 import time
 
+import floors  # benchmarks/floors.py: the in-run float32 matmul peak
+
 
 def main(argv=None) -> int:
     # Multi-device CPU runs (fake devices on few cores) can deadlock in collectives with XLA CPU's
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
                   loss=float(metrics['loss']), finite=bool(metrics['finite']),
                   samples_per_s=batch_size / step_s)
     if args.f32_peak:
-        f32_peak = measure_f32_matmul_peak(mesh.devices.flat[0])
+        f32_peak = floors.f32_matmul_peak(mesh.devices.flat[0])
         result.update(f32_peak_tflops_per_device=f32_peak / 1e12,
                       mfu_f32=estimate_mfu(flops['model'], step_s, n, f32_peak),
                       hfu_f32=estimate_mfu(flops['hardware'], step_s, n, f32_peak))
@@ -124,21 +126,6 @@ def main(argv=None) -> int:
         result.update(profile=args.profile, **host_round_trips(compiled.as_text(), args.profile, args.steps))
     print(json.dumps(result))
     return 0 if math.isfinite(result['loss']) else 1
-
-
-def measure_f32_matmul_peak(device, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of the fastest of ``repeats`` jitted float32 (n, n) @ (n, n) matmuls on ``device``."""
-    import jax
-    import jax.numpy as jnp
-    a = jax.device_put(jnp.ones((n, n), jnp.float32), device)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float('inf')
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
 
 
 def host_round_trips(hlo: str, trace_dir: str, steps: int) -> dict:
