@@ -49,7 +49,7 @@ def get_config(arg=None):
     m.frozen_param_dtype = 'bfloat16' if paper else 'float32'  # frozen towers (ViT, Whisper, LLM base)
     m.scan_layers = True
     m.remat_policy = 'nothing_saveable' if paper else 'none'
-    m.attention_impl = ''  # '' lets JAX choose; 'cudnn' on GPUs; 'xla'; 'reference'
+    m.attention_impl = ''  # '': JAX's choice (on CPU ours: leaner backward); 'cudnn' on GPUs; 'xla'; 'reference'
 
     # 1. Timestamp-bound frame encoder: EVA ViT-g -> image Q-Former reading "This frame is sampled at {t} second."
     m.vision = (_vision(1408, 6144, 39, 16, 14, 224, 1e-6) if paper else _vision(64, 128, 2, 4, 16, 64, 1e-6))

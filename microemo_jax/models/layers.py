@@ -151,18 +151,65 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
 
     ``mask`` is boolean, broadcastable to (B, H, Sq, Sk); True means "may attend". Softmax runs in
     float32. Query rows with no allowed key return zeros instead of an average of masked values.
-    ``implementation`` is passed to ``jax.nn.dot_product_attention`` ('xla', 'cudnn' or None).
+    ``implementation`` is passed to ``jax.nn.dot_product_attention`` ('xla', 'cudnn' or None), except that
+    None on a CPU backend takes :func:`_cpu_attention` (same result, a leaner backward pass).
     """
     if implementation not in (None, 'xla', 'cudnn', 'reference'):
         raise ValueError(f"unknown attention implementation {implementation!r}")
     if implementation == 'reference':
         out = _reference_attention(q, k, v, mask)
+    elif implementation is None and jax.default_backend() == 'cpu':
+        out = _cpu_attention(q, k, v, mask)
     else:
         out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
     if mask is not None:
         any_key = jnp.swapaxes(jnp.any(mask, axis=-1), 1, 2)  # (B|1, Sq|1, H|1)
         out = jnp.where(any_key[..., None], out, jnp.zeros_like(out))
     return out
+
+
+def _cpu_attention(q, k, v, mask):
+    """Softmax attention with a hand-written backward pass, for XLA:CPU.
+
+    Why: differentiating ``jax.nn.dot_product_attention`` gives a backward pass that makes several more passes
+    over the (B, H, Sq, Sk) scores, and XLA:CPU runs those passes far below memory speed. This backward
+    pass takes the softmax's correction term from the (B, Sq, H, D) outputs, as flash attention does.
+    """
+    h, hk = q.shape[2], k.shape[2]
+    if h != hk:  # GQA: each key/value head serves h // hk query heads (autodiff sums their gradients)
+        k, v = jnp.repeat(k, h // hk, axis=2), jnp.repeat(v, h // hk, axis=2)
+    bias = jnp.zeros((1, 1, 1, 1), jnp.float32)
+    if mask is not None:
+        bias = jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min)
+    return _softmax_attention(q / math.sqrt(q.shape[-1]), k, v, bias)
+
+
+@jax.custom_vjp
+def _softmax_attention(q, k, v, bias):
+    """q (B, Sq, H, D), already scaled; k, v (B, Sk, H, D); ``bias`` broadcastable to (B, H, Sq, Sk)."""
+    return _softmax_attention_fwd(q, k, v, bias)[0]
+
+
+def _softmax_attention_fwd(q, k, v, bias):
+    scores = jnp.einsum('bthd,bshd->bhts', q, k, preferred_element_type=jnp.float32) + bias
+    probs = jax.nn.softmax(scores, axis=-1)
+    out = jnp.einsum('bhts,bshd->bthd', probs.astype(v.dtype), v)
+    return out, (q, k, v, bias, probs, out)
+
+
+def _softmax_attention_bwd(residuals, d_out):
+    q, k, v, bias, probs, out = residuals
+    d_v = jnp.einsum('bhts,bthd->bshd', probs.astype(d_out.dtype), d_out)
+    d_probs = jnp.einsum('bthd,bshd->bhts', d_out, v, preferred_element_type=jnp.float32)
+    # sum_s probs * d_probs = sum_d out * d_out: one pass over the outputs instead of over the scores
+    correction = jnp.einsum('bthd,bthd->bht', out, d_out, preferred_element_type=jnp.float32)
+    d_scores = (probs * (d_probs - correction[..., None])).astype(q.dtype)
+    d_q = jnp.einsum('bhts,bshd->bthd', d_scores, k)
+    d_k = jnp.einsum('bhts,bthd->bshd', d_scores, q)
+    return d_q, d_k, d_v, jnp.zeros_like(bias)
+
+
+_softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
 
 
 def _reference_attention(q, k, v, mask):
