@@ -194,11 +194,11 @@ def _softmax_attention_fwd(q, k, v, bias):
     scores = jnp.einsum('bthd,bshd->bhts', q, k, preferred_element_type=jnp.float32) + bias
     probs = jax.nn.softmax(scores, axis=-1)
     out = jnp.einsum('bhts,bshd->bthd', probs.astype(v.dtype), v)
-    return out, (q, k, v, bias, probs, out)
+    return out, (q, k, v, probs, out)
 
 
 def _softmax_attention_bwd(residuals, d_out):
-    q, k, v, bias, probs, out = residuals
+    q, k, v, probs, out = residuals
     d_v = jnp.einsum('bhts,bthd->bshd', probs.astype(d_out.dtype), d_out)
     d_probs = jnp.einsum('bthd,bshd->bhts', d_out, v, preferred_element_type=jnp.float32)
     # sum_s probs * d_probs = sum_d out * d_out: one pass over the outputs instead of over the scores
@@ -206,7 +206,7 @@ def _softmax_attention_bwd(residuals, d_out):
     d_scores = (probs * (d_probs - correction[..., None])).astype(q.dtype)
     d_q = jnp.einsum('bhts,bshd->bthd', d_scores, k)
     d_k = jnp.einsum('bhts,bthd->bshd', d_scores, q)
-    return d_q, d_k, d_v, jnp.zeros_like(bias)
+    return d_q, d_k, d_v, None  # the bias comes from a boolean mask: no gradient
 
 
 _softmax_attention.defvjp(_softmax_attention_fwd, _softmax_attention_bwd)
