@@ -142,10 +142,11 @@ def main(argv=None) -> int:
     import numpy as np
     ids = np.random.default_rng(0).integers(3, CONFIG['vocab_size'], (args.batch, args.seq)).astype(np.int32)
     from microemo_jax.training.flops import count_flops
-    ours, first_loss, first_call = {}, {}, {}
+    ours, first_loss, first_call, flops = {}, {}, {}, None
     for v in args.variants:
         ours[v], step_fn, state = make_ours(args.ckpt, v, args.chunk)
-        flops = count_flops(step_fn, state['params'], state['opt'], ids)  # the same matmuls in every variant
+        if flops is None:  # every variant (and PyTorch) runs the same matmuls
+            flops = count_flops(step_fn, state['params'], state['opt'], ids)
         first_call[v], first_loss[v], _ = ours[v](ids)          # compiles
     t_first, first_loss['pytorch'], _ = torch_side.step(ids)
     best = {v: float('inf') for v in [*args.variants, 'pytorch']}
@@ -185,8 +186,8 @@ def main(argv=None) -> int:
         with open(args.out, 'w') as f:
             json.dump(dict(config=CONFIG, batch=args.batch, seq=args.seq, chunk=args.chunk, rounds=args.rounds,
                            rows=rows, matmul_flops=flops, f32_matmul_peak_flops_s=peaks, goal=GOAL,
-                           goal_flops_s=goal_flops_s, torch=torch_side.info, jax=jax.__version__, load_average_1_5_15min=load,
-                           cpu_count=os.cpu_count()), f, indent=2)
+                           goal_flops_s=goal_flops_s, torch=torch_side.info, jax=jax.__version__,
+                           load_average_1_5_15min=load, cpu_count=os.cpu_count()), f, indent=2)
         print(f"wrote {args.out}")
     return 0
 
