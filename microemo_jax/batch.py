@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from microemo_jax.data.record import NUM_LANDMARKS
+from microemo_jax.data.records.record import NUM_LANDMARKS
 from microemo_jax.data.shapes import DataShapes, batch_contract
 
 

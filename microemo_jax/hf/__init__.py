@@ -6,7 +6,7 @@
     load_query_tokens(path)     -> the learned query tokens of a BLIP-2 / InstructBLIP checkpoint
     load_whisper_encoder(path)  -> WhisperEncoder;  == WhisperEncoder last_hidden_state
     load_whisper(path)          -> WhisperSpeechModel (encoder + decoder);  == WhisperForConditionalGeneration
-                                   logits, and greedy timestamped generate via models.whisper_transcribe.transcribe
+                                   logits, and greedy timestamped generate via models.whisper.transcribe.transcribe
     export_llama(module, path)  -> a folder LlamaForCausalLM.from_pretrained loads (LoRA merged)
 
 Loaders accept the standalone save of a module and the full-model checkpoint that contains it.
