@@ -31,6 +31,9 @@ from microemo_jax.metrics.wheel import Wheel
 DATASETS = {'MER2023': 'hit_rate', 'MER2024': 'hit_rate', 'MELD': 'hit_rate', 'IEMOCAPFour': 'hit_rate',
             'CMUMOSI': 'waf', 'CMUMOSEI': 'waf', 'SIMS': 'waf', 'SIMSv2': 'waf', 'OVMERDPlus': 'fs'}
 """Dataset (the official spelling) -> its main metric."""
+TEST_SIZES = {'MER2023': 411, 'MER2024': 1169, 'MELD': 2610, 'IEMOCAPFour': 1241, 'CMUMOSI': 686, 'CMUMOSEI': 4659,
+              'SIMS': 457, 'SIMSv2': 1034, 'OVMERDPlus': 532}
+"""The official test sets' sizes (asserted in AffectGPT's dataset classes); a different count is reported."""
 LEVEL = 'level1'
 SENTIMENT_VALUES = {'positive': 1, 'negative': -1, 'neutral': 0}
 
