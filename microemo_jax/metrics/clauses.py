@@ -23,6 +23,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from microemo_jax.metrics.clause_cues import (BE, BOTH, CONCEAL, CONCEAL_PHRASES, CONCESSION, CONCESSION_ENDS,
+                                             CONTRAST, DISPLAY, DISPLAY_NOUNS, DISPLAY_PHRASES, INNER,
+                                             INNER_PHRASES, INTENSIFIERS, LOCAL_INNER, LOCAL_SHOWN,
+                                             MASK_PREPOSITIONS, PASSIVE_FILLERS, PRETENSE, SUBJECTS)
+
 
 class Mention(NamedTuple):
     start: int          # token index of the first word
@@ -30,39 +35,6 @@ class Mention(NamedTuple):
     label: str
 
 
-CONTRAST = {'but', 'yet', 'however', 'nevertheless', 'nonetheless'}
-CONCESSION = {'although', 'though', 'despite', 'notwithstanding', 'albeit'}   # and "in spite of"
-_CONCESSION_ENDS = {',', ';', ':'}
-INNER = {'inside', 'inwardly', 'internally', 'underneath', 'beneath', 'secretly', 'privately', 'actually',
-         'feel', 'feels', 'felt', 'feeling', 'betray', 'betrays', 'betrayed', 'betraying', 'belie', 'belies',
-         'reveal', 'reveals', 'revealing'}
-INNER_PHRASES = {('deep', 'down'), ('in', 'fact'), ('in', 'reality'), ('at', 'heart'), ('in', 'truth'),
-                 ('gives', 'away'), ('give', 'away')}
-DISPLAY = {'seems', 'seem', 'seemed', 'appears', 'appear', 'appeared', 'looks', 'look', 'looked', 'looking',
-           'sounds', 'sound', 'sounded', 'stays', 'stay', 'stayed', 'staying', 'remains', 'remain', 'remained',
-           'keeps', 'keep', 'kept', 'keeping', 'outwardly', 'smiles', 'smile', 'smiled', 'smiling'}
-DISPLAY_PHRASES = {('on', 'the', 'surface'), ('on', 'the', 'outside'), ('to', 'the', 'outside')}
-DISPLAY_NOUNS = {'exterior', 'facade', 'façade', 'veneer', 'front', 'mask', 'surface', 'smile', 'grin', 'face',
-                 'expression', 'demeanor', 'demeanour', 'appearance', 'composure', 'manner', 'tone'}
-PRETENSE = {'pretend', 'pretends', 'pretended', 'pretending', 'feign', 'feigns', 'feigned', 'feigning', 'fake',
-            'fakes', 'faked', 'faking', 'forced', 'forces', 'force', 'forcing', 'sham'}
-CONCEAL = {'hide', 'hides', 'hid', 'hidden', 'hiding', 'conceal', 'conceals', 'concealed', 'concealing', 'mask',
-           'masks', 'masked', 'masking', 'suppress', 'suppresses', 'suppressed', 'suppressing', 'repress',
-           'represses', 'repressed', 'repressing', 'disguise', 'disguises', 'disguised', 'disguising', 'stifle',
-           'stifles', 'stifled', 'stifling', 'bottle', 'bottles', 'bottled', 'bottling', 'swallow', 'swallows',
-           'swallowed', 'swallowing', 'bury', 'buries', 'buried', 'burying', 'restrain', 'restrains',
-           'restrained', 'restraining'}
-_CONCEAL_PHRASES = {('hold', 'back'), ('holds', 'back'), ('held', 'back'), ('holding', 'back'),
-                    ('cover', 'up'), ('covers', 'up'), ('covered', 'up'), ('covering', 'up')}
-_MASK_PREPOSITIONS = {'behind', 'with', 'under', 'beneath', 'underneath', 'by', 'through', 'as', 'into', ','}
-BE = {'is', 'are', 'was', 'were', 'am', 'be', 'been', 'being'}
-_PASSIVE_FILLERS = BE | {'well', 'carefully', 'barely', 'partly', 'partially', 'clearly', 'all', 'but'}
-_SUBJECTS = {'he', 'she', 'they', 'i', 'we', 'you', 'it', 'his', 'her', 'their', 'my', 'our', 'your', 'its'}
-_BOTH = {'also', 'too', 'both'}
-# Adverbs that mark the one word they stand by ("outwardly cheerful, inwardly exhausted"; "furious inside").
-LOCAL_SHOWN = {'outwardly', 'seemingly', 'apparently', 'superficially'}
-LOCAL_INNER = {'inwardly', 'internally', 'secretly', 'privately', 'inside', 'underneath', 'within'}
-_INTENSIFIERS = {'very', 'deeply', 'quite', 'so', 'extremely', 'really', 'rather', 'truly', 'genuinely'}
 _PRETENSE_REACH = 4
 _SENTENCE_ENDS = {'.', '!', '?'}
 _BREAKS = {',', ';', ':', '(', ')'} | CONTRAST | CONCESSION
@@ -100,7 +72,7 @@ def _segments(tokens, a: int, b: int) -> list[dict]:
         if starts:
             segs.append({**current, 'end': i})
             current = {'start': i, 'kind': starts}
-        elif current['kind'] == 'concession' and tok in _CONCESSION_ENDS:
+        elif current['kind'] == 'concession' and tok in CONCESSION_ENDS:
             segs.append({**current, 'end': i + 1})
             current = {'start': i + 1, 'kind': 'main'}
         i += 1
@@ -111,8 +83,8 @@ def _segments(tokens, a: int, b: int) -> list[dict]:
         words = tokens[s['start']:s['end']]
         s['inner'] = any(t in INNER for t in words) or _has_phrase(tokens, s, INNER_PHRASES)
         s['display'] = any(t in DISPLAY for t in words) or _has_phrase(tokens, s, DISPLAY_PHRASES)
-        s['both'] = any(t in _BOTH for t in words)
-        own = any(t in BE or t in _SUBJECTS or t.endswith(("'s", "'re", "'m")) or t in INNER or t in DISPLAY
+        s['both'] = any(t in BOTH for t in words)
+        own = any(t in BE or t in SUBJECTS or t.endswith(("'s", "'re", "'m")) or t in INNER or t in DISPLAY
                   for t in words[1:])
         if s['kind'] == 'contrast' and not own and previous is not None:
             s['inner'], s['display'] = s['inner'] or previous['inner'], s['display'] or previous['display']
@@ -127,7 +99,7 @@ def _has_phrase(tokens, seg, phrases) -> bool:
 def _conceal_verbs(tokens, seg) -> list[tuple[int, int]]:
     out = []
     for i in range(seg['start'], seg['end']):
-        n = _phrase_at(tokens, i, _CONCEAL_PHRASES) or (1 if tokens[i] in CONCEAL else 0)
+        n = _phrase_at(tokens, i, CONCEAL_PHRASES) or (1 if tokens[i] in CONCEAL else 0)
         if n:
             out.append((i, i + n))
     return out
@@ -145,13 +117,13 @@ def _role(tokens, m: Mention, seg: dict) -> str:
     for v_start, v_end in _conceal_verbs(tokens, seg):
         if v_end <= m.start:                               # after the verb: its object, or the mask after it
             between = tokens[v_end:m.start]
-            return 'shown' if any(t in _MASK_PREPOSITIONS for t in between) else 'inner'
+            return 'shown' if any(t in MASK_PREPOSITIONS for t in between) else 'inner'
         between = tokens[m.end:v_start]
-        if between and all(t in _PASSIVE_FILLERS for t in between) and any(t in BE for t in between):
+        if between and all(t in PASSIVE_FILLERS for t in between) and any(t in BE for t in between):
             return 'inner'                                 # "her anger is hidden"
-        if len(between) <= 2 and not any(t in _PASSIVE_FILLERS or t in _BREAKS or t == 'and' for t in between):
+        if len(between) <= 2 and not any(t in PASSIVE_FILLERS or t in _BREAKS or t == 'and' for t in between):
             return 'shown'                                 # "her cheerful tone masks ..."
-    before = [t for t in tokens[max(seg['start'], m.start - 2):m.start] if t not in _INTENSIFIERS]
+    before = [t for t in tokens[max(seg['start'], m.start - 2):m.start] if t not in INTENSIFIERS]
     if before and before[-1] in LOCAL_SHOWN:
         return 'shown'
     if (before and before[-1] in LOCAL_INNER) or tokens[m.end:m.end + 1] == ['inside'] \
