@@ -12,6 +12,8 @@ from microemo_jax.metrics import extract_labels
 from microemo_jax.metrics.clauses import Mention, felt
 
 DESIGNED_WITH = [
+    ('Although he was scared, he was determined to finish the climb.', ['determined']),
+    ('She is proud of her son despite being a little worried about the move.', ['proud']),
     ('She stays calm despite being furious inside.', ['furious']),
     ('His cheerful tone masks a deep sadness.', ['sad']),
     ('Although he looks relaxed, he is nervous about the interview.', ['nervous']),

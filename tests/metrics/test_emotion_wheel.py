@@ -23,7 +23,7 @@ def table(folder):
 
 def test_wheel1_level1_carries_blanks_and_later_rows_win(table):
     assert table.wheels['wheel1']['level1'] == {
-        'happy': 'happy', 'joyful': 'happy', 'glad': 'happy', 'cheerful': 'happy', 'proud': 'happy',
+        'happy': 'happy', 'joyful': 'happy', 'glad': 'neutral', 'cheerful': 'happy', 'proud': 'happy',
         'confident': 'happy', 'sad': 'sad', 'lonely': 'sad', 'isolated': 'sad',
         'hurt': 'angry',            # blank level2 under Angry carries 'Hurt'; the later occurrence wins
         'angry': 'angry', 'annoyed': 'angry', 'mad': 'angry', 'furious': 'angry',
@@ -32,7 +32,8 @@ def test_wheel1_level1_carries_blanks_and_later_rows_win(table):
 
 def test_level2_sends_a_level1_word_to_its_first_level2_word(table):
     level2 = table.wheels['wheel1']['level2']
-    assert level2['happy'] == 'joyful' and level2['glad'] == 'joyful' and level2['confident'] == 'proud'
+    assert level2['happy'] == 'joyful' and level2['cheerful'] == 'joyful' and level2['confident'] == 'proud'
+    assert level2['glad'] == 'calm'                                  # its last row wins at level 2 too
     assert level2['angry'] == 'hurt' and level2['sad'] == 'hurt' and level2['lonely'] == 'lonely'
 
 

@@ -25,10 +25,10 @@ import openpyxl
 
 WHEELS = {
     # wheel1: blanks carry down; row 5's blank level3 repeats 'Isolated', row 6's blank level2 carries 'Hurt'
-    # into Angry, so 'hurt' is first sad, then angry (the later occurrence wins).
+    # into Angry, so 'hurt' is first sad, then angry (the later occurrence wins); 'Glad' ends up neutral.
     'wheel1': [('Happy', 'Joyful', 'Glad'), (None, None, 'Cheerful'), (None, 'Proud', 'Confident'),
                ('Sad', 'Lonely', 'Isolated'), (None, 'Hurt', None), ('Angry', None, 'Annoyed'),
-               (None, 'Mad', 'Furious'), ('Neutral', 'Calm', ' Relaxed ')],
+               (None, 'Mad', 'Furious'), ('Neutral', 'Calm', ' Relaxed '), (None, None, 'Glad')],
     'wheel2': [('Joy', 'Happy', 'Cheerful'), ('Sadness', 'Sad', 'Lonely'), ('Anger', 'Angry', 'Furious'),
                ('Fear', 'Scared', 'Fearful')],
     'wheel3': [('Mad', 'Angry', 'Annoyed'), ('Sad', 'Hurt', 'Lonely'), ('Joyful', 'Happy', 'Proud'),
