@@ -29,7 +29,7 @@ CONCEAL = {'hide', 'hides', 'hid', 'hidden', 'hiding', 'conceal', 'conceals', 'c
            'restrained', 'restraining'}
 CONCEAL_PHRASES = {('hold', 'back'), ('holds', 'back'), ('held', 'back'), ('holding', 'back'),
                     ('cover', 'up'), ('covers', 'up'), ('covered', 'up'), ('covering', 'up')}
-MASK_PREPOSITIONS = {'behind', 'with', 'under', 'beneath', 'underneath', 'by', 'through', 'as', 'into', ','}
+MASK_PREPOSITIONS = {'behind', 'with', 'under', 'beneath', 'underneath', 'by', 'through', 'as', 'into'}
 BE = {'is', 'are', 'was', 'were', 'am', 'be', 'been', 'being'}
 PASSIVE_FILLERS = BE | {'well', 'carefully', 'barely', 'partly', 'partially', 'clearly', 'all', 'but'}
 SUBJECTS = {'he', 'she', 'they', 'i', 'we', 'you', 'it', 'his', 'her', 'their', 'my', 'our', 'your', 'its'}

@@ -37,6 +37,7 @@ class Mention(NamedTuple):
 
 _PRETENSE_REACH = 4
 _SENTENCE_ENDS = {'.', '!', '?'}
+_CLAUSE_MARKS = {',', ';', ':', '(', ')'}
 _BREAKS = {',', ';', ':', '(', ')'} | CONTRAST | CONCESSION
 
 
@@ -117,6 +118,8 @@ def _role(tokens, m: Mention, seg: dict) -> str:
     for v_start, v_end in _conceal_verbs(tokens, seg):
         if v_end <= m.start:                               # after the verb: its object, or the mask after it
             between = tokens[v_end:m.start]
+            if any(t in _CLAUSE_MARKS for t in between):
+                continue                                   # "hide anger, betrayed ...: she is furious"
             return 'shown' if any(t in MASK_PREPOSITIONS for t in between) else 'inner'
         between = tokens[m.end:v_start]
         if between and all(t in PASSIVE_FILLERS for t in between) and any(t in BE for t in between):

@@ -83,3 +83,9 @@ def test_felt_keeps_the_order_of_the_mentions():
     tokens = ['she', 'is', 'happy', 'and', 'secretly', 'relieved', '.']
     mentions = [Mention(2, 3, 'happy'), Mention(5, 6, 'relieved')]
     assert felt(tokens, mentions) == mentions          # no contrast: an inner word does not overrule its neighbour
+
+
+def test_a_concealment_verb_governs_its_own_clause_only():
+    # the demo's verdict: 'by' after the colon must not make the concluded labels the mask of 'hide'
+    text = "Therefore, her calm words hide anger, betrayed by the micro-expression: she is angry and furious."
+    assert extract_labels(text) == ['angry', 'furious']
