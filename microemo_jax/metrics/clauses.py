@@ -38,7 +38,7 @@ class Mention(NamedTuple):
 _PRETENSE_REACH = 4
 _SENTENCE_ENDS = {'.', '!', '?'}
 _CLAUSE_MARKS = {',', ';', ':', '(', ')'}
-_BREAKS = {',', ';', ':', '(', ')'} | CONTRAST | CONCESSION
+_BREAKS = _CLAUSE_MARKS | CONTRAST | CONCESSION
 
 
 def _phrase_at(tokens, i, phrases) -> int:
