@@ -23,10 +23,27 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from microemo_jax.metrics.clause_cues import (BE, BOTH, CONCEAL, CONCEAL_PHRASES, CONCESSION, CONCESSION_ENDS,
-                                             CONTRAST, DISPLAY, DISPLAY_NOUNS, DISPLAY_PHRASES, INNER,
-                                             INNER_PHRASES, INTENSIFIERS, LOCAL_INNER, LOCAL_SHOWN,
-                                             MASK_PREPOSITIONS, PASSIVE_FILLERS, PRETENSE, SUBJECTS)
+from microemo_jax.metrics.clause_cues import (
+    BE,
+    BOTH,
+    CONCEAL,
+    CONCEAL_PHRASES,
+    CONCESSION,
+    CONCESSION_ENDS,
+    CONTRAST,
+    DISPLAY,
+    DISPLAY_NOUNS,
+    DISPLAY_PHRASES,
+    INNER,
+    INNER_PHRASES,
+    INTENSIFIERS,
+    LOCAL_INNER,
+    LOCAL_SHOWN,
+    MASK_PREPOSITIONS,
+    PASSIVE_FILLERS,
+    PRETENSE,
+    SUBJECTS,
+)
 
 
 class Mention(NamedTuple):

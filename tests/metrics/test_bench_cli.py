@@ -8,11 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+
+from microemo_jax.metrics.__main__ import main
 from tests.metrics.test_benchmark_scores import WAF_GOLD
 from tests.metrics.wheel_folder import write_wheel_folder
 from tests.support.wheel import object_array
-
-from microemo_jax.metrics.__main__ import main
 
 
 @pytest.fixture(scope='module')

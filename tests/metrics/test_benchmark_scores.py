@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.metrics.wheel_folder import write_wheel_folder
 
 from microemo_jax.metrics.benchmark import hit_rate, waf, weighted_f1, wheel_fscore
 from microemo_jax.metrics.emotion_wheel import load_wheel_folder
 from microemo_jax.metrics.wheel import Wheel
+from tests.metrics.wheel_folder import write_wheel_folder
 
 
 @pytest.fixture(scope='module')

@@ -5,10 +5,10 @@ import os
 
 import openpyxl
 import pytest
-from tests.metrics.wheel_folder import FORMATS, RUN1, RUN2, WHEELS, write_sheet, write_wheel_folder
 
 from microemo_jax.metrics.emotion_wheel import load_table, load_wheel_folder
 from microemo_jax.metrics.wheel import Wheel
+from tests.metrics.wheel_folder import FORMATS, RUN1, RUN2, WHEELS, write_sheet, write_wheel_folder
 
 
 @pytest.fixture(scope='module')

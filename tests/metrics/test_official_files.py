@@ -9,11 +9,10 @@ import zipfile
 import numpy as np
 import pytest
 from numpy.lib import format as npy_format
-from tests.support.wheel import object_array
 
-from microemo_jax.metrics.official_files import (load_label_npz, load_prediction_cache,
-                                                 sentiment_cache_beside)
+from microemo_jax.metrics.official_files import load_label_npz, load_prediction_cache, sentiment_cache_beside
 from microemo_jax.metrics.safe_npz import UnsafePickleError
+from tests.support.wheel import object_array
 
 
 def write_corpus(path, **corpora) -> str:
