@@ -2,8 +2,9 @@
 
 ``prepare`` first turns clips into records and stores them shard by shard under ``OUT/work/`` (so an
 interrupted or changed run redoes only what is missing or stale); this builder then copies those records
-into TFDS's ArrayRecord files. Readers use ``tfds.builder_from_directory(dataset_dir(OUT)).as_data_source(split)``
-(random access, numpy dicts, what Grain wants).
+into TFDS's ArrayRecord files. Readers use ``CheckedBuilder(dataset_dir(OUT)).as_data_source(split)`` (random
+access, numpy dicts, what Grain wants): ``tfds.builder_from_directory`` with the feature spec built from our code,
+the folder's checked against it and never imported from (``dataset_spec.py`` says why).
 
 Work shards (``shard-NNNNN.npz`` + ``shard-NNNNN.json``) hold data only: the arrays of every record in an
 ``.npz`` read with ``allow_pickle=False`` (no object arrays, so loading one never runs code), and a JSON
@@ -23,29 +24,14 @@ import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.read_only_builder import ReadOnlyBuilder
 
 from microemo_jax.data.raw.splits import SPLITS, check_by_video, split_of
+from microemo_jax.data.records.dataset_spec import NAME, VERSION, features, info_proto
 from microemo_jax.data.records.record import FIELDS, TEXT_FIELDS
 
-NAME = 'microemo_clips'
-VERSION = '1.0.0'
 SHARD_FORMAT = 3   # 3: face_landmarks / face_landmark_mask
 _KEY_ARRAY = '__key__'
-
-
-def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.features.FeaturesDict:
-    """TFDS features for the record schema; only the first axis of each tensor varies."""
-    trailing = {'face_mask': (num_crops,), 'face_boxes': (4,), 'audio_mel': (num_mel_bins,),
-                'face_landmarks': (num_crops, 68, 2), 'face_landmark_mask': (num_crops,),
-                'utterances': (2,), 'timestamp_ids': (timestamp_tokens,), 'timestamp_mask': (timestamp_tokens,)}
-    feats = {}
-    for key, (dtype, rank) in FIELDS.items():
-        shape = (None,) + trailing.get(key, ())
-        assert len(shape) == rank, key
-        feats[key] = tfds.features.Tensor(shape=shape, dtype=dtype)
-    for key in TEXT_FIELDS:
-        feats[key] = tfds.features.Text()
-    return tfds.features.FeaturesDict(feats)
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -248,8 +234,16 @@ def find_dataset(path: str) -> str:
     return found[0]
 
 
+class CheckedBuilder(ReadOnlyBuilder, skip_registration=True):
+    """``tfds.builder_from_directory`` with our feature spec: the folder's is checked, never imported from."""
+
+    def __init__(self, builder_dir: str):
+        super().__init__(builder_dir, info_proto=info_proto(builder_dir))
+        self._original_state = dict(builder_dir=builder_dir)   # unpickling (Grain workers) checks again
+
+
 def _builder(path: str):
-    return tfds.builder_from_directory(find_dataset(path))
+    return CheckedBuilder(find_dataset(path))
 
 
 def splits(out: str) -> list[str]:
