@@ -19,6 +19,7 @@ from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.inference.videos import PredictError, Predictor, find_videos, raw_video
 from microemo_jax.metrics.per_sample import format_table, read_per_sample
 from microemo_jax.params import ParamsFolderError, training_info
+from microemo_jax.safe_paths import inside
 
 
 def held_out_video(summary: dict, raw_dir: str) -> str:
@@ -43,18 +44,18 @@ def main(argv=None) -> None:
         sys.exit(f"error: {args.params} does not record its training data (training.json); train it with "
                  f"`make demo` first")
     try:
-        summary = evaluate(args.params, info['data_dir'], args.split, os.path.join(args.out, 'evaluate'),
+        summary = evaluate(args.params, info['data_dir'], args.split, inside(args.out, 'evaluate'),
                            max_new_tokens=args.max_new_tokens)
-        summary['out'] = os.path.join(args.out, 'evaluate')
+        summary['out'] = inside(args.out, 'evaluate')
         video = held_out_video(summary, info['raw'])
         predictor = Predictor(args.params, max_new_tokens=args.max_new_tokens)
-        result, = predictor.explain_clips(find_videos(video, None), out=os.path.join(args.out, 'predict'))
+        result, = predictor.explain_clips(find_videos(video, None), out=inside(args.out, 'predict'))
     except (EvaluateError, ParamsFolderError, PredictError, FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
     print('\n' + format_table(summary))
     print(f"\nheld-out clip {result['name']} ({video}):\n  {result['explanation']}\n"
           f"  labels: {', '.join(result['labels']) or '(none)'}\n  timeline: {result['timeline']}")
-    with open(os.path.join(args.out, 'demo_report.json'), 'w') as f:
+    with open(inside(args.out, 'demo_report.json'), 'w') as f:
         json.dump({'evaluate': summary, 'held_out': result}, f, indent=2, ensure_ascii=False)
 
 

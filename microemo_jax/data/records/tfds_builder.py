@@ -29,6 +29,7 @@ from tensorflow_datasets.core.read_only_builder import ReadOnlyBuilder
 from microemo_jax.data.raw.splits import SPLITS, check_by_video, split_of
 from microemo_jax.data.records.dataset_spec import NAME, VERSION, features, info_proto
 from microemo_jax.data.records.record import FIELDS, TEXT_FIELDS
+from microemo_jax.safe_paths import inside, remove_inside
 
 SHARD_FORMAT = 3   # 3: face_landmarks / face_landmark_mask
 _KEY_ARRAY = '__key__'
@@ -77,15 +78,14 @@ def write_shard(work_dir: str, index: int, *, key: str, records: list[dict], ski
         metas.append({**{k: rec[k] for k in TEXT_FIELDS}, 'nbytes': _nbytes(rec),
                       'prompt_shortened': list(rec.get('prompt_shortened', ()))})
     for path in (json_path, npz_path):  # an old JSON must not vouch for the new arrays while they are written
-        if os.path.exists(path):
-            os.remove(path)
-    tmp = npz_path + '.tmp.npz'
+        remove_inside(work_dir, os.path.basename(path))
+    tmp = inside(work_dir, os.path.basename(npz_path) + '.tmp.npz')
     np.savez(tmp, **arrays)
     os.replace(tmp, npz_path)
     meta = {'format': SHARD_FORMAT, 'key': key, 'npz_bytes': os.path.getsize(npz_path), 'records': metas,
             'skips': [{'name': s['name'], 'reason': s['reason']} for s in skips], 'clips': clips or [],
             **(extra or {})}
-    tmp = json_path + '.tmp'
+    tmp = inside(work_dir, os.path.basename(json_path) + '.tmp')
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(meta, f, ensure_ascii=False)
     os.replace(tmp, json_path)
@@ -202,7 +202,7 @@ def build(out: str, *, num_crops: int, timestamp_tokens: int, num_mel_bins: int,
         raise ValueError(f"{len(missing)} record(s) have no split, e.g. {missing[:3]}")
     check_by_video(assignment)
     target = dataset_dir(out)
-    shutil.rmtree(os.path.join(out, 'tfds'), ignore_errors=True)
+    shutil.rmtree(inside(out, 'tfds'), ignore_errors=True)   # a link there is refused, not followed
     builder = MicroEmoClips(index=index, assignment={n: assignment[n] for n in names}, num_crops=num_crops,
                             timestamp_tokens=timestamp_tokens, num_mel_bins=num_mel_bins, description=description,
                             data_dir=os.path.join(out, 'tfds'), file_format='array_record')
