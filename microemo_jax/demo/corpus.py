@@ -37,6 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 from tqdm import tqdm
 
+from microemo_jax.csv_cells import escape_row
 from microemo_jax.demo import clip as demo_clip, script, tts
 from microemo_jax.safe_paths import inside, remove_inside, unsafe_name_reason
 
@@ -126,7 +127,7 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
         writer = csv.writer(f, lineterminator='\n')
         writer.writerow(['name', 'openset', 'reason'])
         for c in clips:
-            writer.writerow([c['name'], repr([str(x) for x in c['openset']]), c['reason']])
+            writer.writerow(escape_row([c['name'], repr([str(x) for x in c['openset']]), c['reason']]))
     corpus = {
         'generator': 'microemo_jax.demo.corpus', 'version': GENERATOR_VERSION, 'seed': seed, 'num': num,
         'size': size, 'fps': script.FPS, 'sample_rate': demo_clip.SAMPLE_RATE,

@@ -18,6 +18,7 @@ import jax
 from tqdm import tqdm
 
 from microemo_jax import params as params_lib
+from microemo_jax.csv_cells import unescape_cell
 from microemo_jax.data import pipeline
 from microemo_jax.data.raw.splits import video_of  # records NAME and NAME#ov share the video NAME
 from microemo_jax.data.records import tfds_builder
@@ -94,7 +95,7 @@ def indexed_records(data: str, split: str) -> list[dict] | None:
     if not (os.path.isfile(splits_csv) and os.path.isdir(work)):
         return None
     with open(splits_csv, newline='', encoding='utf-8') as f:
-        videos = {row['name'] for row in csv.DictReader(f) if row['split'] == split}
+        videos = {unescape_cell(row['name']) for row in csv.DictReader(f) if row['split'] == split}
     return [r for shard in tfds_builder.read_index(work) for r in shard.records if video_of(r['name']) in videos]
 
 

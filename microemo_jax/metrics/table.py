@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import os
 
+from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.labels import parse_labels
 
 COLUMNS = ('name', 'openset')
@@ -38,7 +39,7 @@ def read_label_csv(path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) 
         i_name, i_labels = (fields.index(c) for c in columns)
         labels, malformed, first_line, line = {}, [], {}, reader.line_num
         for row in reader:
-            start, line = line + 1, reader.line_num
+            row, start, line = unescape_row(row), line + 1, reader.line_num   # our writers' escape (csv_cells)
             if not any(cell.strip() for cell in row):
                 continue                                   # blank line
             bad = lambda reason: malformed.append({'file': path, 'line': start, 'reason': reason})  # noqa: E731
