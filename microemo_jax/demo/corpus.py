@@ -25,7 +25,6 @@ clips of a larger one.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import multiprocessing
@@ -37,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 import cv2
 from tqdm import tqdm
 
+from microemo_jax import cli_checks
 from microemo_jax.csv_cells import escape_row
 from microemo_jax.demo import clip as demo_clip, script, tts
 from microemo_jax.safe_paths import inside, remove_inside, unsafe_name_reason
@@ -141,20 +141,25 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog='python -m microemo_jax.demo.corpus', description=__doc__.split('\n')[0])
-    ap.add_argument('--out', required=True, help='output folder (folder layout: NAME.mp4, NAME.srt, labels.csv)')
-    ap.add_argument('--num', type=int, default=200, help='number of clips')
-    ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--size', type=int, default=160, help='frame size in pixels (square, even, >= 64)')
-    ap.add_argument('--workers', type=int, default=min(os.cpu_count() or 1, 8), help='processes')
+    ap = cli_checks.Parser(prog='python -m microemo_jax.demo.corpus', description=__doc__.split('\n')[0])
+    ap.add_argument('--out', required=True, type=cli_checks.out_dir,
+                    help='output folder (folder layout: NAME.mp4, NAME.srt, labels.csv)')
+    ap.add_argument('--num', type=cli_checks.positive_int, default=200, help='number of clips')
+    ap.add_argument('--seed', type=cli_checks.nonneg_int, default=0)
+    ap.add_argument('--size', type=cli_checks.even_int_at_least(64), default=160,
+                    help='frame size in pixels (square, even, >= 64)')
+    ap.add_argument('--workers', type=cli_checks.positive_int, default=min(os.cpu_count() or 1, 8), help='processes')
     ap.add_argument('--speech', default='auto', choices=('auto', 'espeak', 'synthetic'),
                     help='espeak-ng when installed (auto), or the synthetic voice')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    corpus = write_corpus(args.out, args.num, args.seed, size=args.size, workers=args.workers, speech=args.speech,
-                          progress=not args.quiet)
+    try:
+        corpus = write_corpus(args.out, args.num, args.seed, size=args.size, workers=args.workers,
+                              speech=args.speech, progress=not args.quiet)
+    except (OSError, ValueError, RuntimeError) as e:   # a busy or hostile --out, no espeak-ng: one line
+        cli_checks.fail(e)
     dt = time.perf_counter() - t0
     print(f"wrote {args.num} clips to {args.out} in {dt:.1f} s ({args.num / dt:.1f} clips/s, "
           f"speech: {corpus['speech_engine']})", file=sys.stderr)

@@ -22,10 +22,20 @@ class LabelTable:
 
 
 def read_label_csv(path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> LabelTable:
-    """Reads ``path``; raises only when the file itself is unusable (missing, no such columns)."""
+    """Reads ``path``; raises only when the file itself is unusable (missing, not UTF-8, no such columns)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return _read(path, columns)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason}, byte 0x{e.object[e.start]:02x} at offset "
+                         f"{e.start}); save it as UTF-8") from None
+    except csv.Error as e:                       # e.g. a NUL byte: not a text file
+        raise ValueError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _read(path: str, columns: tuple[str, str]) -> LabelTable:
     with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.reader(f)
         header = next(reader, None)
