@@ -16,10 +16,10 @@ parts (written under OUT/parts/, so OUT must be on a filesystem all processes sh
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from microemo_jax import cli_checks
 from microemo_jax.inference.scoring import QUESTIONS, EvaluateError, evaluate
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics.per_sample import format_table
@@ -29,15 +29,20 @@ from microemo_jax.training import distributed
 
 def main(argv=None) -> None:
     distributed.maybe_initialize()
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.evaluate', description=__doc__.split('\n')[0])
-    parser.add_argument('--params', required=True, help='parameter folder written by train (WORKDIR/params)')
-    parser.add_argument('--data', required=True, help='prepared dataset (prepare --out folder)')
+    parser = cli_checks.Parser(prog='python -m microemo_jax.evaluate', description=__doc__.split('\n')[0])
+    parser.add_argument('--params', required=True, type=cli_checks.existing_dir,
+                        help='parameter folder written by train (WORKDIR/params)')
+    parser.add_argument('--data', required=True, type=cli_checks.existing_dir,
+                        help='prepared dataset (prepare --out folder)')
     parser.add_argument('--split', default='validation', choices=('train', 'validation', 'test'))
-    parser.add_argument('--out', required=True, help='folder for per_sample.csv and summary.json')
-    parser.add_argument('--synonyms', help='synonym groups: JSON list, JSON name->groups, or openset-synonym/ folder')
-    parser.add_argument('--wheel', help="MER's wheel_mapping.npz (or JSON with the same keys): emotion-wheel F")
-    parser.add_argument('--batch-size', dest='batch_size', type=int, default=8)
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int,
+    parser.add_argument('--out', required=True, type=cli_checks.out_dir,
+                        help='folder for per_sample.csv and summary.json')
+    parser.add_argument('--synonyms', type=cli_checks.existing_path,
+                        help='synonym groups: JSON list, JSON name->groups, or openset-synonym/ folder')
+    parser.add_argument('--wheel', type=cli_checks.existing_path,
+                        help="MER's wheel_mapping.npz (or JSON with the same keys): emotion-wheel F")
+    parser.add_argument('--batch-size', dest='batch_size', type=cli_checks.positive_int, default=8)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=cli_checks.positive_int,
                         default=GenerationSettings.max_new_tokens)
     parser.add_argument('--question', default='description', choices=QUESTIONS,
                         help='prompt to answer: the explanation (default) or the OV-label question')

@@ -30,6 +30,7 @@ from flax import nnx
 from microemo_jax.config import ConfigError, validate
 from microemo_jax.data.tokenizers import load_tokenizer
 from microemo_jax.models.microemo import MicroEmo
+from microemo_jax.safe_paths import inside
 from microemo_jax.sharding import state_shardings
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
@@ -188,7 +189,7 @@ def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None =
                                 f"the parameter folder {path} would not be usable by evaluate/predict") from e
     for key, rel in TOKENIZER_DIRS.items():
         src = _existing_dir(tokenizers[key], os.path.dirname(report_path))
-        dst = os.path.join(path, rel)
+        dst = inside(path, *rel.split(os.sep))   # a link planted there leading out is refused (safe_paths)
         if os.path.abspath(src) != os.path.abspath(dst):
             shutil.copytree(src, dst, dirs_exist_ok=True)
     info = {'data_dir': os.path.abspath(data_dir), 'source': report.get('source'), 'raw': report.get('raw'),

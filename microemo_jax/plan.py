@@ -18,25 +18,13 @@ once). The largest per-device batch that fits ``--memory-gib`` is found by ``--s
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 
+from microemo_jax import cli_checks
 from microemo_jax.config import ConfigError, config_from_argv
-
-
-def parse_mesh(text: str) -> dict[str, int]:
-    sizes = {}
-    for part in text.split(','):
-        name, sep, value = part.partition('=')
-        if not sep:
-            raise ValueError(f"--mesh {text!r}: write AXIS=SIZE[,AXIS=SIZE], e.g. fsdp=8 or data=2,fsdp=4")
-        sizes[name.strip()] = int(value)
-    if any(v < 1 for v in sizes.values()):
-        raise ValueError(f"--mesh {text!r}: sizes must be >= 1 (no -1 here: the mesh defines the device count)")
-    return sizes
 
 
 def _prepare_devices(n: int) -> None:
@@ -51,29 +39,34 @@ def _prepare_devices(n: int) -> None:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = cli_checks.Parser(prog='python -m microemo_jax.plan', description=__doc__.split('\n')[0])
+    parser.add_argument('--mesh', required=True, type=cli_checks.mesh_spec,
+                        help="target mesh over data, fsdp, tensor, e.g. fsdp=8 or data=2,fsdp=4")
+    parser.add_argument('--batch', type=cli_checks.positive_int, default=None,
+                        help="global batch (default: data.batch_size)")
+    parser.add_argument('--memory-gib', type=cli_checks.positive_float, default=None,
+                        help="per-device memory budget for the batch search (default: none, no search)")
+    parser.add_argument('--search', choices=('extrapolate', 'binary', 'none'), default='extrapolate')
+    parser.add_argument('--json', type=cli_checks.out_file, default=None,
+                        help="also write the numbers to this JSON file")
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.plan', description=__doc__.split('\n')[0])
-    parser.add_argument('--mesh', required=True, help="target mesh, e.g. fsdp=8 or data=2,fsdp=4")
-    parser.add_argument('--batch', type=int, default=None, help="global batch (default: data.batch_size)")
-    parser.add_argument('--memory-gib', type=float, default=None,
-                        help="per-device memory budget for the batch search (default: none, no search)")
-    parser.add_argument('--search', choices=('extrapolate', 'binary', 'none'), default='extrapolate')
-    parser.add_argument('--json', default=None, help="also write the numbers to this JSON file")
+        parser.error(str(e))
     args = parser.parse_args(rest)
-    sizes = parse_mesh(args.mesh)
+    sizes = args.mesh
     n = math.prod(sizes.values())
     _prepare_devices(n)
     from microemo_jax.runs.plan import GiB, Planner, devices, report  # JAX start-up: after the CPU device count is set
     from microemo_jax.sharding import make_mesh  # (imports jax too)
 
-    mesh = make_mesh({**{'data': 1, 'fsdp': 1, 'tensor': 1}, **sizes}, devices(n))
-    planner = Planner(cfg, mesh)
-    batch = args.batch or cfg.data.batch_size
-    main_result = planner.compile(batch, flops=True)
+    try:
+        mesh = make_mesh({**{'data': 1, 'fsdp': 1, 'tensor': 1}, **sizes}, devices(n))
+        planner = Planner(cfg, mesh)
+        batch = args.batch or cfg.data.batch_size
+        main_result = planner.compile(batch, flops=True)   # a batch the mesh cannot split: one line, below
+    except (ValueError, RuntimeError) as e:                  # ShardingError and ConfigError are ValueErrors
+        cli_checks.fail(e)
     search = None
     if args.memory_gib and args.search != 'none':
         budget = args.memory_gib * GiB

@@ -18,6 +18,7 @@ import jax
 from tqdm import tqdm
 
 from microemo_jax import params as params_lib
+from microemo_jax.csv_cells import unescape_cell
 from microemo_jax.data import pipeline
 from microemo_jax.data.raw.splits import video_of  # records NAME and NAME#ov share the video NAME
 from microemo_jax.data.records import tfds_builder
@@ -26,6 +27,7 @@ from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics import extract_labels, load_synonyms, load_wheel, score_ov, score_wheel
 from microemo_jax.metrics.per_sample import write_per_sample
 from microemo_jax.params import ParamsFolderError, find_prepare_report
+from microemo_jax.safe_paths import inside
 from microemo_jax.training import distributed
 
 QUESTIONS = ('description', 'ov')
@@ -93,7 +95,7 @@ def indexed_records(data: str, split: str) -> list[dict] | None:
     if not (os.path.isfile(splits_csv) and os.path.isdir(work)):
         return None
     with open(splits_csv, newline='', encoding='utf-8') as f:
-        videos = {row['name'] for row in csv.DictReader(f) if row['split'] == split}
+        videos = {unescape_cell(row['name']) for row in csv.DictReader(f) if row['split'] == split}
     return [r for shard in tfds_builder.read_index(work) for r in shard.records if video_of(r['name']) in videos]
 
 
@@ -105,7 +107,7 @@ def score(gold: dict, pred: dict, synonyms, wheel) -> dict:
 
 
 def _write_part(path: str, rows: list[dict]) -> None:
-    tmp = path + '.tmp'
+    tmp = inside(os.path.dirname(path), os.path.basename(path) + '.tmp')
     with open(tmp, 'w') as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + '\n')
@@ -154,9 +156,10 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
             for v, text in zip(chunk, texts):
                 rows.append({'name': v['name'], 'gold': v['gold'], 'predicted': extract_labels(text),
                              'explanation': text, 'prompt': v['kind']})
-    parts = os.path.join(out, 'parts')
-    os.makedirs(parts, exist_ok=True)  # also creates OUT
-    _write_part(os.path.join(parts, f'part-{pi:05d}.jsonl'), rows)
+    os.makedirs(out, exist_ok=True)
+    parts = inside(out, 'parts')        # every path under --out through safe_paths: a planted link is refused
+    os.makedirs(parts, exist_ok=True)
+    _write_part(inside(parts, f'part-{pi:05d}.jsonl'), rows)
     if pc > 1:
         distributed.barrier('microemo: evaluate parts written')
         if pi:
@@ -176,7 +179,7 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     if majority is not None:
         summary['baseline'] = {'kind': 'majority label', 'label': majority, 'from_split': baseline_split,
                                'scores': score(gold, {n: [majority] for n in gold}, synonym_table, wheel_table)}
-    write_per_sample(os.path.join(out, 'per_sample.csv'), rows)
-    with open(os.path.join(out, 'summary.json'), 'w') as f:
+    write_per_sample(inside(out, 'per_sample.csv'), rows)
+    with open(inside(out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     return summary

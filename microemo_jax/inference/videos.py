@@ -20,6 +20,7 @@ from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics import extract_labels
 from microemo_jax.plots import draw_timeline
+from microemo_jax.safe_paths import inside
 
 
 class PredictError(RuntimeError):
@@ -133,11 +134,11 @@ class Predictor:
         os.makedirs(out, exist_ok=True)
         info = video_lib.probe(result['video'])
         frames = [_rgb(j) for j in record_lib.split_jpegs(media['frames_jpeg'], media['frame_offsets'])]
-        picture = os.path.join(out, f"{result['name']}.timeline.png")
+        picture = inside(out, f"{result['name']}.timeline.png")   # never outside --out (safe_paths)
         draw_timeline(picture, frames=frames, timestamps=result['timestamps'], face_boxes=media['face_boxes'],
                       face_found=result['face_frames'], source_size=(info.width, info.height),
                       duration=info.duration, utterances=result['utterances'], labels=result['labels'],
                       explanation=result['explanation'], title=result['name'])
-        with open(os.path.join(out, f"{result['name']}.json"), 'w') as f:
+        with open(inside(out, f"{result['name']}.json"), 'w') as f:
             json.dump({**result, 'timeline': picture}, f, indent=2, ensure_ascii=False)
         return picture

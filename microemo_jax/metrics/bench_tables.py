@@ -13,6 +13,7 @@ import csv
 import math
 import os
 
+from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.emotion_wheel import PANDAS_NA
 from microemo_jax.metrics.official_files import load_label_npz, load_prediction_cache
 
@@ -48,7 +49,7 @@ def _rows(path, reader, required, optional):
         at = {c: fields.index(c) for c in (*required, *present)}
         rows, first_line, line = {}, {}, reader.line_num
         for row in reader:
-            start, line = line + 1, reader.line_num
+            row, start, line = unescape_row(row), line + 1, reader.line_num   # our writers' escape (csv_cells)
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(fields):

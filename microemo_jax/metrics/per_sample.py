@@ -5,24 +5,26 @@ from __future__ import annotations
 import csv
 import json
 
+from microemo_jax.csv_cells import escape_row, unescape_cell
+
 
 def write_per_sample(path: str, rows: list[dict]) -> None:
     """per_sample.csv: name, gold and predicted labels (JSON lists; gold empty for a clip without labels),
-    explanation."""
+    explanation; cells a spreadsheet would run as formulas are escaped (``csv_cells``)."""
     with open(path, 'w', newline='') as f:
         writer = csv.writer(f)
         writer.writerow(['name', 'gold', 'predicted', 'explanation'])
         for r in rows:
-            writer.writerow([r['name'], json.dumps(r['gold']) if r['gold'] is not None else '',
-                             json.dumps(r['predicted'], ensure_ascii=False), r['explanation']])
+            writer.writerow(escape_row([r['name'], json.dumps(r['gold']) if r['gold'] is not None else '',
+                             json.dumps(r['predicted'], ensure_ascii=False), r['explanation']]))
 
 
 def read_per_sample(path: str) -> list[dict]:
     """The rows ``write_per_sample`` wrote, labels decoded (gold None for a clip without labels)."""
     with open(path, newline='') as f:
-        return [{'name': row['name'], 'gold': json.loads(row['gold']) if row.get('gold') else None,
-                 'predicted': json.loads(row['predicted']), 'explanation': row['explanation']}
-                for row in csv.DictReader(f)]
+        rows = [{k: unescape_cell(v) for k, v in row.items() if isinstance(v, str)} for row in csv.DictReader(f)]
+    return [{'name': row['name'], 'gold': json.loads(row['gold']) if row.get('gold') else None,
+             'predicted': json.loads(row['predicted']), 'explanation': row['explanation']} for row in rows]
 
 
 def format_table(summary: dict) -> str:

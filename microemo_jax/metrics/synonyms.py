@@ -78,7 +78,7 @@ def _from_json(path: str) -> Synonyms:
     try:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:   # both name the file, never a bare codec error
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if isinstance(data, list):
         return Synonyms(f'JSON groups {path}', shared=groups_to_table(data, path))

@@ -81,7 +81,7 @@ def load_wheel(path: str | os.PathLike) -> Wheel:
         try:
             with open(path, encoding='utf-8') as f:
                 data = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:   # both name the file, never a bare codec error
             raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object with keys {_KEYS}")

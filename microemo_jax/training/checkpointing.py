@@ -33,6 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+from microemo_jax.safe_paths import inside
 from microemo_jax.training.distributed import barrier
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
@@ -146,11 +147,12 @@ class Checkpointer:
     def quarantine(self, step: int) -> str:
         """Move checkpoint ``step`` to ``WORKDIR/checkpoints-corrupt/STEP`` (kept, not deleted); returns where."""
         source = os.path.join(self.directory, str(step))
-        root = os.path.join(os.path.dirname(self.directory), 'checkpoints-corrupt')
-        target = os.path.join(root, str(step))
+        workdir = os.path.dirname(self.directory)
+        root = inside(workdir, 'checkpoints-corrupt')   # a link there leading out is refused (safe_paths)
+        target = inside(workdir, 'checkpoints-corrupt', str(step))
         n = 1
-        while os.path.exists(target):  # an earlier run moved this step aside already: keep both
-            target = os.path.join(root, f'{step}.{n}')
+        while os.path.lexists(target):  # an earlier run moved this step aside already: keep both
+            target = inside(workdir, 'checkpoints-corrupt', f'{step}.{n}')
             n += 1
         if jax.process_index() == 0:
             os.makedirs(root, exist_ok=True)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import re
 import unicodedata
+
+from microemo_jax.safe_paths import MAX_NAME_BYTES, unsafe_name_reason  # noqa: F401 (re-exported: sources)
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
 SUBTITLE_EXTENSIONS = ('.srt', '.vtt')
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.mp3', '.m4a', '.ogg')
 UTTERANCE_EXTENSIONS = ('.json', '.csv', '.tsv', '.txt')
-MAX_NAME_BYTES = 200
 
 
 @dataclasses.dataclass
@@ -29,29 +29,6 @@ class Skip:
 
 
 # ---------------------------------------------------------------------------------------------- names
-def unsafe_name_reason(name: str) -> str | None:
-    """Why ``name`` could not be used as a file name inside an output directory (None: it is safe)."""
-    if not name:
-        return 'empty name'
-    if '\x00' in name:
-        return 'contains NUL'
-    if any(unicodedata.category(c) == 'Cc' for c in name):
-        return 'contains control characters'
-    if any(unicodedata.category(c) == 'Cs' for c in name):
-        return 'contains bytes that are not UTF-8'
-    if '/' in name or '\\' in name or (os.sep in name) or (os.altsep and os.altsep in name):
-        return 'contains a path separator'
-    if name in ('.', '..'):
-        return "is '.' or '..'"
-    if name.startswith('.'):
-        return "starts with '.'"
-    if os.path.isabs(name) or re.match(r'^[A-Za-z]:', name):
-        return 'is an absolute path or drive'
-    if len(name.encode('utf-8', 'surrogatepass')) > MAX_NAME_BYTES:
-        return f'is longer than {MAX_NAME_BYTES} bytes'
-    return None
-
-
 def _is_dir(entry) -> bool:
     try:
         return entry.is_dir()

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import re
 
+from microemo_jax.csv_cells import unescape_row
 from microemo_jax.data.raw.files import Skip, name_key
 
 _MAX_OPENSET_CHARS = 10_000
@@ -84,7 +85,7 @@ def read_csv(path: str, required: tuple[str, ...]):
                                  f"{', '.join(required)}")
             rows, skips = [], []
             for cells in reader:
-                line = reader.line_num
+                cells, line = unescape_row(cells), reader.line_num   # what our writers escaped (csv_cells)
                 if not cells or all(not c.strip() for c in cells):
                     continue                       # blank line: no data
                 name = cells[header.index(required[0])].strip() if len(cells) > header.index(required[0]) else ''

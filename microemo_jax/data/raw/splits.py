@@ -13,6 +13,7 @@ import hashlib
 import os
 import sys
 
+from microemo_jax.csv_cells import escape_row
 from microemo_jax.data.raw.labels import read_split_file, video_key
 
 SPLITS = ('train', 'validation', 'test')
@@ -103,4 +104,4 @@ def write_splits_csv(path: str, assignment: dict[str, str]) -> None:
         w = csv.writer(f)
         w.writerow(['name', 'split'])
         for video, split in sorted({(video_of(n), s) for n, s in assignment.items()}):
-            w.writerow([video, split])
+            w.writerow(escape_row([video, split]))   # a name like '=SUM(..)' is not a formula (csv_cells)

@@ -26,6 +26,7 @@ from microemo_jax.data.records.clip_processor import settings_from_config
 from microemo_jax.data.records.work_shards import run_shards
 from microemo_jax.data.speech import asr as asr_lib
 from microemo_jax.lock import DirLock
+from microemo_jax.safe_paths import inside
 
 
 def ensure_tokenizers(args, clips, out: str, cfg) -> tuple[str, str, str]:
@@ -36,7 +37,7 @@ def ensure_tokenizers(args, clips, out: str, cfg) -> tuple[str, str, str]:
             raise ConfigError(f"--qformer-tokenizer is needed (no {qf}); InstructBLIP checkpoints ship one in "
                               f"their qformer_tokenizer/ folder")
         return args.tokenizer, qf, 'given'
-    tok_dir = os.path.join(out, 'tokenizers')
+    tok_dir = inside(out, 'tokenizers')
     texts = [t for c in clips for t in (c.subtitle, c.reason or '', ' '.join(c.openset or []))] + [
         prompt_lib.DESCRIPTION_QUESTION, prompt_lib.OV_QUESTION,
         ' '.join(prompt_lib.timestamp_sentences(np.arange(0, 60, 0.1)))]
@@ -101,7 +102,7 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
     llm_dir, qf_dir, tok_how = ensure_tokenizers(args, clips, out, cfg)
     check_vocab(cfg, llm_dir, qf_dir)
     settings = settings_from_config(cfg, source, llm_dir, qf_dir, asr=asr)
-    work = os.path.join(out, 'work')
+    work = inside(out, 'work')   # every path under --out goes through safe_paths: a planted link is refused
     run_jobs = None
     if runner == 'beam':
         run_jobs = functools.partial(beam_runner.run_jobs, beam_options=beam_options)
@@ -109,7 +110,7 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
     records = [r for shard in index for r in shard.records]
     written = [r['name'] for r in records]
     skips = source_skips + [sources_lib.Skip(**s) for shard in index for s in shard.skips]
-    with open(os.path.join(out, 'skipped.jsonl'), 'w') as f:
+    with open(inside(out, 'skipped.jsonl'), 'w') as f:
         for s in skips:
             f.write(json.dumps({'name': s.name, 'reason': s.reason}, ensure_ascii=False) + '\n')
     assignment, split_info = assign_splits(written, validation_fraction=cfg.data.validation_fraction,
@@ -122,7 +123,7 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
         print(f"warning: {len(cut['answer'])} answer(s) were cut to fit data.max_seq_len={shapes.seq_len} "
               f"({names_preview(cut['answer'])}): raise data.max_seq_len to train on them whole",
               file=sys.stderr, flush=True)
-    write_splits_csv(os.path.join(out, 'splits.csv'), assignment)
+    write_splits_csv(inside(out, 'splits.csv'), assignment)
     report = {
         'source': source, 'raw': os.path.abspath(raw), 'dataset_dir': tfds_builder.dataset_dir(out),
         'seen': len(written) + len(skips), 'written': len(written), 'skipped': len(skips),
@@ -141,7 +142,7 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
                    'num_video_tokens': shapes.video_tokens, 'num_audio_tokens': shapes.audio_tokens},
         **shard_stats, 'seconds': round(time.time() - t0, 2),
     }
-    with open(os.path.join(out, 'prepare_report.json'), 'w') as f:  # written before the dataset: also on failure
+    with open(inside(out, 'prepare_report.json'), 'w') as f:  # written before the dataset: also on failure
         json.dump(report, f, indent=2, ensure_ascii=False)
     tfds_builder.build(out, num_crops=shapes.num_crops, timestamp_tokens=shapes.timestamp_tokens,
                        num_mel_bins=shapes.num_mel_bins, assignment=assignment, index=index,
