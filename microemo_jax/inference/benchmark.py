@@ -1,0 +1,277 @@
+"""MER-UniBench over a model: every prepared benchmark dataset under a root, scored exactly, in one table.
+
+    python -m microemo_jax.evaluate --bench merunibench --params DIR [--params DIR2 ... --select best] \
+        --data-root ROOT --out OUT [--wheel emotion_wheel/] [--extractor lexicon|cache|llm:PATH]
+
+``ROOT/<any name>/`` are ``prepare --source meld|iemocap|...`` output folders (their ``prepare_report.json``
+has a ``benchmark`` section naming the dataset; ``bench_gold.csv`` holds the gold of the whole test set).
+For each checkpoint and dataset the model answers the question the records were prepared with (the
+benchmark's by default), the extractor turns each answer into labels and a sentiment, and the metrics of
+``metrics.bench_cli`` (the ``--dataset`` CLI, exact to AffectGPT's code) score them against the gold; a gold
+clip without a prediction scores as a miss. ``OUT/<checkpoint>/<DATASET>/`` keeps ``predictions.csv``
+(``name,openset,sentiment,explanation``: rescorable with ``python -m microemo_jax.metrics --dataset``) and
+``score.json``; a dataset whose ``score.json`` was made from the same inputs and settings is not redone
+(resume). ``OUT/table.{md,json,png}`` is the table (``bench_table``). Several processes (``jax.distributed``)
+each answer every P-th clip and process 0 gathers the parts and scores, as ``evaluate`` does.
+
+``--extractor cache --cache AFFECTGPT_OUTPUT`` takes no model: the labels are AffectGPT's published caches
+(``results-<dataset>/<run>/checkpoint_*-openset.npz``), one checkpoint per training epoch (``bench_cache``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+
+import jax
+from tqdm import tqdm
+
+from microemo_jax import params as params_lib
+from microemo_jax.data import pipeline
+from microemo_jax.data.shapes import DataShapes
+from microemo_jax.inference import bench_cache, bench_table
+from microemo_jax.inference.explainer import Explainer
+from microemo_jax.inference.settings import GenerationSettings
+from microemo_jax.metrics.bench_cli import run_benchmark as score_dataset
+from microemo_jax.metrics.benchmark import DATASETS
+from microemo_jax.metrics.extractors import make_extractor
+from microemo_jax.training import distributed
+
+BENCHMARKS = ('merunibench',)
+SELECT = ('single', 'best')
+SHAPES = {'num_frames': 'num_frames', 'frame_size': 'image_size', 'num_crops': 'num_crops',
+          'max_seq_len': 'seq_len', 'num_video_tokens': 'video_tokens', 'num_audio_tokens': 'audio_tokens'}
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot run; the message says why and what to do."""
+
+
+def find_datasets(root: str, only: list[str] | None = None) -> dict[str, dict]:
+    """dataset -> {'folder', 'gold', 'report'} for every prepared benchmark folder directly under ``root``."""
+    if not os.path.isdir(root):
+        raise BenchError(f"--data-root {root} is not a folder")
+    found = {}
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        report_path = os.path.join(entry.path, 'prepare_report.json')
+        if not entry.is_dir() or not os.path.isfile(report_path):
+            continue
+        with open(report_path, encoding='utf-8') as f:
+            report = json.load(f)
+        bench = report.get('benchmark')
+        if not bench:
+            continue
+        dataset = bench['dataset']
+        if dataset in found:
+            raise BenchError(f"{root}: {found[dataset]['folder']} and {entry.path} both hold {dataset}; keep one")
+        gold = os.path.join(entry.path, bench.get('gold_file', 'bench_gold.csv'))
+        if not os.path.isfile(gold):
+            raise BenchError(f"{entry.path}: no {os.path.basename(gold)}; re-run prepare on it")
+        found[dataset] = {'folder': entry.path, 'gold': gold, 'report': report}
+    if only:
+        unknown = [d for d in only if d not in DATASETS]
+        if unknown:
+            raise BenchError(f"--datasets {', '.join(unknown)}: not benchmark datasets ({', '.join(DATASETS)})")
+        absent = [d for d in only if d not in found]
+        if absent:
+            raise BenchError(f"--datasets {', '.join(absent)}: not prepared under {root}")
+        found = {d: v for d, v in found.items() if d in only}
+    if not found:
+        raise BenchError(f"no prepared benchmark dataset under {root}: prepare each one into its own folder there, "
+                         f"e.g. python -m microemo_jax.prepare --source meld --raw MELD.Raw --out {root}/MELD "
+                         f"(with the model's --config and --tokenizer; docs/metrics_benchmark.md)")
+    return found
+
+
+def checkpoint_labels(paths: list[str]) -> list[str]:
+    """Short distinct names for parameter folders (a folder called ``params`` is named by its parent)."""
+    labels = []
+    for path in paths:
+        parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+        label = re.sub(r'[^\w.+-]', '_', parts[-2] if parts[-1] == 'params' and len(parts) > 1 else parts[-1])
+        base, n = label, 2
+        while label in labels:
+            label, n = f'{base}-{n}', n + 1
+        labels.append(label)
+    return labels
+
+
+def _digest(*paths: str) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        for root, dirs, files in os.walk(path) if os.path.isdir(path) else [('', [], [path])]:
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                st = os.stat(full)
+                h.update(f'{os.path.relpath(full, path)}:{st.st_size}:{st.st_mtime_ns};'.encode())
+    return h.hexdigest()
+
+
+def check_compatible(folder, found: dict) -> None:
+    """The prepared records must have the model's shapes and tokenizer; else say how to prepare them."""
+    shapes, bench_dir = DataShapes.from_config(folder.cfg), found['folder']
+    prepared = found['report'].get('config', {})
+    wrong = [f"{k}={prepared[k]} (model: {getattr(shapes, a)})" for k, a in SHAPES.items()
+             if k in prepared and prepared[k] != getattr(shapes, a)]
+    tok = found['report'].get('tokenizers', {}).get('llm')
+    mine = os.path.join(folder.path, 'tokenizers', 'llm')
+    if tok and os.path.isdir(tok) and os.path.isdir(mine) and _files(tok) != _files(mine):
+        wrong.append(f'the LLM tokenizer {tok} (model: {mine})')
+    if wrong:
+        raise BenchError(f"{bench_dir} was prepared for another model: {'; '.join(wrong)}. Prepare it again with "
+                         f"the model's config and tokenizers (prepare --config ... --tokenizer {mine} "
+                         f"--qformer-tokenizer {os.path.join(folder.path, 'tokenizers', 'qformer')})")
+
+
+def _files(path: str) -> dict:
+    out = {}
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            with open(full, 'rb') as f:
+                out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def _answers(explainer: Explainer, found: dict, where: str, label: str, dataset: str) -> list[dict] | None:
+    """Every process answers every P-th clip; process 0 returns all rows (others None)."""
+    source = pipeline.open_split(found['folder'], 'test')
+    pi, pc = jax.process_index(), jax.process_count()
+    mine = list(range(pi, len(source), pc))
+    rows = []
+    with tqdm(total=len(mine), desc=f'{label} {dataset}', unit='clip', disable=not mine) as bar:
+        for i in range(0, len(mine), explainer.batch_size):
+            records = [source[j] for j in mine[i:i + explainer.batch_size]]
+            texts = explainer.explain(records, progress=bar)
+            rows += [{'name': _text(r['name']), 'explanation': t} for r, t in zip(records, texts)]
+    parts = os.path.join(where, 'parts')
+    os.makedirs(parts, exist_ok=True)
+    with open(os.path.join(parts, f'part-{pi:05d}.jsonl'), 'w', encoding='utf-8') as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + '\n' for r in rows)
+    if pc > 1:
+        distributed.barrier(f'microemo: bench {label} {dataset} answered')
+        if pi:
+            return None
+        rows = []
+        for p in range(pc):
+            with open(os.path.join(parts, f'part-{p:05d}.jsonl'), encoding='utf-8') as f:
+                rows += [json.loads(line) for line in f if line.strip()]
+    return sorted(rows, key=lambda r: r['name'])
+
+
+def _text(x) -> str:
+    x = x.item() if hasattr(x, 'item') else x
+    return x.decode('utf-8') if isinstance(x, bytes) else str(x)
+
+
+def write_predictions(path: str, rows: list[dict]) -> None:
+    with open(path, 'w', encoding='utf-8', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['name', 'openset', 'sentiment', 'explanation'])
+        for r in rows:
+            w.writerow([r['name'], r['openset'], r['sentiment'], r.get('explanation', '')])
+
+
+def _score(found: dict, dataset: str, where: str, rows: list[dict], wheel, extractor: dict, key: dict) -> dict:
+    pred = os.path.join(where, 'predictions.csv')
+    write_predictions(pred, rows)
+    args = argparse.Namespace(dataset=dataset, gold=found['gold'], pred=pred, wheel=wheel, sentiment=None,
+                              synonyms=None)
+    score = score_dataset(args)
+    score['extractor'] = extractor
+    score['resume_key'] = key
+    with open(os.path.join(where, 'score.json'), 'w', encoding='utf-8') as f:
+        json.dump(score, f, indent=2, ensure_ascii=False)
+    return score
+
+
+def _done(where: str, key: dict) -> dict | None:
+    path = os.path.join(where, 'score.json')
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        score = json.load(f)
+    return score if score.get('resume_key') == key else None
+
+
+def _question(found: dict) -> dict:
+    kinds = {d: f['report']['benchmark'].get('question_kind', 'benchmark') for d, f in found.items()}
+    texts = {f['report']['benchmark'].get('question', '') for f in found.values()}
+    kind = next(iter(set(kinds.values()))) if len(set(kinds.values())) == 1 else f'mixed: {kinds}'
+    return {'kind': kind, 'text': texts.pop() if len(texts) == 1 else 'several (see kind)'}
+
+
+def run_benchmark(params: list[str], data_root: str, out: str, *, extractor: str = 'lexicon',
+                  select: str = 'single', wheel: str | None = None, cache: str | None = None,
+                  checkpoint: str | None = None, datasets: list[str] | None = None, batch_size: int = 8,
+                  **generation) -> dict:
+    """Scores every prepared dataset under ``data_root`` for each checkpoint and writes the table into ``out``.
+    Returns the table (``{}`` on processes other than 0)."""
+    if select not in SELECT:
+        raise BenchError(f"--select must be one of {SELECT}, got {select!r}")
+    if batch_size < 1:
+        raise BenchError(f"--batch-size must be >= 1, got {batch_size}")
+    found = find_datasets(data_root, datasets)
+    needs_wheel = sorted(d for d in found if DATASETS[d] != 'waf')
+    if needs_wheel and not wheel:
+        raise BenchError(f"{', '.join(needs_wheel)} are scored through the emotion wheels: give --wheel, AffectGPT's "
+                         f"emotion_wheel/ folder")
+    if extractor == 'cache':
+        if params:
+            raise BenchError("--extractor cache scores AffectGPT's published caches; it takes --cache, not --params")
+        sources = bench_cache.checkpoints(cache, list(found), select=select, checkpoint=checkpoint)
+    else:
+        if cache:
+            raise BenchError("--cache goes with --extractor cache")
+        if not params:
+            raise BenchError("give --params (a parameter folder written by train)")
+        if len(params) > 1 and select != 'best':
+            raise BenchError(f"{len(params)} --params given: the default is one checkpoint; add --select best to "
+                             f"score each and report the papers' per-dataset best beside them")
+        ex = make_extractor(extractor)                     # llm:PATH says here when it cannot run yet
+        sources = dict(zip(checkpoint_labels(params), params))
+    settings = GenerationSettings(**generation)
+    results: dict[str, dict] = {}
+    info = {'labels': extractor, 'sentiment': 'cache' if extractor == 'cache' else getattr(ex, 'sentiment_name',
+                                                                                           extractor)}
+    for label, source in sources.items():
+        results[label], folder, explainer = {}, None, None
+        for dataset, f in found.items():
+            where = os.path.join(out, label, dataset)
+            os.makedirs(where, exist_ok=True)
+            if extractor == 'cache':
+                if dataset not in source:
+                    continue
+                key = {'cache': bench_cache.identity(source[dataset]), 'gold': _digest(f['gold']), 'wheel': wheel}
+                done = _done(where, key)
+                rows = None if done else bench_cache.rows(source[dataset])
+                ext = {'labels': 'cache', 'sentiment': bench_cache.sentiment_source(source[dataset])}
+            else:
+                key = {'params': os.path.abspath(source), 'weights': _digest(os.path.join(source, 'params')),
+                       'records': _digest(os.path.join(f['folder'], 'prepare_report.json')), 'gold': _digest(f['gold']),
+                       'extractor': extractor, 'generation': settings.as_dict(), 'wheel': wheel}
+                done = _done(where, key)
+                rows = None
+                if not done:
+                    if folder is None:
+                        folder = params_lib.load(source)
+                        explainer = Explainer(folder, settings, batch_size=batch_size)
+                    check_compatible(folder, f)
+                    rows = _answers(explainer, f, where, label, dataset)
+                    for r in rows or ():
+                        labels = ex.labels(r['name'], r['explanation'])
+                        r['openset'], r['sentiment'] = '[' + ', '.join(labels) + ']', ex.sentiment(r['name'], labels)
+                ext = info
+            if done is None and rows is None:
+                continue                                  # another process scores this one
+            results[label][dataset] = done or _score(f, dataset, where, rows, wheel, ext, key)
+    if jax.process_index():
+        return {}
+    table = bench_table.build_table(results, select=select, extractor=info, question=_question(found),
+                                    datasets_found={d: f['folder'] for d, f in found.items()})
+    table['files'] = bench_table.write_table(out, table)
+    return table
