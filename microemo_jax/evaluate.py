@@ -25,7 +25,7 @@ import argparse
 import os
 import sys
 
-from microemo_jax.inference import benchmark
+from microemo_jax.inference import bench_table, benchmark
 from microemo_jax.inference.scoring import QUESTIONS, EvaluateError, evaluate
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics.per_sample import format_table
@@ -66,7 +66,7 @@ def bench_main(argv: list[str]) -> None:
     except (benchmark.BenchError, ParamsFolderError, FileNotFoundError, ValueError, OSError) as e:
         sys.exit(f'error: {e}')
     if table:
-        print(benchmark.bench_table.markdown(table), end='')
+        print(bench_table.markdown(table), end='')
         print(f"wrote {', '.join(table['files'].values())}")
 
 

@@ -3,9 +3,13 @@ layouts, written here) prepared with ``prepare --source``, then ``evaluate --ben
 ``--select best``, the cache extractor and the command line's errors."""
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
+import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from microemo_jax.data.records import tfds_builder
 from microemo_jax.data.records.build import prepare
 from microemo_jax.evaluate import main as evaluate_main
-from microemo_jax.inference import benchmark
+from microemo_jax.inference import bench_table, benchmark
 from microemo_jax.metrics.bench_cli import run_benchmark as score_dataset
 from microemo_jax.metrics.protocol import BENCHMARK_QUESTION
 from tests.metrics.wheel_folder import write_wheel_folder
@@ -94,9 +98,9 @@ def test_one_command_scores_every_dataset_and_resumes(bench_root, params_dir, tm
         assert (score['n'], score['missing_predictions'], score['extractor']['labels']) == (n, missing, 'lexicon')
         with open(where / 'predictions.csv', encoding='utf-8') as f:
             assert len(list(csv.DictReader(f))) == n - missing
-        again = score_dataset(benchmark.argparse.Namespace(dataset=dataset, gold=str(root / dataset / 'bench_gold.csv'),
-                                                           pred=str(where / 'predictions.csv'), wheel=wheel,
-                                                           sentiment=None, synonyms=None))
+        again = score_dataset(argparse.Namespace(dataset=dataset, gold=str(root / dataset / 'bench_gold.csv'),
+                                                 pred=str(where / 'predictions.csv'), wheel=wheel, sentiment=None,
+                                                 synonyms=None))
         assert table['rows'][0]['scores'][dataset] == round(100 * again[metric], 2)
     md = (out / 'table.md').read_text()
     assert '| MELD | SIMS | Mean (2 of 9) |' in md and 'AffectGPT, published' in md
@@ -117,9 +121,8 @@ def test_select_best_labels_the_per_dataset_best(bench_root, params_dir, tmp_pat
                'b': {'MELD': {'dataset': 'MELD', 'hit_rate': 0.25, 'n': 3, 'expected_n': 2610,
                               'missing_predictions': 1},
                      'SIMS': {'dataset': 'SIMS', 'waf': 0.75, 'n': 2, 'expected_n': 457, 'missing_predictions': 0}}}
-    table = benchmark.bench_table.build_table(results, select='best', extractor={'labels': 'x', 'sentiment': 'y'},
-                                              question={'kind': 'benchmark', 'text': 'q'},
-                                              datasets_found={'MELD': 'm', 'SIMS': 's'})
+    table = bench_table.build_table(results, select='best', extractor={'labels': 'x', 'sentiment': 'y'},
+                                    question={'kind': 'benchmark', 'text': 'q'}, datasets_found={'MELD': 'm', 'SIMS': 's'})
     best = table['rows'][-1]
     assert best['kind'].startswith('per-dataset best')
     assert (best['scores'], best['chosen'], best['mean']) == ({'MELD': 50.0, 'SIMS': 75.0}, {'MELD': 'a', 'SIMS': 'b'},
@@ -156,3 +159,34 @@ def test_command_line_errors_are_one_line(bench_root, params_dir, tmp_path, caps
     with pytest.raises(SystemExit, match='Qwen2.5 instruct loader'):
         evaluate_main(['--bench', 'merunibench', '--params', params_dir, '--data-root', str(root), '--out',
                        str(tmp_path / 'o'), '--extractor', 'llm:/nowhere', '--datasets', 'SIMS'])
+
+
+@pytest.mark.integration
+def test_two_processes_give_the_table_one_process_gives(bench_root, params_dir, tmp_path):  # noqa: F811
+    """Two jax.distributed processes each answer every 2nd clip of each dataset; process 0 scores."""
+    _, root, _, wheel = bench_root
+    one = benchmark.run_benchmark([params_dir], str(root), str(tmp_path / 'one'), wheel=wheel, batch_size=2,
+                                  max_new_tokens=4)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    args = [sys.executable, '-m', 'microemo_jax.evaluate', '--bench', 'merunibench', '--params', params_dir,
+            '--data-root', str(root), '--out', str(tmp_path / 'two'), '--wheel', wheel, '--batch-size', '2',
+            '--max-new-tokens', '4']
+    procs = [subprocess.Popen(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, 'JAX_PLATFORMS': 'cpu', 'JAX_NUM_CPU_DEVICES': '1',
+                                   'PYTHONPATH': repo, 'MICROEMO_COORDINATOR': f'127.0.0.1:{port}',
+                                   'MICROEMO_NUM_PROCESSES': '2', 'MICROEMO_PROCESS_ID': str(i)})
+             for i in range(2)]
+    outs = [p.communicate(timeout=500) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, out[-2000:] + err[-3000:]
+    label = one['rows'][0]['label']
+    parts = tmp_path / 'two' / label / 'MELD' / 'parts'
+    assert all((parts / f'part-0000{i}.jsonl').read_text().strip() for i in range(2))   # both answered clips
+    two = json.loads((tmp_path / 'two' / 'table.json').read_text())
+    assert two['rows'] == one['rows']
+    for dataset in ('MELD', 'SIMS'):
+        assert ((tmp_path / 'two' / label / dataset / 'predictions.csv').read_text()
+                == (tmp_path / 'one' / label / dataset / 'predictions.csv').read_text())

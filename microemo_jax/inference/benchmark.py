@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
-import re
 
 import jax
 from tqdm import tqdm
 
 from microemo_jax import params as params_lib
 from microemo_jax.data import pipeline
-from microemo_jax.data.shapes import DataShapes
 from microemo_jax.inference import bench_cache, bench_table
+from microemo_jax.inference.bench_data import BenchError, check_compatible, checkpoint_labels, digest, find_datasets
 from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics.bench_cli import run_benchmark as score_dataset
@@ -42,99 +40,6 @@ from microemo_jax.training import distributed
 
 BENCHMARKS = ('merunibench',)
 SELECT = ('single', 'best')
-SHAPES = {'num_frames': 'num_frames', 'frame_size': 'image_size', 'num_crops': 'num_crops',
-          'max_seq_len': 'seq_len', 'num_video_tokens': 'video_tokens', 'num_audio_tokens': 'audio_tokens'}
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot run; the message says why and what to do."""
-
-
-def find_datasets(root: str, only: list[str] | None = None) -> dict[str, dict]:
-    """dataset -> {'folder', 'gold', 'report'} for every prepared benchmark folder directly under ``root``."""
-    if not os.path.isdir(root):
-        raise BenchError(f"--data-root {root} is not a folder")
-    found = {}
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        report_path = os.path.join(entry.path, 'prepare_report.json')
-        if not entry.is_dir() or not os.path.isfile(report_path):
-            continue
-        with open(report_path, encoding='utf-8') as f:
-            report = json.load(f)
-        bench = report.get('benchmark')
-        if not bench:
-            continue
-        dataset = bench['dataset']
-        if dataset in found:
-            raise BenchError(f"{root}: {found[dataset]['folder']} and {entry.path} both hold {dataset}; keep one")
-        gold = os.path.join(entry.path, bench.get('gold_file', 'bench_gold.csv'))
-        if not os.path.isfile(gold):
-            raise BenchError(f"{entry.path}: no {os.path.basename(gold)}; re-run prepare on it")
-        found[dataset] = {'folder': entry.path, 'gold': gold, 'report': report}
-    if only:
-        unknown = [d for d in only if d not in DATASETS]
-        if unknown:
-            raise BenchError(f"--datasets {', '.join(unknown)}: not benchmark datasets ({', '.join(DATASETS)})")
-        absent = [d for d in only if d not in found]
-        if absent:
-            raise BenchError(f"--datasets {', '.join(absent)}: not prepared under {root}")
-        found = {d: v for d, v in found.items() if d in only}
-    if not found:
-        raise BenchError(f"no prepared benchmark dataset under {root}: prepare each one into its own folder there, "
-                         f"e.g. python -m microemo_jax.prepare --source meld --raw MELD.Raw --out {root}/MELD "
-                         f"(with the model's --config and --tokenizer; docs/metrics_benchmark.md)")
-    return found
-
-
-def checkpoint_labels(paths: list[str]) -> list[str]:
-    """Short distinct names for parameter folders (a folder called ``params`` is named by its parent)."""
-    labels = []
-    for path in paths:
-        parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
-        label = re.sub(r'[^\w.+-]', '_', parts[-2] if parts[-1] == 'params' and len(parts) > 1 else parts[-1])
-        base, n = label, 2
-        while label in labels:
-            label, n = f'{base}-{n}', n + 1
-        labels.append(label)
-    return labels
-
-
-def _digest(*paths: str) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        for root, dirs, files in os.walk(path) if os.path.isdir(path) else [('', [], [path])]:
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                st = os.stat(full)
-                h.update(f'{os.path.relpath(full, path)}:{st.st_size}:{st.st_mtime_ns};'.encode())
-    return h.hexdigest()
-
-
-def check_compatible(folder, found: dict) -> None:
-    """The prepared records must have the model's shapes and tokenizer; else say how to prepare them."""
-    shapes, bench_dir = DataShapes.from_config(folder.cfg), found['folder']
-    prepared = found['report'].get('config', {})
-    wrong = [f"{k}={prepared[k]} (model: {getattr(shapes, a)})" for k, a in SHAPES.items()
-             if k in prepared and prepared[k] != getattr(shapes, a)]
-    tok = found['report'].get('tokenizers', {}).get('llm')
-    mine = os.path.join(folder.path, 'tokenizers', 'llm')
-    if tok and os.path.isdir(tok) and os.path.isdir(mine) and _files(tok) != _files(mine):
-        wrong.append(f'the LLM tokenizer {tok} (model: {mine})')
-    if wrong:
-        raise BenchError(f"{bench_dir} was prepared for another model: {'; '.join(wrong)}. Prepare it again with "
-                         f"the model's config and tokenizers (prepare --config ... --tokenizer {mine} "
-                         f"--qformer-tokenizer {os.path.join(folder.path, 'tokenizers', 'qformer')})")
-
-
-def _files(path: str) -> dict:
-    out = {}
-    for name in sorted(os.listdir(path)):
-        full = os.path.join(path, name)
-        if os.path.isfile(full):
-            with open(full, 'rb') as f:
-                out[name] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def _answers(explainer: Explainer, found: dict, where: str, label: str, dataset: str) -> list[dict] | None:
@@ -224,6 +129,8 @@ def run_benchmark(params: list[str], data_root: str, out: str, *, extractor: str
         if params:
             raise BenchError("--extractor cache scores AffectGPT's published caches; it takes --cache, not --params")
         sources = bench_cache.checkpoints(cache, list(found), select=select, checkpoint=checkpoint)
+        if jax.process_index():
+            return {}                                     # no model: process 0 reads the caches alone
     else:
         if cache:
             raise BenchError("--cache goes with --extractor cache")
@@ -246,13 +153,13 @@ def run_benchmark(params: list[str], data_root: str, out: str, *, extractor: str
             if extractor == 'cache':
                 if dataset not in source:
                     continue
-                key = {'cache': bench_cache.identity(source[dataset]), 'gold': _digest(f['gold']), 'wheel': wheel}
+                key = {'cache': bench_cache.identity(source[dataset]), 'gold': digest(f['gold']), 'wheel': wheel}
                 done = _done(where, key)
                 rows = None if done else bench_cache.rows(source[dataset])
                 ext = {'labels': 'cache', 'sentiment': bench_cache.sentiment_source(source[dataset])}
             else:
-                key = {'params': os.path.abspath(source), 'weights': _digest(os.path.join(source, 'params')),
-                       'records': _digest(os.path.join(f['folder'], 'prepare_report.json')), 'gold': _digest(f['gold']),
+                key = {'params': os.path.abspath(source), 'weights': digest(os.path.join(source, 'params')),
+                       'records': digest(os.path.join(f['folder'], 'prepare_report.json')), 'gold': digest(f['gold']),
                        'extractor': extractor, 'generation': settings.as_dict(), 'wheel': wheel}
                 done = _done(where, key)
                 rows = None
