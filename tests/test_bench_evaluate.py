@@ -7,9 +7,11 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from microemo_jax.data.records import tfds_builder
 from microemo_jax.data.records.build import prepare
 from microemo_jax.evaluate import main as evaluate_main
 from microemo_jax.inference import bench_table, benchmark
+from microemo_jax.inference.bench_data import check_compatible
 from microemo_jax.metrics.bench_cli import run_benchmark as score_dataset
 from microemo_jax.metrics.protocol import BENCHMARK_QUESTION
 from tests.metrics.wheel_folder import write_wheel_folder
@@ -190,3 +193,19 @@ def test_two_processes_give_the_table_one_process_gives(bench_root, params_dir, 
     for dataset in ('MELD', 'SIMS'):
         assert ((tmp_path / 'two' / label / dataset / 'predictions.csv').read_text()
                 == (tmp_path / 'one' / label / dataset / 'predictions.csv').read_text())
+
+
+def test_records_for_another_model_and_two_folders_of_one_dataset_are_refused(bench_root, corpus, params_dir,  # noqa: F811
+                                                                               tmp_path):
+    _, root, reports, _ = bench_root
+    cfg, _ = corpus
+    folder = types.SimpleNamespace(cfg=cfg, path=params_dir)
+    found = benchmark.find_datasets(str(root))
+    check_compatible(folder, found['MELD'])                        # prepared with the model's shapes and tokenizer
+    other = {**found['MELD'], 'report': {**reports['MELD'], 'config': {**reports['MELD']['config'], 'num_frames': 99}}}
+    with pytest.raises(benchmark.BenchError, match='num_frames=99'):
+        check_compatible(folder, other)
+    shutil.copytree(root / 'SIMS', tmp_path / 'root' / 'a')
+    shutil.copytree(root / 'SIMS', tmp_path / 'root' / 'b')
+    with pytest.raises(benchmark.BenchError, match='both hold SIMS'):
+        benchmark.find_datasets(str(tmp_path / 'root'))
