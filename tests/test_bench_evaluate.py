@@ -209,3 +209,22 @@ def test_records_for_another_model_and_two_folders_of_one_dataset_are_refused(be
     shutil.copytree(root / 'SIMS', tmp_path / 'root' / 'b')
     with pytest.raises(benchmark.BenchError, match='both hold SIMS'):
         benchmark.find_datasets(str(tmp_path / 'root'))
+
+
+def test_label_files_alone_are_enough_for_the_cache_extractor(bench_root, corpus, tmp_path):  # noqa: F811
+    """No clip at all: prepare still writes the gold and its account (then says no clip could be prepared), and
+    the published caches are scored against that gold; a clip the cache lacks is a miss."""
+    cfg, _ = corpus
+    _, _, _, wheel = bench_root
+    _csv(tmp_path / 'raw' / 'test_sent_emo.csv', MELD_HEADER,
+         [['1', 'Yes!', 'Joey', 'joy', 'positive', '0', '0', '1', '1', '0', '0'],
+          ['2', 'No.', 'Ross', 'sadness', 'negative', '0', '1', '1', '1', '0', '0']])
+    with pytest.raises(ValueError, match='no clip could be prepared'):
+        prepare(cfg, 'meld', str(tmp_path / 'raw'), str(tmp_path / 'root' / 'MELD'), workers=1)
+    run = tmp_path / 'output' / 'results-meld' / 'run'
+    run.mkdir(parents=True)
+    np.savez(run / 'checkpoint_000030_loss_0.5-openset.npz', filenames=['test_dia0_utt0'], fileitems=['[joyful]'])
+    table = benchmark.run_benchmark([], str(tmp_path / 'root'), str(tmp_path / 'o'), extractor='cache', wheel=wheel,
+                                    cache=str(tmp_path / 'output'))
+    assert table['datasets']['MELD']['missing_predictions'] == {'checkpoint_000030': 1}
+    assert table['rows'][0]['scores']['MELD'] == 50.0      # joy hit, sadness missed, in every wheel that maps both

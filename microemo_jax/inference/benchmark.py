@@ -44,6 +44,8 @@ SELECT = ('single', 'best')
 
 def _answers(explainer: Explainer, found: dict, where: str, label: str, dataset: str) -> list[dict] | None:
     """Every process answers every P-th clip; process 0 returns all rows (others None)."""
+    if not found['report'].get('written'):            # no clip could be prepared: every gold clip is a miss
+        return None if jax.process_index() else []
     source = pipeline.open_split(found['folder'], 'test')
     pi, pc = jax.process_index(), jax.process_count()
     mine = list(range(pi, len(source), pc))
