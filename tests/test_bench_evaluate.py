@@ -127,7 +127,7 @@ def test_select_best_labels_the_per_dataset_best(bench_root, params_dir, tmp_pat
     table = bench_table.build_table(results, select='best', extractor={'labels': 'x', 'sentiment': 'y'},
                                     question={'kind': 'benchmark', 'text': 'q'}, datasets_found={'MELD': 'm', 'SIMS': 's'})
     best = table['rows'][-1]
-    assert best['kind'].startswith('per-dataset best')
+    assert best['label'] == 'per-dataset best of 2 checkpoints' and best['kind'] == "the papers' policy"
     assert (best['scores'], best['chosen'], best['mean']) == ({'MELD': 50.0, 'SIMS': 75.0}, {'MELD': 'a', 'SIMS': 'b'},
                                                               62.5)
     assert [r['mean'] for r in table['rows'][:2]] == [37.5, 50.0]

@@ -51,7 +51,7 @@ def build_table(results: dict[str, dict[str, dict]], *, select: str, extractor: 
             candidates = [(r['scores'].get(d), r['label']) for r in rows if r['scores'].get(d) is not None]
             if candidates:
                 best[d], chosen[d] = max(candidates, key=lambda c: c[0])
-        rows.append(_row(f'per-dataset best of {len(results)} checkpoints', 'per-dataset best (the papers\' policy)',
+        rows.append(_row(f'per-dataset best of {len(results)} checkpoints', 'the papers\' policy',
                          best, datasets, chosen))
     detail = {}
     for d in datasets:
@@ -107,7 +107,7 @@ def markdown(table: dict) -> str:
 
 def picture(table: dict, path: str) -> None:
     cols, rows = table['columns'], table['rows']
-    fig = Figure(figsize=(1.1 * len(cols) + 3, 3.6))     # no pyplot: the caller's backend is left alone
+    fig = Figure(figsize=(1.1 * len(cols) + 5, 3.6))     # no pyplot: the caller's backend is left alone
     ax = fig.subplots()
     width = 0.8 / max(1, len(rows))
     for i, row in enumerate(rows):
@@ -117,7 +117,7 @@ def picture(table: dict, path: str) -> None:
     ax.set_ylabel('score x 100')
     ax.set_ylim(0, 100)
     ax.set_title('MER-UniBench')
-    ax.legend(fontsize=7, loc='upper right')
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
