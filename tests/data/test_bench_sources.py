@@ -174,6 +174,22 @@ def test_sims_four_digit_names_and_simsv2_meta(tmp_path):
     assert read.gold == {'aqgy3_0001_00000': -0.6} and len(read.clips) == 1
 
 
+def test_sims_as_first_released_label_m_and_index_files(tmp_path):
+    meta = tmp_path / 'metadata'
+    write_csv(meta / 'sentiment' / 'label_M.csv', ['video_id', 'clip_id', 'label', 'annotation'],
+              [['video_0001', '1', '0.8', 'Positive'], ['video_0001', 'x,y', '0.2'],          # unreadable: row 1
+               ['video_0002', '7', '-0.4', 'Negative'], ['video_0003', '2', '0.0', 'Neutral']])
+    write_csv(meta / 'test_index.csv', ['index'], [['0'], ['2'], ['9']])                     # positions, 0-based
+    write_csv(meta / 'Translation.csv', ['video_id', 'clip_id', 'Chinese', 'English'],
+              [['video_0002', '0007', '不', 'No.']])
+    touch(tmp_path / 'Raw' / 'video_0002' / '0007.mp4')
+    read = bench.read_bench('sims', str(tmp_path))
+    assert read.gold == {'video_0001_0001': 0.8, 'video_0002_0007': -0.4}
+    assert [(c.name, c.subtitle) for c in read.clips] == [('video_0002_0007', 'No.')]
+    assert codes(read.skips) == ['malformed_row', 'malformed_row', 'video_missing']
+    assert 'label_M.csv' in read.layout
+
+
 def test_mer2024_first_half_mer2023_test1_and_ovmerdplus_names(tmp_path):
     m24 = tmp_path / 'mer2024'
     write_csv(m24 / 'semi-label.csv', ['name', 'discrete'],

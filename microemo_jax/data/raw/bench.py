@@ -63,7 +63,9 @@ def _own_files(kind: str, dataset: str, raw: str, skips, notes):
     if kind == 'iemocap' and iemocap.present(raw):
         return iemocap.read(raw, skips, notes), 'IEMOCAP Session1..5/dialog/EmoEvaluation (Session 5)'
     if dataset in mmsa.LABEL_FILES and mmsa.present(raw, dataset):
-        return mmsa.read(raw, dataset, skips, notes), f"{os.path.basename(mmsa.label_file(raw, dataset))} (mode test)"
+        found = mmsa.label_file(raw, dataset)
+        return mmsa.read(raw, dataset, skips, notes), (f'{os.path.basename(found)} (mode test)' if found else
+                                                       'metadata/sentiment/label_M.csv and metadata/test_index.csv')
     if dataset in mer.LABELS and mer.present(raw, dataset):
         return mer.read(raw, dataset, skips, notes), mer.LABELS[dataset][0]
     return None
