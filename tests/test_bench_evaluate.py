@@ -207,6 +207,7 @@ def test_records_for_another_model_and_two_folders_of_one_dataset_are_refused(be
         check_compatible(folder, other)
     shutil.copytree(root / 'SIMS', tmp_path / 'root' / 'a')
     shutil.copytree(root / 'SIMS', tmp_path / 'root' / 'b')
+    assert list(benchmark.find_datasets(str(root), ['sims'])) == ['SIMS']          # a source name picks it too
     with pytest.raises(benchmark.BenchError, match='both hold SIMS'):
         benchmark.find_datasets(str(tmp_path / 'root'))
 

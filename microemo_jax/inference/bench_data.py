@@ -13,6 +13,7 @@ import json
 import os
 import re
 
+from microemo_jax.data.raw.bench import BENCH_SOURCES
 from microemo_jax.data.shapes import DataShapes
 from microemo_jax.metrics.benchmark import DATASETS
 
@@ -46,6 +47,8 @@ def find_datasets(root: str, only: list[str] | None = None) -> dict[str, dict]:
             raise BenchError(f"{entry.path}: no {os.path.basename(gold)}; re-run prepare on it")
         found[dataset] = {'folder': entry.path, 'gold': gold, 'report': report}
     if only:
+        spelled = {**{d.lower(): d for d in DATASETS}, **BENCH_SOURCES}     # MELD, meld, iemocapfour, iemocap ...
+        only = [spelled.get(d.strip().lower(), d) for d in only]
         unknown = [d for d in only if d not in DATASETS]
         if unknown:
             raise BenchError(f"--datasets {', '.join(unknown)}: not benchmark datasets ({', '.join(DATASETS)})")
