@@ -13,6 +13,11 @@ evaluated split when the dataset has no training split; ``summary.json`` says wh
 
 Multi-process runs (``jax.distributed``) give each process every P-th video; process 0 gathers the
 parts (written under OUT/parts/, so OUT must be on a filesystem all processes share) and scores.
+
+MER-UniBench, every prepared benchmark dataset under ROOT in one table (``inference/benchmark.py``):
+
+    python -m microemo_jax.evaluate --bench merunibench --params DIR [--params DIR2 ... --select best] \
+        --data-root ROOT --out DIR --wheel emotion_wheel/ [--extractor lexicon|cache|llm:PATH] [--cache DIR]
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import os
 import sys
 
 from microemo_jax import cli_checks
+from microemo_jax.inference import bench_table, benchmark
 from microemo_jax.inference.scoring import QUESTIONS, EvaluateError, evaluate
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics.per_sample import format_table
@@ -27,8 +33,49 @@ from microemo_jax.params import ParamsFolderError
 from microemo_jax.training import distributed
 
 
+def bench_main(argv: list[str]) -> None:
+    """``--bench``: the benchmark's own arguments and one call."""
+    parser = cli_checks.Parser(prog='python -m microemo_jax.evaluate --bench',
+                               description='MER-UniBench: every prepared benchmark dataset under --data-root, '
+                                                 'one table (docs/metrics_benchmark.md)')
+    parser.add_argument('--bench', required=True, choices=benchmark.BENCHMARKS)
+    parser.add_argument('--params', action='append', default=[], type=cli_checks.existing_dir,
+                        help='parameter folder written by train; repeat it with --select best')
+    parser.add_argument('--data-root', dest='data_root', required=True, type=cli_checks.existing_dir,
+                        help='folder of prepared benchmark datasets, one prepare --out folder per dataset')
+    parser.add_argument('--out', required=True, type=cli_checks.out_dir,
+                        help='folder for table.md/json/png and per-dataset predictions')
+    parser.add_argument('--wheel', type=cli_checks.existing_path, help="AffectGPT's emotion_wheel/ folder (hit rate and OV-MERD+'s F-score)")
+    parser.add_argument('--extractor', default='lexicon',
+                        help='answer -> labels and sentiment: lexicon (default, deterministic), cache (AffectGPT\'s '
+                             'published caches, with --cache) or llm:PATH (an instruct checkpoint, greedy)')
+    parser.add_argument('--select', default='single', choices=benchmark.SELECT,
+                        help="single: one checkpoint (default); best: every checkpoint's row and the papers' "
+                             "per-dataset best of them, labelled as such")
+    parser.add_argument('--cache', type=cli_checks.existing_dir, help="AffectGPT's output/ folder (results-<dataset>/...) for --extractor cache")
+    parser.add_argument('--checkpoint', help='with --extractor cache: the cached checkpoint to score (e.g. 30)')
+    parser.add_argument('--datasets', help='comma-separated subset of the prepared datasets (e.g. MELD,SIMS)')
+    parser.add_argument('--batch-size', dest='batch_size', type=cli_checks.positive_int, default=8)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=cli_checks.positive_int,
+                        default=GenerationSettings.max_new_tokens)
+    args = parser.parse_args(argv)
+    try:
+        table = benchmark.run_benchmark(
+            args.params, args.data_root, args.out, extractor=args.extractor, select=args.select, wheel=args.wheel,
+            cache=args.cache, checkpoint=args.checkpoint, batch_size=args.batch_size,
+            datasets=args.datasets.split(',') if args.datasets else None, max_new_tokens=args.max_new_tokens)
+    except (benchmark.BenchError, ParamsFolderError, FileNotFoundError, ValueError, OSError) as e:
+        sys.exit(f'error: {e}')
+    if table:
+        print(bench_table.markdown(table), end='')
+        print(f"wrote {', '.join(table['files'].values())}")
+
+
 def main(argv=None) -> None:
     distributed.maybe_initialize()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == '--bench' or a.startswith('--bench=') for a in argv):
+        return bench_main(argv)
     parser = cli_checks.Parser(prog='python -m microemo_jax.evaluate', description=__doc__.split('\n')[0])
     parser.add_argument('--params', required=True, type=cli_checks.existing_dir,
                         help='parameter folder written by train (WORKDIR/params)')

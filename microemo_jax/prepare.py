@@ -38,6 +38,7 @@ import sys
 
 from microemo_jax import cli_checks
 from microemo_jax.config import ConfigError, config_from_argv
+from microemo_jax.data.raw.bench import BENCH_SOURCES
 from microemo_jax.data.raw.sources import SOURCES
 from microemo_jax.data.records.build import prepare
 from microemo_jax.lock import LockHeld
@@ -48,7 +49,8 @@ def main(argv=None) -> None:
     if not any(a == '--config' or a.startswith('--config=') for a in argv):
         argv = ['--config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'emer.py') + ':demo'] + argv
     parser = cli_checks.Parser(prog='python -m microemo_jax.prepare', description=__doc__.split('\n')[0])
-    parser.add_argument('--source', required=True, choices=SOURCES)
+    parser.add_argument('--source', required=True, choices=SOURCES + tuple(BENCH_SOURCES),
+                        help='raw layout; the MER-UniBench datasets prepare their test sets (docs/data.md)')
     parser.add_argument('--raw', required=True, type=cli_checks.existing_dir, help='folder of the raw corpus')
     parser.add_argument('--out', required=True, type=cli_checks.out_dir,
                         help='output folder (a re-run redoes only what changed)')

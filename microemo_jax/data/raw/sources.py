@@ -68,9 +68,15 @@ class RawClip:
     utterance_file: str | None = None
     audio_file: str | None = None        # dataset-shipped audio (MER2025 audio/NAME.wav)
     faces_npy: str | None = None         # OpenFace crops openface_face/NAME/NAME.npy
+    ask: str | None = None               # the question's text when a layout fixes it (MER-UniBench's one question)
+    split: str | None = None             # the dataset's official split ('test' for the benchmark sources)
+    segment: tuple[float, float] | None = None   # (start, end) seconds of ``video`` that are the clip (IEMOCAP)
+    crop: str | None = None              # 'left' | 'right': keep that half of the frame (IEMOCAP's two actors)
 
     @property
     def question(self) -> str | None:
+        if self.ask:
+            return self.ask
         return prompt.question_for(self.answer_kind) if self.answer_kind else None
 
     @property

@@ -19,7 +19,7 @@ import numpy as np
 
 from microemo_jax.config import ConfigError
 from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib
-from microemo_jax.data.raw import sources as sources_lib
+from microemo_jax.data.raw import bench as bench_lib, sources as sources_lib
 from microemo_jax.data.raw.splits import assign_splits, names_preview, write_splits_csv
 from microemo_jax.data.records import beam as beam_runner, tfds_builder
 from microemo_jax.data.records.clip_processor import settings_from_config
@@ -97,7 +97,13 @@ def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tok
 def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, shard_size, split_file,
              asr=None, runner='local', beam_options='') -> dict:
     t0 = time.time()
-    clips, source_skips = sources_lib.read_source(source, raw)
+    bench = None
+    if source in bench_lib.BENCH_SOURCES:  # MER-UniBench: its test set, its question, its gold file
+        bench = bench_lib.read_bench(source, raw, question=bench_lib.question_kind(cfg.data))
+        clips, source_skips = bench.clips, bench.skips
+        bench_lib.write_gold(out, bench)
+    else:
+        clips, source_skips = sources_lib.read_source(source, raw)
     args = argparse.Namespace(tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer)
     llm_dir, qf_dir, tok_how = ensure_tokenizers(args, clips, out, cfg)
     check_vocab(cfg, llm_dir, qf_dir)
@@ -115,7 +121,8 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
             f.write(json.dumps({'name': s.name, 'reason': s.reason}, ensure_ascii=False) + '\n')
     assignment, split_info = assign_splits(written, validation_fraction=cfg.data.validation_fraction,
                                            split_file=split_file,
-                                           corpus_names=[c.name for c in clips] + [s.name for s in skips])
+                                           corpus_names=[c.name for c in clips] + [s.name for s in skips],
+                                           official={c.name: c.split for c in clips if c.split})
     cut = {part: sorted(r['name'] for r in records if part in r.get('prompt_shortened', ()))
            for part in ('answer', 'subtitle', 'speech')}
     shapes = settings.shapes
@@ -142,6 +149,8 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
                    'num_video_tokens': shapes.video_tokens, 'num_audio_tokens': shapes.audio_tokens},
         **shard_stats, 'seconds': round(time.time() - t0, 2),
     }
+    if bench is not None:
+        report['benchmark'] = bench_lib.account(bench, written)
     with open(inside(out, 'prepare_report.json'), 'w') as f:  # written before the dataset: also on failure
         json.dump(report, f, indent=2, ensure_ascii=False)
     tfds_builder.build(out, num_crops=shapes.num_crops, timestamp_tokens=shapes.timestamp_tokens,

@@ -49,6 +49,8 @@ def clip_identity(clip: sources_lib.RawClip) -> dict:
               for attr in ('video', 'subtitle_file', 'utterance_file', 'audio_file', 'faces_npy')}
     label = {'answer_kind': clip.answer_kind, 'reason': clip.reason, 'openset': clip.openset,
              'emotion': clip.emotion, 'subtitle': clip.subtitle}
+    if clip.ask or clip.segment is not None or clip.crop is not None:   # the question; the span of a longer video
+        label.update(ask=clip.ask, segment=clip.segment, crop=clip.crop)
     return {'name': clip.name, 'inputs': _digest(inputs), 'label': _digest(label)}
 
 
