@@ -11,6 +11,11 @@
     tokenizers/qformer/  keeps working when the prepared data is moved or deleted)
     training.json        where the data came from and what the run did (shown by ``serve``)
 
+Every folder is stamped with ``checksums.json`` (``microemo_jax/checksums.py``: the SHA-256 of every file,
+Orbax's data files included) when it is written, and ``load``, ``load_params`` and ``restore_params`` verify
+every file before reading any: a damaged folder is refused, naming the file; one written before checksums
+were kept loads with a one-line warning (``verify_folder``).
+
 A ``convert`` output has only the first three; it can start training (``init.params``: ``load_params``
 restores it by parameter name onto the run's shardings) but cannot explain a video, and ``load`` says
 so instead of failing later.
@@ -21,12 +26,14 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from microemo_jax import checksums
 from microemo_jax.config import ConfigError, validate
 from microemo_jax.data.tokenizers import load_tokenizer
 from microemo_jax.models.microemo import MicroEmo
@@ -58,30 +65,59 @@ def _sharded(abstract, shardings):
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
+_UNSTAMPED_WARNED: set[str] = set()
+
+
+def verify_folder(path: str) -> None:
+    """Check every file of a parameter folder against its ``checksums.json`` before anything reads it.
+
+    Raises ``ParamsUnreadable`` naming the damaged file; a folder without checksums (written before they were
+    kept) gets a one-line warning on stderr (once per folder) that says how to stamp it.
+    """
+    path = os.path.abspath(path)
+    try:
+        verified = checksums.verify(path)
+    except checksums.ChecksumError as e:
+        raise _unreadable(path, e) from None
+    if not verified and path not in _UNSTAMPED_WARNED:
+        _UNSTAMPED_WARNED.add(path)
+        print(f"warning: {path} has no {checksums.MANIFEST} (written before checksums were kept), so its files are "
+              f"not verified; once it is known good, stamp it: python -c \"from microemo_jax.checksums import "
+              f"stamp; stamp('{path}')\"", file=sys.stderr, flush=True)
+
+
 # ------------------------------------------------------------------------------------------ the weights
-def save_params(path: str, model: nnx.Module, model_config, extra: dict | None = None) -> None:
-    """Write ``params/`` and ``model_config.json`` (and ``extra`` as ``sources.json``); collective."""
+def save_params(path: str, model: nnx.Module, model_config, extra: dict | None = None, *, stamp: bool = True) -> None:
+    """Write ``params/`` and ``model_config.json`` (and ``extra`` as ``sources.json``); collective.
+
+    ``stamp``: write ``checksums.json`` (process 0); ``export_params`` leaves it to ``write_inference_files``,
+    which adds the last files, so the weights are hashed once.
+    """
     path = os.path.abspath(path)
     os.makedirs(path, exist_ok=True)
     state = nnx.state(model, nnx.Param)
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer() as ckptr:  # returns once every host's files are committed
         ckptr.save(os.path.join(path, 'params'), state, force=True)
         ckptr.wait_until_finished()
+    if jax.process_index() != 0:  # one writer: the checksums must not hash a file another host is rewriting
+        return
     with open(os.path.join(path, 'model_config.json'), 'w') as f:
         f.write(model_config.to_json_best_effort(indent=2))
     if extra:
         with open(os.path.join(path, 'sources.json'), 'w') as f:
             json.dump(extra, f, indent=2)
+    if stamp:
+        checksums.stamp(path)
 
 
-def export_params(path: str, cfg, graphdef: nnx.GraphDef, state, frozen: nnx.State) -> None:
+def export_params(path: str, cfg, graphdef: nnx.GraphDef, state, frozen: nnx.State, *, stamp: bool = True) -> None:
     """``save_params`` of a run's whole model (``training.state``: trained ``state.params`` + ``frozen``).
 
     Collective (all hosts call it). This is what ``init.params`` of a stage-2 run, ``evaluate`` and
-    ``predict`` read.
+    ``predict`` read. ``train`` passes ``stamp=False`` and stamps in ``write_inference_files``.
     """
     model = nnx.merge(graphdef, state.params, frozen)
-    save_params(path, model, cfg.model, extra={'exported_from_step': int(jax.device_get(state.step))})
+    save_params(path, model, cfg.model, extra={'exported_from_step': int(jax.device_get(state.step))}, stamp=stamp)
 
 
 def restore_params(path: str, model: nnx.Module, shardings=None) -> nnx.Module:
@@ -90,6 +126,7 @@ def restore_params(path: str, model: nnx.Module, shardings=None) -> nnx.Module:
     params_dir = os.path.join(path, 'params')
     if not os.path.isdir(params_dir):
         raise FileNotFoundError(f"{path} is not a microemo-jax parameter checkpoint (no params/ folder)")
+    verify_folder(path)
     target = nnx.state(model, nnx.Param)
     abstract = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), target)
     if shardings is not None:
@@ -118,6 +155,7 @@ def load_params(path: str, wanted: dict[str, jax.ShapeDtypeStruct]) -> dict[str,
     if not os.path.isdir(params_dir):
         raise FileNotFoundError(f"init.params={path!r} is not a microemo-jax parameter checkpoint (no params/ "
                                 f"folder); make one with `python -m microemo_jax.convert` or export_params")
+    verify_folder(path)
     with ocp.StandardCheckpointer() as ckptr:
         meta, error = read_quietly(ckptr.metadata, params_dir)
         if error is not None:  # a damaged _METADATA or manifest
@@ -196,6 +234,7 @@ def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None =
             **(extra or {})}
     with open(os.path.join(path, TRAINING_FILE), 'w') as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
+    checksums.stamp(path)  # last: the folder is complete
 
 
 def find_prepare_report(data_dir: str) -> str:
@@ -320,7 +359,10 @@ class ParamsFolder:
 
 
 def load(path: str, *, mesh=None) -> ParamsFolder:
+    """A parameter folder, every file verified against its checksums first (``verify_folder``)."""
     path = os.path.abspath(os.path.expanduser(path))
+    check_folder(path)
+    verify_folder(path)
     cfg = load_config(path)
     llm_tok, qf_tok = load_tokenizers(path)
     return ParamsFolder(path, cfg, load_model(path, cfg, mesh=mesh), llm_tok, qf_tok)

@@ -171,3 +171,48 @@ def test_the_baseline_reads_the_work_index_not_the_frames(corpus):
         assert sorted(r['name'] for r in index) == sorted(source[i]['name'].decode() for i in range(len(source)))
         assert majority_label(index) == majority_label(source) is not None
     assert indexed_records(str(root / 'raw'), 'train') is None   # no prepared dataset there: read the split
+
+
+def _copy_params(params_dir, dest):
+    import shutil
+    shutil.copytree(params_dir, dest)
+    return str(dest)
+
+
+def _flip_largest(folder):
+    files = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+    return victim
+
+
+def test_a_bit_flip_in_a_params_folder_is_refused_naming_the_file(corpus, params_dir, tmp_path, capfd):
+    """Orbax reads a flipped bit without complaint: every file is checked against the checksums written with it,
+    by what predict/evaluate/serve load (params.load) and by what init.params loads (params.load_params)."""
+    from microemo_jax import params
+    from microemo_jax.training.state import abstract_train_state, model_params
+    cfg, _ = corpus
+    folder = _copy_params(params_dir, tmp_path / 'params')
+    victim = _flip_largest(os.path.join(folder, 'params'))
+    rel = os.path.relpath(victim, folder)
+    with pytest.raises(params.ParamsUnreadable, match=rf'{folder}.*{rel}.*does not match its checksum'):
+        params.load(folder)
+    from microemo_jax.sharding import make_mesh
+    wanted = model_params(abstract_train_state(cfg, make_mesh({'data': -1, 'fsdp': 1, 'tensor': 1})))
+    with pytest.raises(params.ParamsUnreadable, match=rf'{rel}.*does not match its checksum'):
+        params.load_params(folder, wanted)
+    # a folder written before checksums existed loads, with one line saying how to stamp it
+    unstamped = _copy_params(params_dir, tmp_path / 'old')
+    os.remove(os.path.join(unstamped, 'checksums.json'))
+    capfd.readouterr()
+    params.load(unstamped)
+    params.load(unstamped)
+    warnings = [line for line in capfd.readouterr().err.splitlines() if 'checksums.json' in line]
+    assert len(warnings) == 1 and 'stamp' in warnings[0]
+    from microemo_jax.checksums import stamp, verify
+    stamp(unstamped)                                                  # the documented one-liner
+    assert verify(unstamped)
