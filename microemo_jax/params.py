@@ -35,6 +35,8 @@ from flax import nnx
 
 from microemo_jax import checksums
 from microemo_jax.config import ConfigError, validate
+from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, read_report, tokenizer_dirs
+from microemo_jax.data.tokenizer_identity import check_same, identities
 from microemo_jax.data.tokenizers import load_tokenizer
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
@@ -207,54 +209,57 @@ def _get(tree, keys):
 # ------------------------------------------------------------------------- config, tokenizers, provenance
 
 
-def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None = None) -> None:
-    """Add config, tokenizers and provenance to an exported parameter folder (process 0 only).
+def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None = None,
+                          expected: dict | None = None) -> None:
+    """Add config, tokenizers and provenance to an exported parameter folder, then stamp it (process 0 only).
 
     The tokenizers are the ones ``prepare`` recorded in ``DATA/prepare_report.json``: the token ids the
-    model learned are only meaningful with them.
+    model learned are only meaningful with them. They replace the folder's (no stale file stays), but only
+    when their identity is the one the report records and, if given, ``expected`` (the identity the run
+    trained on): otherwise ``TokenizerMismatch`` and nothing is written. ``training.json`` records it.
     """
+    try:
+        report_path, report = read_report(data_dir)
+        sources = tokenizer_dirs(data_dir)
+        recorded = dataset_tokenizers(data_dir)
+    except NotPrepared as e:
+        raise ParamsFolderError(f"{e}; cannot tell which tokenizers prepared the training data, so the parameter "
+                                f"folder {path} would not be usable by evaluate/predict") from e
+    found = identities(sources['llm'], sources['qformer'])
+    check_same(recorded, found, report_path, f"the tokenizer folders it names ({sources['llm']}, {sources['qformer']})",
+               hint='the tokenizers were replaced after the data was prepared: prepare the data again')
+    check_same(expected, found, 'the weights this run trained (WORKDIR/tokenizers.json)', report_path,
+               hint='the data was prepared again with other tokenizers while the run trained')
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, CONFIG_FILE), 'w') as f:
         f.write(cfg.to_json_best_effort(indent=2))
-    report_path = find_prepare_report(data_dir)
-    try:
-        with open(report_path) as f:
-            report = json.load(f)
-        tokenizers = report['tokenizers']
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ParamsFolderError(f"{report_path}: cannot tell which tokenizers prepared the training data ({e}); "
-                                f"the parameter folder {path} would not be usable by evaluate/predict") from e
     for key, rel in TOKENIZER_DIRS.items():
-        src = _existing_dir(tokenizers[key], os.path.dirname(report_path))
         dst = os.path.join(path, rel)
-        if os.path.abspath(src) != os.path.abspath(dst):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+        if os.path.abspath(sources[key]) != os.path.abspath(dst):
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(sources[key], dst)
+    copied = identities(*(os.path.join(path, TOKENIZER_DIRS[k]) for k in ('llm', 'qformer')))
+    check_same(found, copied, report_path, f"the copy in {path}", hint='they changed while being copied: export again')
     info = {'data_dir': os.path.abspath(data_dir), 'source': report.get('source'), 'raw': report.get('raw'),
             'splits': report.get('splits'), 'variant': cfg.get('variant'), 'stage': cfg.get('stage'),
-            **(extra or {})}
+            'tokenizers': copied, **(extra or {})}
     with open(os.path.join(path, TRAINING_FILE), 'w') as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
     checksums.stamp(path)  # last: the folder is complete
 
 
-def find_prepare_report(data_dir: str) -> str:
-    """``prepare_report.json`` of a prepared dataset, given its ``--out`` folder or the TFDS folder inside it."""
-    here = os.path.abspath(data_dir)
-    for _ in range(4):  # OUT, or OUT/tfds/NAME/VERSION
-        if os.path.isfile(os.path.join(here, 'prepare_report.json')):
-            return os.path.join(here, 'prepare_report.json')
-        here = os.path.dirname(here)
-    raise ParamsFolderError(f"{data_dir}: no prepare_report.json in it or above it; was it made by "
-                            f"`python -m microemo_jax.prepare`?")
-
-
-def _existing_dir(recorded: str, out: str) -> str:
-    """A tokenizer folder recorded by prepare (possibly relative to where prepare ran)."""
-    for candidate in (recorded, os.path.join(os.path.dirname(out), recorded),
-                      os.path.join(out, 'tokenizers', os.path.basename(recorded))):
-        if os.path.isdir(candidate):
-            return candidate
-    raise ParamsFolderError(f"the tokenizer folder {recorded!r} recorded in {out}/prepare_report.json is gone")
+def folder_tokenizers(path: str) -> dict | None:
+    """The identity of a parameter folder's tokenizers (None for a weights-only folder, which has none), checked
+    against what ``training.json`` recorded when the folder was written: tokenizers swapped in afterwards would
+    turn the model's answers into gibberish, so they are refused (``TokenizerMismatch``)."""
+    dirs = [os.path.join(path, TOKENIZER_DIRS[k]) for k in ('llm', 'qformer')]
+    if not all(os.path.isdir(d) for d in dirs):
+        return None
+    found = identities(*dirs)
+    check_same(training_info(path).get('tokenizers'), found, f"the weights of {path} ({TRAINING_FILE})",
+               f"the tokenizers in {os.path.join(path, 'tokenizers')}",
+               hint='the tokenizers were replaced after training: restore them, or export the folder again')
+    return found
 
 
 def _tuples(x):
@@ -310,9 +315,10 @@ def training_info(path: str) -> dict:
     """What ``train`` recorded about the run (empty when absent)."""
     try:
         with open(os.path.join(path, TRAINING_FILE)) as f:
-            return json.load(f)
+            info = json.load(f)
     except (OSError, ValueError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def load_model(path: str, cfg, *, mesh=None):
@@ -352,6 +358,7 @@ class ParamsFolder:
     model: object
     llm_tokenizer: object
     qformer_tokenizer: object
+    tokenizers: dict | None = None   # their identity (``folder_tokenizers``)
 
     @property
     def info(self) -> dict:
@@ -364,5 +371,6 @@ def load(path: str, *, mesh=None) -> ParamsFolder:
     check_folder(path)
     verify_folder(path)
     cfg = load_config(path)
+    ids = folder_tokenizers(path)
     llm_tok, qf_tok = load_tokenizers(path)
-    return ParamsFolder(path, cfg, load_model(path, cfg, mesh=mesh), llm_tok, qf_tok)
+    return ParamsFolder(path, cfg, load_model(path, cfg, mesh=mesh), llm_tok, qf_tok, ids)

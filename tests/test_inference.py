@@ -173,10 +173,42 @@ def test_the_baseline_reads_the_work_index_not_the_frames(corpus):
     assert indexed_records(str(root / 'raw'), 'train') is None   # no prepared dataset there: read the split
 
 
+def test_evaluate_refuses_data_prepared_with_other_tokenizers(corpus, params_dir, tmp_path):
+    """Scores from token ids the weights never learned would be gibberish that looks like a result."""
+    from microemo_jax.data.tokenizer_identity import TokenizerMismatch
+    from microemo_jax.inference.scoring import evaluate
+    from tests.support.retokenize import retokenized_copy
+    cfg, root = corpus
+    other = retokenized_copy(root / 'prepared', tmp_path / 'reprepared', cfg)
+    with pytest.raises(TokenizerMismatch, match='tokenizer') as refused:
+        evaluate(params_dir, other, 'validation', str(tmp_path / 'out'), batch_size=2, max_new_tokens=2)
+    assert params_dir in str(refused.value) and other in str(refused.value)           # names both sides
+    assert not os.path.exists(tmp_path / 'out' / 'summary.json')
+
+
 def _copy_params(params_dir, dest):
     import shutil
     shutil.copytree(params_dir, dest)
     return str(dest)
+
+
+def test_a_params_folder_with_swapped_tokenizers_is_refused(corpus, params_dir, tmp_path):
+    """predict, evaluate and serve tokenize with the folder's tokenizers: they must be the ones its weights learned."""
+    import shutil
+
+    from microemo_jax import params
+    from microemo_jax.data.tokenizer_identity import TokenizerMismatch
+    from tests.support.retokenize import retokenized_copy
+    cfg, root = corpus
+    other = retokenized_copy(root / 'prepared', tmp_path / 'reprepared', cfg)
+    folder = _copy_params(params_dir, tmp_path / 'params')
+    shutil.rmtree(os.path.join(folder, 'tokenizers', 'llm'))
+    shutil.copytree(os.path.join(other, 'tokenizers', 'llm_tokenizer'), os.path.join(folder, 'tokenizers', 'llm'))
+    with pytest.raises(params.ParamsUnreadable, match=r'tokenizers/llm/tokenizer\.json'):   # the checksums see it
+        params.load(folder)
+    os.remove(os.path.join(folder, 'checksums.json'))                 # a folder written before checksums were kept
+    with pytest.raises(TokenizerMismatch, match=rf'tokenizer mismatch: the weights of {folder}.*LLM tokenizer differs'):
+        params.load(folder)
 
 
 def _flip_largest(folder):

@@ -185,6 +185,29 @@ def test_non_finite_loss_stops_with_step_and_clip_names(straight, data_dir, tmp_
     assert not os.path.isdir(tmp_path / 'w' / 'checkpoints' / '2')  # nothing saved after the bad step
 
 
+def test_a_run_never_mixes_tokenizers(straight, data_dir, tmp_path):
+    """Re-running prepare with other tokenizers (one label edited is enough for the demo's) must not resume a run
+    on other token ids, start stage 2 from weights that learned other ids, or re-export a finished run's
+    parameters with the new tokenizers beside the old weights."""
+    import shutil
+
+    from microemo_jax.data.tokenizer_identity import TokenizerMismatch, identities
+    from tests.support.retokenize import retokenized_copy
+    other = retokenized_copy(data_dir, tmp_path / 'reprepared', tiny_config())
+    finished = tmp_path / 'finished'
+    shutil.copytree(straight[0], finished)
+    tokenizers = [str(finished / 'params' / 'tokenizers' / k) for k in ('llm', 'qformer')]
+    before = identities(*tokenizers)
+    with pytest.raises(TokenizerMismatch, match=rf'tokenizer mismatch: the checkpoints in {finished} .* the dataset '
+                                                rf'{other}'):
+        run(cfg_for(other), str(finished))
+    assert identities(*tokenizers) == before                                # the export was not redone
+    with pytest.raises(TokenizerMismatch, match=rf'init.params={straight[0] / "params"} uses .* the dataset {other}'):
+        run(cfg_for(other, 'stage=2', f'init.params={straight[0] / "params"}'), str(tmp_path / 's2'))
+    with pytest.raises(SystemExit, match='error: tokenizer mismatch'):    # the command line: one line
+        train_main(['--workdir', str(finished)] + config_args(f'data.dir={other}'))
+
+
 def test_two_processes_with_two_devices_each(data_dir, tmp_path):
     env = dict(os.environ, JAX_NUM_CPU_DEVICES='2', PYTHON=sys.executable)
     args = ['bash', 'launch/local.sh', '2', '--workdir', str(tmp_path / 'mp')]

@@ -15,10 +15,10 @@ import jax
 from microemo_jax.data import pipeline
 from microemo_jax.data.records.tfds_builder import splits
 from microemo_jax.params import export_params, load_params, write_inference_files
-from microemo_jax.runs.workdir import TrainError, resolve_data_dir, workdir_lock
+from microemo_jax.runs.workdir import TrainError, check_tokenizers, resolve_data_dir, workdir_lock
 from microemo_jax.sharding import make_mesh, split_batch
 from microemo_jax.training import distributed
-from microemo_jax.training.checkpointing import Checkpointer
+from microemo_jax.training.checkpointing import Checkpointer, saved_steps
 from microemo_jax.training.flops import human, peak_flops_per_device, train_step_flops
 from microemo_jax.training.logger import MetricsLogger
 from microemo_jax.training.preemption import PreemptionGuard
@@ -44,6 +44,7 @@ def _run(cfg, workdir: str) -> dict:
     train_iter = pipeline.make_iterator(train_source, cfg, train=True)
     val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
 
+    tokenizers = check_tokenizers(cfg, workdir, data_dir, resuming=bool(saved_steps(workdir)))
     abstract = abstract_train_state(cfg, mesh)
     # init.params is checked against the model (names, shapes) before anything compiles
     start = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
@@ -111,7 +112,7 @@ def _run(cfg, workdir: str) -> dict:
     logger.close()
     export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen, stamp=False)  # stamped below
     if jax.process_index() == 0:  # config, tokenizers, provenance: what evaluate/predict/serve need besides weights
-        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir,
+        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir, expected=tokenizers,
                               extra={'steps': step, 'last_metrics': {k: float(v) for k, v in last.items()
                                                                      if isinstance(v, (int, float))}})
     ckpt.close()

@@ -229,6 +229,16 @@ class Checkpointer:
         self.close()
 
 
+def saved_steps(workdir: str) -> list[int]:
+    """The finished checkpoint steps in ``workdir/checkpoints``, from the listing alone (no Orbax manager, no
+    collective): what a run can tell before its processes meet."""
+    try:
+        names = os.listdir(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+    except OSError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
 def _agree(error: BaseException | None) -> BaseException | None:
     """With several processes, a restore counts as failed when it failed on any of them."""
     if jax.process_count() == 1:
