@@ -97,12 +97,12 @@ def test_predict_writes_json_and_timeline(corpus, params_dir, tmp_path):
     predictor = Predictor(params_dir, max_new_tokens=5)
     results = list(predictor.explain_clips(find_videos(video, None), out=str(tmp_path)))
     assert len(results) == 1
-    r = json.load(open(tmp_path / 'demo_00000.json'))
+    r = json.load(open(tmp_path / 'demo_00000.mp4.json'))
     assert set(r) >= {'name', 'explanation', 'labels', 'utterances', 'timestamps', 'faces_found', 'generation'}
     assert r['utterance_source'] == 'subtitles' and r['utterances'] and all(u['text'] for u in r['utterances'])
     assert len(r['timestamps']) == cfg.model.num_frames and r['faces_found'] > 0
     import cv2
-    img = cv2.imread(str(tmp_path / 'demo_00000.timeline.png'))
+    img = cv2.imread(str(tmp_path / 'demo_00000.mp4.timeline.png'))
     assert img is not None and img.shape[0] > 300 and img.std() > 10
 
 
@@ -248,3 +248,22 @@ def test_a_bit_flip_in_a_params_folder_is_refused_naming_the_file(corpus, params
     from microemo_jax.checksums import stamp, verify
     stamp(unstamped)                                                  # the documented one-liner
     assert verify(unstamped)
+
+
+def test_predict_writes_one_json_per_video_when_stems_collide(corpus, params_dir, tmp_path):
+    """a.mp4 and a.avi in one folder: two outputs at the top of --out, named after the whole file name."""
+    import shutil
+
+    from microemo_jax.inference.videos import Predictor, find_videos
+    from tests.support.media import moving_face_frames, write_mjpeg_avi
+    _, root = corpus
+    videos = tmp_path / 'videos'
+    videos.mkdir()
+    shutil.copy(root / 'raw' / 'demo_00000.mp4', videos / 'a.mp4')
+    write_mjpeg_avi(videos / 'a.avi', moving_face_frames(12, height=64, width=64, face_size=40)[0])
+    out = tmp_path / 'out'
+    results = list(Predictor(params_dir, max_new_tokens=2).explain_clips(find_videos(str(videos), None), out=str(out)))
+    assert sorted(r['file'] for r in results) == ['a.avi', 'a.mp4'] and {r['name'] for r in results} == {'a'}
+    assert sorted(os.listdir(out)) == ['a.avi.json', 'a.avi.timeline.png', 'a.mp4.json', 'a.mp4.timeline.png']
+    for name in ('a.avi', 'a.mp4'):
+        assert json.load(open(out / f'{name}.json'))['video'] == str(videos / name)
