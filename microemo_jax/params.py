@@ -40,6 +40,7 @@ from microemo_jax.data.tokenizer_identity import check_same, identities
 from microemo_jax.data.tokenizers import load_tokenizer
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
+from microemo_jax.table_keys import load_json
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
 CONFIG_FILE = 'config.json'
@@ -276,8 +277,7 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     check_folder(path)
     file = os.path.join(path, CONFIG_FILE)
     try:
-        with open(file) as f:
-            raw = json.load(f)
+        raw = load_json(file)  # a key given twice is refused
     except ValueError as e:
         raise ParamsFolderError(f"{file} is not valid JSON: {e}") from e
     if not isinstance(raw, dict):

@@ -80,7 +80,7 @@ def test_evaluate_scores_every_validation_video_once(corpus, params_dir, tmp_pat
         rows = list(csv.DictReader(f))
     assert [r['name'] for r in rows] == videos
     assert all(json.loads(r['gold']) for r in rows)
-    assert summary['scores']['n'] == len(videos) == summary['n_videos']
+    assert summary['scores']['n'] == len(videos) == summary['n_videos'] and summary['subset'] is None
     assert summary['baseline']['from_split'] == 'train'
     for key in ('accuracy_s', 'recall_s', 'avg'):
         assert 0.0 <= summary['scores'][key] <= 1.0
@@ -267,3 +267,22 @@ def test_predict_writes_one_json_per_video_when_stems_collide(corpus, params_dir
     assert sorted(os.listdir(out)) == ['a.avi.json', 'a.avi.timeline.png', 'a.mp4.json', 'a.mp4.timeline.png']
     for name in ('a.avi', 'a.mp4'):
         assert json.load(open(out / f'{name}.json'))['video'] == str(videos / name)
+
+
+def test_evaluate_limit_takes_n_of_at_least_one_and_the_summary_says_it_scored_a_subset(corpus, params_dir, tmp_path):
+    """`--limit -18` used to score videos[:-18] (2 of 20) as if it were the split."""
+    from microemo_jax.evaluate import main
+    from microemo_jax.inference.scoring import evaluate
+    from microemo_jax.metrics.per_sample import format_table
+    _, root = corpus
+    args = ['--params', params_dir, '--data', str(root / 'prepared'), '--out', str(tmp_path / 'cli')]
+    for bad in ('0', '-18'):
+        with pytest.raises(SystemExit, match=rf'^error: --limit must be a whole number >= 1 .*got {bad}$'):
+            main(args + ['--limit', bad])
+    assert not os.path.exists(tmp_path / 'cli')
+    summary = evaluate(params_dir, str(root / 'prepared'), 'validation', str(tmp_path / 'one'), batch_size=1,
+                       max_new_tokens=2, limit=1)
+    subset = summary['subset']
+    assert subset['limit'] == 1 and subset['scored'] == 1 == summary['n_videos'] < subset['of']
+    assert subset['of'] == summary['n_videos_in_split']
+    assert 'a subset: the first 1 of its' in format_table(summary)

@@ -28,6 +28,7 @@ from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics import extract_labels, load_synonyms, load_wheel, score_ov, score_wheel
 from microemo_jax.metrics.per_sample import write_per_sample
+from microemo_jax.table_keys import checked_header
 from microemo_jax.training import distributed
 
 QUESTIONS = ('description', 'ov')
@@ -95,7 +96,9 @@ def indexed_records(data: str, split: str) -> list[dict] | None:
     if not (os.path.isfile(splits_csv) and os.path.isdir(work)):
         return None
     with open(splits_csv, newline='', encoding='utf-8') as f:
-        videos = {row['name'] for row in csv.DictReader(f) if row['split'] == split}
+        reader = csv.DictReader(f)
+        checked_header(splits_csv, reader.fieldnames or [])
+        videos = {row['name'] for row in reader if row['split'] == split}
     return [r for shard in tfds_builder.read_index(work) for r in shard.records if video_of(r['name']) in videos]
 
 
@@ -140,14 +143,17 @@ def _read_parts(parts_dir: str, count: int) -> list[dict]:
 
 
 def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None, wheel=None, batch_size: int = 8,
-             question: str = 'description', limit: int = 0, **generation) -> dict:
+             question: str = 'description', limit: int | None = None, **generation) -> dict:
     """Scores one split into ``out`` (see ``python -m microemo_jax.evaluate``); ``generation``: fields of
-    ``GenerationSettings``. Returns the summary (``{}`` on processes other than 0)."""
+    ``GenerationSettings``. ``limit``: score only the first N videos (None: all; the summary's ``subset`` says
+    how many of how many were scored). Returns the summary (``{}`` on processes other than 0)."""
     t0 = time.time()
     if question not in QUESTIONS:
         raise EvaluateError(f"--question must be one of {QUESTIONS}, got {question!r}")
     if batch_size < 1:
         raise EvaluateError(f"--batch-size must be >= 1, got {batch_size}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise EvaluateError(f"--limit must be a whole number >= 1 (leave it out to score every video), got {limit!r}")
     synonym_table = load_synonyms(synonyms)
     wheel_table = load_wheel(wheel) if wheel else None
     folder = params_lib.load(params_dir)
@@ -157,7 +163,8 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
         raise EvaluateError(f"{data}: the prepared dataset has no {split!r} split (it has {available})")
     source = pipeline.open_split(data, split)
     videos = plan_videos(source, question)
-    if limit:
+    in_split = len(videos)
+    if limit is not None:
         videos = videos[:limit]
     baseline_split = 'train' if 'train' in available and split != 'train' else split
     majority = majority_label(indexed_records(data, baseline_split) or pipeline.open_split(data, baseline_split))
@@ -189,7 +196,9 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     pred = {r['name']: r['predicted'] for r in rows}
     summary = {
         'split': split, 'data': os.path.abspath(data), 'params': folder.path, 'question': question,
-        'n_videos': len(rows), 'scores': score(gold, pred, synonym_table, wheel_table),
+        'n_videos': len(rows), 'n_videos_in_split': in_split,
+        'subset': None if len(videos) == in_split else {'limit': limit, 'scored': len(videos), 'of': in_split},
+        'scores': score(gold, pred, synonym_table, wheel_table),
         'baseline': None, 'generation': {**settings.as_dict(), 'batch_size': batch_size},
         'synonyms': synonyms or 'bundled', 'wheel': wheel, 'seconds': round(time.time() - t0, 1),
         'tokenizers': folder.tokenizers or data_tokenizers,

@@ -13,6 +13,7 @@ from microemo_jax.data.tokenizer_identity import TokenizerMismatch, check_same
 from microemo_jax.inference.scoring import plan_videos
 from microemo_jax.inference.videos import raw_video, subtitles_beside
 from microemo_jax.metrics.per_sample import read_per_sample
+from microemo_jax.table_keys import load_json
 from microemo_jax.web.upload import Limits, ServeError
 
 SCORE_KEYS = (('accuracy_s', 'Accuracy_s'), ('recall_s', 'Recall_s'), ('avg', 'avg'),
@@ -59,8 +60,7 @@ def load_summary(path: str | None) -> dict | None:
     if not path:
         return None
     try:
-        with open(path) as f:
-            summary = json.load(f)
+        summary = load_json(path)  # a key given twice is refused
     except (OSError, ValueError) as e:
         raise ServeError(f"--scores {path}: cannot read evaluate's summary ({e})") from e
     if not isinstance(summary, dict) or not isinstance(summary.get('scores'), dict):
