@@ -78,7 +78,8 @@ def _run(cfg, workdir: str) -> dict:
     print(f"FLOPs per step: {human(flops['model'])} model (forward + backward, for MFU), "
           f"{human(flops['hardware'])} hardware (remat recomputation included, for HFU)", flush=True)
     logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, model_flops_per_step=flops['model'],
-                           hardware_flops_per_step=flops['hardware'], peak_flops_per_device=peak_flops_per_device())
+                           hardware_flops_per_step=flops['hardware'], peak_flops_per_device=peak_flops_per_device(),
+                           resume_step=step)  # metrics.jsonl is cut back to the restored step: one curve
     last, pending = {}, None  # ``pending``: (step, metrics, names) whose finiteness is checked one step late
     with PreemptionGuard() as guard:
         while step < cfg.total_steps:
