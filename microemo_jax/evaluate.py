@@ -1,7 +1,7 @@
 """Score a trained model on a prepared split: generate for every clip, extract labels, compute the OV metrics.
 
     python -m microemo_jax.evaluate --params WORKDIR/params --data PREPARED --split validation|test --out DIR \
-        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 256] [--question description|ov]
+        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 256] [--question description|ov] [--limit N]
 
 One generation per video: a clip prepared with both a description and OV labels (records ``NAME`` and
 ``NAME#ov``) is asked the ``--question`` prompt once, and its gold labels are the clip's OV labels.
@@ -93,7 +93,9 @@ def main(argv=None) -> None:
                         default=GenerationSettings.max_new_tokens)
     parser.add_argument('--question', default='description', choices=QUESTIONS,
                         help='prompt to answer: the explanation (default) or the OV-label question')
-    parser.add_argument('--limit', type=int, default=0, help='evaluate only the first N videos (0: all)')
+    parser.add_argument('--limit', type=int, default=None,
+                        help='score only the first N videos, N >= 1 (leave it out to score every video); '
+                             'summary.json then says it scored a subset')
     args = parser.parse_args(argv)
     try:
         summary = evaluate(args.params, args.data, args.split, args.out, synonyms=args.synonyms, wheel=args.wheel,

@@ -8,8 +8,9 @@ beside a video is used as its subtitles). Each clip goes through the same prepro
 (frames at their true timestamps, the speaker's face tubelets, audio, utterances from the subtitles, else
 from speech recognition on the voiced spans (``--asr``; pocketsphinx by default), else from voice activity)
 with the tokenizers and shapes stored in the parameter folder, then through
-the model. The explanation and its labels are printed; with ``--out`` each clip also gets ``NAME.json``
-and ``NAME.timeline.png``. A clip that cannot be read is reported with its path and the reason and the
+the model. The explanation and its labels are printed; with ``--out`` each clip also gets ``FILE.json``
+and ``FILE.timeline.png``, FILE being the video's file name with its extension (``a.mp4.json``), so videos
+that share a stem (``a.mp4``, ``a.avi``) never overwrite each other's outputs. A clip that cannot be read is reported with its path and the reason and the
 others go on; the exit status is non-zero if any clip failed.
 """
 from __future__ import annotations
@@ -30,7 +31,8 @@ def main(argv=None) -> None:
                         help='a video file, or a folder of videos')
     parser.add_argument('--subtitles', type=cli_checks.existing_file,
                         help='timed subtitles (.srt/.vtt) of --video (default: NAME.srt beside it)')
-    parser.add_argument('--out', type=cli_checks.out_dir, help='write NAME.json and NAME.timeline.png here')
+    parser.add_argument('--out', type=cli_checks.out_dir,
+                        help="write FILE.json and FILE.timeline.png here (FILE: the video's file name, e.g. a.mp4.json)")
     parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=cli_checks.positive_int,
                         default=GenerationSettings.max_new_tokens)
     parser.add_argument('--temperature', type=cli_checks.nonneg_float, default=GenerationSettings.temperature,
@@ -58,7 +60,7 @@ def main(argv=None) -> None:
                               top_p=args.top_p, top_k=args.top_k, seed=args.seed, batch_size=args.batch_size,
                               question=args.question, asr=args.asr)
         for result in predictor.explain_clips(clips, out=args.out, on_error=report):
-            print(f"{result['name']}: {result['explanation']}")
+            print(f"{result['file']}: {result['explanation']}")
             print(f"  labels: {', '.join(result['labels']) or '(none)'}"
                   + (f"\n  wrote {result['timeline']}" if args.out else ''), flush=True)
     except (PredictError, ParamsFolderError, FileNotFoundError, ValueError, OSError) as e:

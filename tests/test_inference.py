@@ -80,7 +80,7 @@ def test_evaluate_scores_every_validation_video_once(corpus, params_dir, tmp_pat
         rows = list(csv.DictReader(f))
     assert [r['name'] for r in rows] == videos
     assert all(json.loads(r['gold']) for r in rows)
-    assert summary['scores']['n'] == len(videos) == summary['n_videos']
+    assert summary['scores']['n'] == len(videos) == summary['n_videos'] and summary['subset'] is None
     assert summary['baseline']['from_split'] == 'train'
     for key in ('accuracy_s', 'recall_s', 'avg'):
         assert 0.0 <= summary['scores'][key] <= 1.0
@@ -97,12 +97,12 @@ def test_predict_writes_json_and_timeline(corpus, params_dir, tmp_path):
     predictor = Predictor(params_dir, max_new_tokens=5)
     results = list(predictor.explain_clips(find_videos(video, None), out=str(tmp_path)))
     assert len(results) == 1
-    r = json.load(open(tmp_path / 'demo_00000.json'))
+    r = json.load(open(tmp_path / 'demo_00000.mp4.json'))
     assert set(r) >= {'name', 'explanation', 'labels', 'utterances', 'timestamps', 'faces_found', 'generation'}
     assert r['utterance_source'] == 'subtitles' and r['utterances'] and all(u['text'] for u in r['utterances'])
     assert len(r['timestamps']) == cfg.model.num_frames and r['faces_found'] > 0
     import cv2
-    img = cv2.imread(str(tmp_path / 'demo_00000.timeline.png'))
+    img = cv2.imread(str(tmp_path / 'demo_00000.mp4.timeline.png'))
     assert img is not None and img.shape[0] > 300 and img.std() > 10
 
 
@@ -171,3 +171,118 @@ def test_the_baseline_reads_the_work_index_not_the_frames(corpus):
         assert sorted(r['name'] for r in index) == sorted(source[i]['name'].decode() for i in range(len(source)))
         assert majority_label(index) == majority_label(source) is not None
     assert indexed_records(str(root / 'raw'), 'train') is None   # no prepared dataset there: read the split
+
+
+def test_evaluate_refuses_data_prepared_with_other_tokenizers(corpus, params_dir, tmp_path):
+    """Scores from token ids the weights never learned would be gibberish that looks like a result."""
+    from microemo_jax.data.tokenizer_identity import TokenizerMismatch
+    from microemo_jax.inference.scoring import evaluate
+    from tests.support.retokenize import retokenized_copy
+    cfg, root = corpus
+    other = retokenized_copy(root / 'prepared', tmp_path / 'reprepared', cfg)
+    with pytest.raises(TokenizerMismatch, match='tokenizer') as refused:
+        evaluate(params_dir, other, 'validation', str(tmp_path / 'out'), batch_size=2, max_new_tokens=2)
+    assert params_dir in str(refused.value) and other in str(refused.value)           # names both sides
+    assert not os.path.exists(tmp_path / 'out' / 'summary.json')
+
+
+def _copy_params(params_dir, dest):
+    import shutil
+    shutil.copytree(params_dir, dest)
+    return str(dest)
+
+
+def test_a_params_folder_with_swapped_tokenizers_is_refused(corpus, params_dir, tmp_path):
+    """predict, evaluate and serve tokenize with the folder's tokenizers: they must be the ones its weights learned."""
+    import shutil
+
+    from microemo_jax import params
+    from microemo_jax.data.tokenizer_identity import TokenizerMismatch
+    from tests.support.retokenize import retokenized_copy
+    cfg, root = corpus
+    other = retokenized_copy(root / 'prepared', tmp_path / 'reprepared', cfg)
+    folder = _copy_params(params_dir, tmp_path / 'params')
+    shutil.rmtree(os.path.join(folder, 'tokenizers', 'llm'))
+    shutil.copytree(os.path.join(other, 'tokenizers', 'llm_tokenizer'), os.path.join(folder, 'tokenizers', 'llm'))
+    with pytest.raises(params.ParamsUnreadable, match=r'tokenizers/llm/tokenizer\.json'):   # the checksums see it
+        params.load(folder)
+    os.remove(os.path.join(folder, 'checksums.json'))                 # a folder written before checksums were kept
+    with pytest.raises(TokenizerMismatch, match=rf'tokenizer mismatch: the weights of {folder}.*LLM tokenizer differs'):
+        params.load(folder)
+
+
+def _flip_largest(folder):
+    files = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.seek(os.path.getsize(victim) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x01]))
+    return victim
+
+
+def test_a_bit_flip_in_a_params_folder_is_refused_naming_the_file(corpus, params_dir, tmp_path, capfd):
+    """Orbax reads a flipped bit without complaint: every file is checked against the checksums written with it,
+    by what predict/evaluate/serve load (params.load) and by what init.params loads (params.load_params)."""
+    from microemo_jax import params
+    from microemo_jax.training.state import abstract_train_state, model_params
+    cfg, _ = corpus
+    folder = _copy_params(params_dir, tmp_path / 'params')
+    victim = _flip_largest(os.path.join(folder, 'params'))
+    rel = os.path.relpath(victim, folder)
+    with pytest.raises(params.ParamsUnreadable, match=rf'{folder}.*{rel}.*does not match its checksum'):
+        params.load(folder)
+    from microemo_jax.sharding import make_mesh
+    wanted = model_params(abstract_train_state(cfg, make_mesh({'data': -1, 'fsdp': 1, 'tensor': 1})))
+    with pytest.raises(params.ParamsUnreadable, match=rf'{rel}.*does not match its checksum'):
+        params.load_params(folder, wanted)
+    # a folder written before checksums existed loads, with one line saying how to stamp it
+    unstamped = _copy_params(params_dir, tmp_path / 'old')
+    os.remove(os.path.join(unstamped, 'checksums.json'))
+    capfd.readouterr()
+    params.load(unstamped)
+    params.load(unstamped)
+    warnings = [line for line in capfd.readouterr().err.splitlines() if 'checksums.json' in line]
+    assert len(warnings) == 1 and 'stamp' in warnings[0]
+    from microemo_jax.checksums import stamp, verify
+    stamp(unstamped)                                                  # the documented one-liner
+    assert verify(unstamped)
+
+
+def test_predict_writes_one_json_per_video_when_stems_collide(corpus, params_dir, tmp_path):
+    """a.mp4 and a.avi in one folder: two outputs at the top of --out, named after the whole file name."""
+    import shutil
+
+    from microemo_jax.inference.videos import Predictor, find_videos
+    from tests.support.media import moving_face_frames, write_mjpeg_avi
+    _, root = corpus
+    videos = tmp_path / 'videos'
+    videos.mkdir()
+    shutil.copy(root / 'raw' / 'demo_00000.mp4', videos / 'a.mp4')
+    write_mjpeg_avi(videos / 'a.avi', moving_face_frames(12, height=64, width=64, face_size=40)[0])
+    out = tmp_path / 'out'
+    results = list(Predictor(params_dir, max_new_tokens=2).explain_clips(find_videos(str(videos), None), out=str(out)))
+    assert sorted(r['file'] for r in results) == ['a.avi', 'a.mp4'] and {r['name'] for r in results} == {'a'}
+    assert sorted(os.listdir(out)) == ['a.avi.json', 'a.avi.timeline.png', 'a.mp4.json', 'a.mp4.timeline.png']
+    for name in ('a.avi', 'a.mp4'):
+        assert json.load(open(out / f'{name}.json'))['video'] == str(videos / name)
+
+
+def test_evaluate_limit_takes_n_of_at_least_one_and_the_summary_says_it_scored_a_subset(corpus, params_dir, tmp_path):
+    """`--limit -18` used to score videos[:-18] (2 of 20) as if it were the split."""
+    from microemo_jax.evaluate import main
+    from microemo_jax.inference.scoring import evaluate
+    from microemo_jax.metrics.per_sample import format_table
+    _, root = corpus
+    args = ['--params', params_dir, '--data', str(root / 'prepared'), '--out', str(tmp_path / 'cli')]
+    for bad in ('0', '-18'):
+        with pytest.raises(SystemExit, match=rf'^error: --limit must be a whole number >= 1 .*got {bad}$'):
+            main(args + ['--limit', bad])
+    assert not os.path.exists(tmp_path / 'cli')
+    summary = evaluate(params_dir, str(root / 'prepared'), 'validation', str(tmp_path / 'one'), batch_size=1,
+                       max_new_tokens=2, limit=1)
+    subset = summary['subset']
+    assert subset['limit'] == 1 and subset['scored'] == 1 == summary['n_videos'] < subset['of']
+    assert subset['of'] == summary['n_videos_in_split']
+    assert 'a subset: the first 1 of its' in format_table(summary)

@@ -27,7 +27,8 @@ ENTRY_POINTS = ('microemo_jax.train', 'microemo_jax.prepare', 'microemo_jax.eval
 LAYERS = (
     ('foundations', ('microemo_jax', 'microemo_jax.config', 'microemo_jax.sharding', 'microemo_jax.pixels',
                      'microemo_jax.lock', 'microemo_jax.plots', 'microemo_jax.safe_paths',
-                     'microemo_jax.csv_cells', 'microemo_jax.cli_checks')),
+                     'microemo_jax.csv_cells', 'microemo_jax.cli_checks', 'microemo_jax.checksums',
+                     'microemo_jax.table_keys', 'microemo_jax.config_checks')),
     ('models and metrics', ('microemo_jax.models.', 'microemo_jax.metrics.')),
     ('weights import and data', ('microemo_jax.hf.', 'microemo_jax.data.', 'microemo_jax.demo.')),
     ('training', ('microemo_jax.training.',)),

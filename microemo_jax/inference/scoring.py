@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from collections import Counter
 
@@ -20,14 +21,16 @@ from tqdm import tqdm
 from microemo_jax import params as params_lib
 from microemo_jax.csv_cells import unescape_cell
 from microemo_jax.data import pipeline
+from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, find_prepare_report
 from microemo_jax.data.raw.splits import video_of  # records NAME and NAME#ov share the video NAME
 from microemo_jax.data.records import tfds_builder
+from microemo_jax.data.tokenizer_identity import check_same
 from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics import extract_labels, load_synonyms, load_wheel, score_ov, score_wheel
 from microemo_jax.metrics.per_sample import write_per_sample
-from microemo_jax.params import ParamsFolderError, find_prepare_report
 from microemo_jax.safe_paths import inside
+from microemo_jax.table_keys import checked_header
 from microemo_jax.training import distributed
 
 QUESTIONS = ('description', 'ov')
@@ -89,14 +92,33 @@ def indexed_records(data: str, split: str) -> list[dict] | None:
     read), or None when only the TFDS folder is at hand (then the split itself is read)."""
     try:
         out = os.path.dirname(find_prepare_report(data))
-    except ParamsFolderError:
+    except NotPrepared:
         return None
     splits_csv, work = os.path.join(out, 'splits.csv'), os.path.join(out, 'work')
     if not (os.path.isfile(splits_csv) and os.path.isdir(work)):
         return None
     with open(splits_csv, newline='', encoding='utf-8') as f:
-        videos = {unescape_cell(row['name']) for row in csv.DictReader(f) if row['split'] == split}
+        reader = csv.DictReader(f)
+        checked_header(splits_csv, reader.fieldnames or [])
+        videos = {unescape_cell(row['name']) for row in reader if row['split'] == split}
     return [r for shard in tfds_builder.read_index(work) for r in shard.records if video_of(r['name']) in videos]
+
+
+def check_tokenizers(folder, data: str) -> dict | None:
+    """The dataset's tokenizer identity, refused (``TokenizerMismatch``) unless it is the parameter folder's: the
+    prepared prompts' token ids are only meaningful to the weights that learned them. A dataset whose report is
+    gone cannot be checked: said on stderr."""
+    try:
+        ids = dataset_tokenizers(data)
+    except NotPrepared as e:
+        print(f"warning: the tokenizer of {data} cannot be checked against {folder.path} ({e})", file=sys.stderr,
+              flush=True)
+        return None
+    check_same(folder.tokenizers, ids, f"the parameter folder {folder.path}", f"the dataset {data}",
+               hint=f"evaluate data prepared with this folder's tokenizers (prepare --tokenizer "
+                    f"{os.path.join(folder.path, 'tokenizers', 'llm')} --qformer-tokenizer "
+                    f"{os.path.join(folder.path, 'tokenizers', 'qformer')})")
+    return ids
 
 
 def score(gold: dict, pred: dict, synonyms, wheel) -> dict:
@@ -123,23 +145,28 @@ def _read_parts(parts_dir: str, count: int) -> list[dict]:
 
 
 def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None, wheel=None, batch_size: int = 8,
-             question: str = 'description', limit: int = 0, **generation) -> dict:
+             question: str = 'description', limit: int | None = None, **generation) -> dict:
     """Scores one split into ``out`` (see ``python -m microemo_jax.evaluate``); ``generation``: fields of
-    ``GenerationSettings``. Returns the summary (``{}`` on processes other than 0)."""
+    ``GenerationSettings``. ``limit``: score only the first N videos (None: all; the summary's ``subset`` says
+    how many of how many were scored). Returns the summary (``{}`` on processes other than 0)."""
     t0 = time.time()
     if question not in QUESTIONS:
         raise EvaluateError(f"--question must be one of {QUESTIONS}, got {question!r}")
     if batch_size < 1:
         raise EvaluateError(f"--batch-size must be >= 1, got {batch_size}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise EvaluateError(f"--limit must be a whole number >= 1 (leave it out to score every video), got {limit!r}")
     synonym_table = load_synonyms(synonyms)
     wheel_table = load_wheel(wheel) if wheel else None
     folder = params_lib.load(params_dir)
+    data_tokenizers = check_tokenizers(folder, data)
     available = tfds_builder.splits(data)
     if split not in available:
         raise EvaluateError(f"{data}: the prepared dataset has no {split!r} split (it has {available})")
     source = pipeline.open_split(data, split)
     videos = plan_videos(source, question)
-    if limit:
+    in_split = len(videos)
+    if limit is not None:
         videos = videos[:limit]
     baseline_split = 'train' if 'train' in available and split != 'train' else split
     majority = majority_label(indexed_records(data, baseline_split) or pipeline.open_split(data, baseline_split))
@@ -172,9 +199,12 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     pred = {r['name']: r['predicted'] for r in rows}
     summary = {
         'split': split, 'data': os.path.abspath(data), 'params': folder.path, 'question': question,
-        'n_videos': len(rows), 'scores': score(gold, pred, synonym_table, wheel_table),
+        'n_videos': len(rows), 'n_videos_in_split': in_split,
+        'subset': None if len(videos) == in_split else {'limit': limit, 'scored': len(videos), 'of': in_split},
+        'scores': score(gold, pred, synonym_table, wheel_table),
         'baseline': None, 'generation': {**settings.as_dict(), 'batch_size': batch_size},
         'synonyms': synonyms or 'bundled', 'wheel': wheel, 'seconds': round(time.time() - t0, 1),
+        'tokenizers': folder.tokenizers or data_tokenizers,
     }
     if majority is not None:
         summary['baseline'] = {'kind': 'majority label', 'label': majority, 'from_split': baseline_split,

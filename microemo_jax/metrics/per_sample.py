@@ -6,6 +6,7 @@ import csv
 import json
 
 from microemo_jax.csv_cells import escape_row, unescape_cell
+from microemo_jax.table_keys import checked_header
 
 
 def write_per_sample(path: str, rows: list[dict]) -> None:
@@ -22,7 +23,9 @@ def write_per_sample(path: str, rows: list[dict]) -> None:
 def read_per_sample(path: str) -> list[dict]:
     """The rows ``write_per_sample`` wrote, labels decoded (gold None for a clip without labels)."""
     with open(path, newline='') as f:
-        rows = [{k: unescape_cell(v) for k, v in row.items() if isinstance(v, str)} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        checked_header(path, reader.fieldnames or [])
+        rows = [{k: unescape_cell(v) for k, v in row.items() if isinstance(v, str)} for row in reader]
     return [{'name': row['name'], 'gold': json.loads(row['gold']) if row.get('gold') else None,
              'predicted': json.loads(row['predicted']), 'explanation': row['explanation']} for row in rows]
 
@@ -37,5 +40,7 @@ def format_table(summary: dict) -> str:
         rows.append((f"majority ({summary['baseline']['label']})", summary['baseline']['scores']))
     for label, scores in rows:
         lines.append(f'{label:<28}' + ''.join(f'{scores[k]:>12.3f}' for k in keys))
-    lines.append(f"{summary['split']} split, n={summary['scores']['n']} clips with gold labels")
+    subset = summary.get('subset')
+    lines.append(f"{summary['split']} split, n={summary['scores']['n']} clips with gold labels"
+                 + (f" (a subset: the first {subset['scored']} of its {subset['of']} videos, --limit)" if subset else ''))
     return '\n'.join(lines)

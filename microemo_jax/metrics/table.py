@@ -11,6 +11,7 @@ import os
 
 from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.labels import parse_labels
+from microemo_jax.table_keys import checked_header
 
 COLUMNS = ('name', 'openset')
 
@@ -41,7 +42,7 @@ def _read(path: str, columns: tuple[str, str]) -> LabelTable:
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path}: empty file; expected a header with columns {', '.join(columns)}")
-        fields = [h.strip().lower() for h in header]
+        fields = [h.lower() for h in checked_header(path, header)]
         missing = [c for c in columns if c not in fields]
         if missing:
             raise ValueError(f"{path}: no column {', '.join(missing)} in the header {header}; "

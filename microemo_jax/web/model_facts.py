@@ -6,11 +6,14 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 
 from microemo_jax.data import pipeline
+from microemo_jax.data.tokenizer_identity import TokenizerMismatch, check_same
 from microemo_jax.inference.scoring import plan_videos
 from microemo_jax.inference.videos import raw_video, subtitles_beside
 from microemo_jax.metrics.per_sample import read_per_sample
+from microemo_jax.table_keys import load_json
 from microemo_jax.web.upload import Limits, ServeError, public_name
 
 SCORE_KEYS = (('accuracy_s', 'Accuracy_s'), ('recall_s', 'Recall_s'), ('avg', 'avg'),
@@ -57,13 +60,28 @@ def load_summary(path: str | None) -> dict | None:
     if not path:
         return None
     try:
-        with open(path) as f:
-            summary = json.load(f)
+        summary = load_json(path)  # a key given twice is refused
     except (OSError, ValueError) as e:
         raise ServeError(f"--scores {path}: cannot read evaluate's summary ({e})") from e
     if not isinstance(summary, dict) or not isinstance(summary.get('scores'), dict):
         raise ServeError(f"--scores {path}: not a summary.json written by `python -m microemo_jax.evaluate`")
     summary['path'] = os.path.abspath(path)
+    return summary
+
+
+def same_tokenizers(summary: dict | None, tokenizers: dict | None, *, explicit: bool) -> dict | None:
+    """``summary`` unless it was scored with other tokenizers than the folder's (``evaluate`` records them): such
+    scores belong to other weights. Refused when given with --scores, else left out with a warning."""
+    if summary is None:
+        return None
+    try:
+        check_same(tokenizers, summary.get('tokenizers'), 'the parameter folder', f"the scores in {summary['path']}",
+                   hint='evaluate this folder again')
+    except TokenizerMismatch as e:
+        if explicit:
+            raise ServeError(f"--scores: {e}") from None
+        print(f"warning: not showing {summary['path']}: {e}", file=sys.stderr, flush=True)
+        return None
     return summary
 
 

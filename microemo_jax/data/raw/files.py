@@ -179,9 +179,9 @@ class Finder:
         self.used.add(found[0])
         return found[0], self.side_files(name, found[0])
 
-    def leftovers(self, label_file: str, make_clip, taken: set[str]) -> tuple[list, list[Skip]]:
+    def leftovers(self, label_file: str, make_clip, taken: set[str], rejected=frozenset()) -> tuple[list, list[Skip]]:
         """(RawClips, Skips): account for every video file no label used: duplicate, unsafe, unlabeled (clip or
-        skip)."""
+        skip). ``rejected``: name keys whose label row was refused; their videos are skipped, never clips."""
         clips, skips = [], []
         chosen: dict[str, str] = {}
         for stem, path in self.all_videos():
@@ -194,6 +194,9 @@ class Finder:
                 skips.append(Skip(stem, f'unsafe_name: video file {path!r}: name {why}'))
             elif first != path:
                 skips.append(Skip(stem, f'duplicate_video: {path} has the same name as {first}, which is used instead'))
+            elif name_key(stem) in rejected:
+                skips.append(Skip(stem, f'no_label: video {path}: its row in {label_file} was refused (see that '
+                                        f'row\'s skip), so it is not used'))
             elif make_clip is not None and stem in taken:
                 skips.append(Skip(stem, f'duplicate_name: video {path} is named like a clip made from {label_file}'))
             elif make_clip is not None:

@@ -25,6 +25,7 @@ from microemo_jax.data.records import beam as beam_runner, tfds_builder
 from microemo_jax.data.records.clip_processor import settings_from_config
 from microemo_jax.data.records.work_shards import run_shards
 from microemo_jax.data.speech import asr as asr_lib
+from microemo_jax.data.tokenizer_identity import identities
 from microemo_jax.lock import DirLock
 from microemo_jax.safe_paths import inside
 
@@ -141,7 +142,8 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
             'max_seq_len': shapes.seq_len, 'answers_cut': len(cut['answer']),
             'answers_cut_examples': cut['answer'][:20], 'subtitles_cut': len(cut['subtitle']),
             'speech_cut': len(cut['speech'])},
-        'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how},
+        'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how,
+                       'identity': identities(llm_dir, qf_dir)},  # what train, evaluate and params folders compare
         'speech': {'asr': settings.asr, 'vad': settings.vad,
                    'utterance_sources': dict(Counter(r['utterance_source'] for r in records))},
         'config': {'variant': cfg.variant, 'num_frames': shapes.num_frames, 'frame_size': shapes.image_size,
