@@ -104,9 +104,11 @@ def value_problems(cfg) -> list[str]:
             continue
         values = value if isinstance(value, (tuple, list)) else (value,)
         bad = [v for v in values if v not in allowed]
-        if bad:
-            problems.append(f"{key}={value!r}: {', '.join(repr(v) for v in bad)} is not one of "
-                            f"{', '.join(repr(a) for a in allowed)}")
+        choices = ', '.join(repr(a) for a in allowed)
+        if bad and isinstance(value, (tuple, list)):
+            problems.append(f"{key}={value!r}: {', '.join(repr(v) for v in bad)} is not one of {choices}")
+        elif bad:
+            problems.append(f"{key}={value!r} must be {choices}")
     for key, (bounds, ends) in RANGES.items():
         value = _get(cfg, key)
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
