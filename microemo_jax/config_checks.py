@@ -34,6 +34,7 @@ CHOICES = {
     'data.sampling': ('uniform', 'random'),                                                       # data/video.py
     'data.question': ('description', 'ov'),                                                      # data/prompt.py
     'data.face_detector': ('blazeface', 'blazeface_full', 'haar'),                            # data/faces/detector.py
+    'data.bench_question': ('benchmark', 'description'),                                         # data/raw/bench.py
 }
 FREE_TEXT = ('variant', 'data.dir', 'data.demo_cache', 'init.params')
 _INF = math.inf

@@ -108,12 +108,14 @@ def test_the_choice_tables_are_the_ones_the_code_accepts():
     from microemo_jax.config_checks import CHOICES
     from microemo_jax.data import prompt
     from microemo_jax.data.faces.detector import DETECTORS
+    from microemo_jax.data.raw.bench import QUESTIONS as BENCH_QUESTIONS
     from microemo_jax.data.video import sample_times
     from microemo_jax.models.llama import LORA_TARGETS
     from microemo_jax.models.stack import REMAT_POLICIES
     assert CHOICES['model.remat_policy'] == REMAT_POLICIES
     assert CHOICES['model.lora.targets'] == LORA_TARGETS
     assert CHOICES['data.face_detector'] == DETECTORS
+    assert CHOICES['data.bench_question'] == tuple(BENCH_QUESTIONS)
     for mode in CHOICES['data.sampling']:
         sample_times(2.0, 4, mode, rng=np.random.default_rng(0))
     for question in CHOICES['data.question']:
