@@ -3,7 +3,6 @@ corpus, resuming, the table; end to end on the tiny config (integration: subproc
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
