@@ -42,8 +42,6 @@ def table(results: dict[str, dict], metric: str = 'avg') -> dict:
         rows[name] = {'title': VARIANTS[name].title if name in VARIANTS else name, 'cells': cells,
                       'grounding': {k: g.get(k) for k in ('mae_s', 'mae_s_interval', 'n_gold_timed',
                                                           'share_stating_time', 'n_matched')}}
-    if 'micro' in columns:
-        columns.insert(1, columns.pop(columns.index('micro')))
     return {'metric': metric, 'columns': columns, 'rows': rows}
 
 
