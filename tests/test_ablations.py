@@ -36,7 +36,9 @@ def test_a_run_with_other_settings_is_not_resumed_into_the_same_folder(tmp_path)
 
 def _summary(avg, micro_avg, mae):
     block = lambda v, n: {'n': n, 'scores': {'avg': v, 'n': n}, 'intervals': {'model': {'avg': [v - 0.1, v + 0.1]}}}  # noqa: E731
-    return {'n_videos': 10, 'scores': {'avg': avg, 'n': 10}, 'intervals': {'model': {'avg': [avg - 0.1, avg + 0.1]}},
+    return {'n_videos': 10, 'scores': {'avg': avg, 'n': 10},
+            'intervals': {'model': {'avg': [avg - 0.1, avg + 0.1]}, 'baseline': {'avg': [0.0, 0.2]}},
+            'baseline': {'label': 'sad', 'scores': {'avg': 0.1, 'n': 10}},
             'groups': {'columns': {'group': {'congruent': block(0.9, 6), 'micro_masking': block(micro_avg, 4)},
                                    'micro': {'micro': block(micro_avg, 4), 'other': block(0.9, 6)}}},
             'grounding': {'mae_s': mae, 'mae_s_interval': [mae / 2, mae * 2] if mae else None, 'n_gold_timed': 4,
@@ -51,6 +53,8 @@ def test_the_table_has_a_row_per_variant_and_the_micro_clips_second(tmp_path):
     md = markdown(t)
     assert '| full model | 0.80 [0.70, 0.90] | 0.70 [0.60, 0.80] |' in md
     assert '| no micro-expression branch |' in md and '| - | 50% of 4 |' in md and 'micro (n=4)' in md
+    assert list(t['rows']) == ['full', 'no_micro', 'majority']
+    assert '| majority label (sad), for reference | 0.10 [0.00, 0.20] | - |' in md
     paths = write_table(results, str(tmp_path))
     assert json.load(open(paths['json'])) == json.loads(json.dumps(t))
     assert os.path.getsize(paths['png']) > 10_000
@@ -64,7 +68,7 @@ from tests.support.ablations import command, env, tiny_ablation  # noqa: E402,F4
 def test_the_runner_trains_scores_and_resumes_on_the_tiny_config(tiny_ablation):
     """tools/ablations.py with the tiny model (the demo config overridden to it, the tiny corpus as data.dir):
     the full model trains stage 1 then stage 2, is scored per scenario group, and is scored again with faces
-    shuffled; a second run finds both done and trains nothing."""
+    shuffled; a second run trains nothing and scores only what is missing."""
     out, root, first = tiny_ablation
     for stage in ('stage1', 'stage2'):
         assert os.path.isfile(out / 'full' / stage / 'params' / 'training.json')
@@ -75,8 +79,11 @@ def test_the_runner_trains_scores_and_resumes_on_the_tiny_config(tiny_ablation):
     assert full['params'] == shuffled['params'] and shuffled['faces'] == {'shuffled': True, 'seed': 0}
     assert full['groups']['columns']['group'] and full['grounding']['n_clips'] == full['n_videos']
     t = json.load(open(out / 'ablations.json'))
-    assert list(t['rows']) == ['full', 'shuffled_faces'] and t['columns'][0] == 'all'
+    assert list(t['rows']) == ['full', 'shuffled_faces', 'majority'] and t['columns'][0] == 'all'
     assert 'full model' in (out / 'ablations.md').read_text() and os.path.getsize(out / 'ablations.png') > 10_000
+    # resuming: the full model's evaluation is gone, its training is not: it is scored again, not trained again
+    os.remove(out / 'full' / 'evaluate' / 'summary.json')
     again = subprocess.run(command(out, root), cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert 'microemo_jax.train' not in again.stdout and again.stdout.count('done before') == 2
+    assert 'microemo_jax.train' not in again.stdout and again.stdout.count('microemo_jax.evaluate') == 1
+    assert again.stdout.count('done before') == 1 and os.path.isfile(out / 'full' / 'evaluate' / 'summary.json')

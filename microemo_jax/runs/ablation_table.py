@@ -4,7 +4,8 @@ and a picture (matplotlib: each group's score per variant with its interval, and
 
 The score is one of ``evaluate``'s OV scores (default ``avg``, the mean of Accuracy_s and Recall_s) of the
 held-out split; ``micro`` is the corpus's micro-expression clips (its ``groups.csv`` column ``micro``), the
-other columns its scenarios (column ``group``).
+other columns its scenarios (column ``group``). The last row is the majority-label baseline of the same
+held-out clips, for reference.
 """
 from __future__ import annotations
 
@@ -42,7 +43,32 @@ def table(results: dict[str, dict], metric: str = 'avg') -> dict:
         rows[name] = {'title': VARIANTS[name].title if name in VARIANTS else name, 'cells': cells,
                       'grounding': {k: g.get(k) for k in ('mae_s', 'mae_s_interval', 'n_gold_timed',
                                                           'share_stating_time', 'n_matched')}}
+    first = next(iter(results.values()), None)
+    if first is not None and first.get('baseline'):
+        rows['majority'] = _baseline_row(first, metric)
     return {'metric': metric, 'columns': columns, 'rows': rows}
+
+
+def _as_baseline(block: dict | None) -> dict | None:
+    if not block or not block.get('baseline'):
+        return None
+    return {'n': block['n'], 'scores': block['baseline'],
+            'intervals': {'model': (block.get('intervals') or {}).get('baseline')}}
+
+
+def _baseline_row(summary: dict, metric: str) -> dict:
+    """The majority-label baseline of the first variant's evaluation (the same split and label for all)."""
+    groups = (summary.get('groups') or {}).get('columns') or {}
+    whole = {'n': summary['n_videos'], 'baseline': summary['baseline']['scores'],
+             'intervals': summary.get('intervals')}
+    cells = {'all': _cell(_as_baseline(whole), metric)}
+    if 'micro' in groups:
+        cells['micro'] = _cell(_as_baseline(groups['micro'].get('micro')), metric)
+    for group, block in groups.get('group', {}).items():
+        cells[group] = _cell(_as_baseline(block), metric)
+    return {'title': f"majority label ({summary['baseline']['label']}), for reference", 'cells': cells,
+            'grounding': {'mae_s': None, 'mae_s_interval': None, 'n_gold_timed': None, 'share_stating_time': None,
+                          'n_matched': None}}
 
 
 def _fmt(cell: dict | None) -> str:
