@@ -69,8 +69,8 @@ def format_groups(summary: dict) -> list[str]:
             lines.append(f'{name:<24}{block["n"]:>4}{cells}{base}' + (f'{mae:>12.2f}' if mae is not None
                                                                       else f"{'-':>12}"))
     if groups.get('not_in_split'):
-        lines.append(f"{groups['not_in_split']} clip(s) of {groups['file']} are not in this split "
-                     f"(e.g. {', '.join(groups['not_in_split_examples'][:3])})")
+        lines.append(f"({groups['file']} also lists {groups['not_in_split']} clip(s) this split does not hold, "
+                     f"e.g. {', '.join(groups['not_in_split_examples'][:3])})")
     return lines
 
 
