@@ -1,15 +1,21 @@
 """Score a trained model on a prepared split: generate for every clip, extract labels, compute the OV metrics.
 
     python -m microemo_jax.evaluate --params WORKDIR/params --data PREPARED --split validation|test --out DIR \
-        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 256] [--question description|ov] [--limit N]
+        [--synonyms F] [--wheel F] [--batch-size 8] [--max-new-tokens 256] [--question description|ov] [--limit N] \
+        [--groups CSV] [--shuffle-faces SEED] [--bootstrap 1000]
 
 One generation per video: a clip prepared with both a description and OV labels (records ``NAME`` and
 ``NAME#ov``) is asked the ``--question`` prompt once, and its gold labels are the clip's OV labels.
 The answer's labels come from ``metrics.extract_labels`` (the "emotional state is a, b, c." form, else the
-emotion words of the explanation). Writes ``per_sample.csv`` (name, gold, predicted, explanation) and
-``summary.json`` (scores, ``n``, a majority-label baseline scored the same way, generation settings).
+emotion words of the explanation). Writes ``per_sample.csv`` (name, gold, predicted, explanation, gold_times, stated_times) and
+``summary.json`` (scores, ``n``, a majority-label baseline scored the same way, their 95% bootstrap intervals
+over clips, the temporal grounding, per-group scores with ``--groups``, generation settings).
 The baseline predicts, for every clip, the most frequent gold label of the training split (of the
 evaluated split when the dataset has no training split; ``summary.json`` says which).
+
+``--groups CSV`` (columns ``name, group``, more grouping columns allowed; the demo corpus writes one) scores
+every group apart; ``--shuffle-faces SEED`` gives every clip the face tubelets of another clip of the split
+(the ablation that asks whether the model reads faces). Details: docs/inference.md.
 
 Multi-process runs (``jax.distributed``) give each process every P-th video; process 0 gathers the
 parts (written under OUT/parts/, so OUT must be on a filesystem all processes share) and scores.
@@ -28,6 +34,7 @@ from microemo_jax import cli_checks
 from microemo_jax.inference import bench_table, benchmark
 from microemo_jax.inference.scoring import QUESTIONS, EvaluateError, evaluate
 from microemo_jax.inference.settings import GenerationSettings
+from microemo_jax.metrics.intervals import Bootstrap
 from microemo_jax.metrics.per_sample import format_table
 from microemo_jax.params import ParamsFolderError
 from microemo_jax.training import distributed
@@ -96,11 +103,18 @@ def main(argv=None) -> None:
     parser.add_argument('--limit', type=int, default=None,
                         help='score only the first N videos, N >= 1 (leave it out to score every video); '
                              'summary.json then says it scored a subset')
+    parser.add_argument('--groups', type=cli_checks.existing_file,
+                        help="CSV 'name,group[,more grouping columns]': scores per group, with intervals")
+    parser.add_argument('--shuffle-faces', dest='shuffle_faces', type=cli_checks.int_at_least(0), metavar='SEED',
+                        help="give every clip the faces of another clip of the split (a random cycle from SEED)")
+    parser.add_argument('--bootstrap', type=cli_checks.int_at_least(0), default=Bootstrap.resamples,
+                        help='resamples for the 95%% intervals (percentile bootstrap over clips, seed 0; 0: none)')
     args = parser.parse_args(argv)
     try:
         summary = evaluate(args.params, args.data, args.split, args.out, synonyms=args.synonyms, wheel=args.wheel,
                            batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, question=args.question,
-                           limit=args.limit)
+                           limit=args.limit, groups=args.groups, shuffle_faces=args.shuffle_faces,
+                           bootstrap=Bootstrap(resamples=args.bootstrap))
     except (EvaluateError, ParamsFolderError, FileNotFoundError, ValueError, OSError) as e:
         sys.exit(f'error: {e}')
     if summary:

@@ -1,9 +1,10 @@
 """The embedded demo corpus: talking-face clips whose emotion is carried by face, micro-expression, voice and words.
 
     python -m microemo_jax.demo.corpus --out DIR --num 200 --seed 0 [--size 160] [--workers 2]
-                                            [--speech auto|espeak|synthetic]
+                                            [--speech auto|espeak|synthetic] [--groups-only]
 
-writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source folder --raw DIR`` reads:
+writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source folder --raw DIR`` reads
+(``--groups-only``: only groups.csv, for the corpus already in DIR):
 
 * ``DIR/NAME.mp4`` and ``DIR/NAME.srt``: a talking face with an expression, sometimes a micro-expression,
   speech and its subtitles (``demo.clip``), following the clip's script (``demo.script``: a fixed cycle of
@@ -14,6 +15,9 @@ writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source
 * ``DIR/corpus.json``: seed, num, generator version, speech engine and, per clip, the hidden truth
   (scenario, label emotion, displayed expression and onset, micro-expression emotion and frames, prosody
   emotion, text emotion/sentiment, utterance times). For checking the corpus; training never reads it.
+* ``DIR/groups.csv``: ``name, group, micro`` for ``evaluate --groups``: the clip's scenario, and ``micro`` when
+  its label depends on a micro-expression (``micro`` is not null in corpus.json), else ``other``.
+  ``write_groups(DIR)`` writes it for a corpus made before this file existed.
 
 Speech (``demo.tts``): espeak-ng with per-emotion pitch/speed/amplitude when it is on PATH, else a
 synthetic source-filter voice whose pitch level and movement, rate, loudness and voice quality follow the
@@ -42,6 +46,7 @@ from microemo_jax.demo import clip as demo_clip, script, tts
 from microemo_jax.safe_paths import inside, remove_inside, unsafe_name_reason
 
 GENERATOR_VERSION = 1
+GROUPS_FILE = 'groups.csv'
 
 
 def resolve_engine(speech: str) -> str:
@@ -93,7 +98,7 @@ def _prepare_out_dir(out_dir: str) -> None:
         for name in _old_clip_names(old):
             for ext in ('.mp4', '.srt'):
                 remove_inside(out_dir, name + ext)
-        for name in ('labels.csv', 'corpus.json'):
+        for name in ('labels.csv', 'corpus.json', GROUPS_FILE):
             remove_inside(out_dir, name)
     os.makedirs(out_dir, exist_ok=True)
 
@@ -137,7 +142,30 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
     with open(inside(out_dir, 'corpus.json'), 'w', encoding='utf-8') as f:
         json.dump(corpus, f, indent=1, sort_keys=True)
         f.write('\n')
+    _write_groups_csv(inside(out_dir, GROUPS_FILE), clips)
     return corpus
+
+
+def _write_groups_csv(path: str, clips: list[dict]) -> None:
+    with open(path, 'w', encoding='utf-8', newline='') as f:
+        writer = csv.writer(f, lineterminator='\n')
+        writer.writerow(['name', 'group', 'micro'])
+        for c in clips:
+            writer.writerow(escape_row([c['name'], c['scenario'], 'other' if c.get('micro') is None else 'micro']))
+
+
+def write_groups(raw_dir: str, path: str | None = None) -> str:
+    """Write the groups file of the demo corpus in ``raw_dir`` (from its corpus.json) to ``path`` (default
+    ``raw_dir/groups.csv``); returns the path."""
+    source = os.path.join(raw_dir, 'corpus.json')
+    if not os.path.isfile(source):
+        raise FileNotFoundError(f"{raw_dir}: no corpus.json; is it a demo corpus made by "
+                                f"`python -m microemo_jax.demo.corpus`?")
+    with open(source, encoding='utf-8') as f:
+        clips = json.load(f)['clips']
+    path = path or os.path.join(raw_dir, GROUPS_FILE)
+    _write_groups_csv(path, clips)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,7 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--speech', default='auto', choices=('auto', 'espeak', 'synthetic'),
                     help='espeak-ng when installed (auto), or the synthetic voice')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
+    ap.add_argument('--groups-only', dest='groups_only', action='store_true',
+                    help=f'only (re)write {GROUPS_FILE} of the corpus already in --out')
     args = ap.parse_args(argv)
+    if args.groups_only:
+        try:
+            print(f"wrote {write_groups(args.out)}", file=sys.stderr)
+        except FileNotFoundError as e:
+            sys.exit(f'error: {e}')
+        return 0
 
     t0 = time.perf_counter()
     try:

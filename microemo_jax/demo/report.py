@@ -3,9 +3,11 @@
     python -m microemo_jax.demo.report PARAMS_DIR --out DIR [--split validation]
 
 Prints the model against the majority-label baseline (Accuracy_s, Recall_s, avg on the clean split,
-which shares no video with train), then the explanation of the first held-out clip with the path of
-its timeline picture. Everything it needs comes from the parameter folder (which records the prepared
-data and the raw corpus it came from).
+which shares no video with train, with 95% bootstrap intervals), the scores per scenario and for the
+micro-expression clips (the corpus's ``groups.csv``, written for an older corpus into DIR), the error of the
+times the explanations state, then the explanation of the first held-out clip with the path of its
+timeline picture. Everything it needs comes from the parameter folder (which records the prepared data and
+the raw corpus it came from).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 import sys
 
 from microemo_jax import cli_checks
+from microemo_jax.demo.corpus import GROUPS_FILE, write_groups
 from microemo_jax.inference.scoring import EvaluateError, evaluate
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.inference.videos import PredictError, Predictor, find_videos, raw_video
@@ -29,6 +32,20 @@ def held_out_video(summary: dict, raw_dir: str) -> str:
     if video is None:
         raise FileNotFoundError(f"no video for the held-out clip {name!r} in {raw_dir}")
     return video
+
+
+def groups_file(raw_dir: str | None, out: str) -> str | None:
+    """The demo corpus's groups.csv; for a corpus made before it existed, one written into ``out``; None when
+    the raw corpus is unknown or not a demo corpus."""
+    if not raw_dir:
+        return None
+    path = os.path.join(raw_dir, GROUPS_FILE)
+    if os.path.isfile(path):
+        return path
+    if not os.path.isfile(os.path.join(raw_dir, 'corpus.json')):
+        return None
+    os.makedirs(out, exist_ok=True)
+    return write_groups(raw_dir, inside(out, GROUPS_FILE))
 
 
 def main(argv=None) -> None:
@@ -49,7 +66,7 @@ def main(argv=None) -> None:
                  f"`make demo` first")
     try:
         summary = evaluate(args.params, info['data_dir'], args.split, inside(args.out, 'evaluate'),
-                           max_new_tokens=args.max_new_tokens)
+                           max_new_tokens=args.max_new_tokens, groups=groups_file(info.get('raw'), args.out))
         summary['out'] = inside(args.out, 'evaluate')
         video = held_out_video(summary, info['raw'])
         predictor = Predictor(args.params, max_new_tokens=args.max_new_tokens)

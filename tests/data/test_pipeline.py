@@ -13,7 +13,6 @@ from microemo_jax.batch import batch_spec
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment
-from microemo_jax.data.records import record
 from microemo_jax.data.shapes import DataShapes
 from tests.support.records import make_record
 
