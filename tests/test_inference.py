@@ -460,7 +460,7 @@ def test_shuffled_faces_come_from_another_clip_of_the_split(corpus, params_dir, 
 @pytest.mark.parametrize('content, message', [
     ('name,label\na,x\n', r"no column\(s\) \['group'\]"),
     ('name,group\na,x\nb,y\na,z\n', r"'a' is listed twice \(rows 2 and 4\)"),
-    ('name,group,group\na,x,y\n', r"column\(s\) \['group'\] appear more than once"),
+    ('name,group,group\na,x,y\n', r"column 'group' appears 2 times"),
     ('name,group\na,\n', r"row 2 \('a'\) has no value"),
     ('', 'the file is empty'),
 ])
