@@ -164,7 +164,7 @@ def test_api_explain_returns_predicts_json(server, clips):
     assert result['labels'] == ['happy', 'surprised']
     assert result['utterance_source'] == 'subtitles'
     assert [u['text'] for u in result['utterances']] == _subtitle_texts(clips.srt)
-    assert result['faces_found'] > 0 and result['timeline'] == 'my_clip.timeline.png'   # names, not server paths
+    assert result['faces_found'] > 0 and result['timeline'] == 'my_clip.mp4.timeline.png'   # names, not server paths
     assert result['video'] == 'my_clip.mp4' and '/' not in result['params']
     # the same as predict gives for the same file (same model, greedy decoding)
     direct, = server.service.predictor.explain_clips(find_videos(clips.video, clips.srt))
