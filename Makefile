@@ -19,6 +19,7 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 	@touch $(STAMP)
 
 test: venv
+	$(VENV)/bin/python -m ruff check .
 	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 # The demo: generate + prepare the demo corpus (first time), train stage 1 then stage 2 on the CPU,

@@ -75,8 +75,8 @@ def main(argv=None) -> None:
                          pixel_ratio=px(u8) / px(f32), put_float32_s=t_f32, put_uint8_s=t_u8,
                          put_uint8_and_normalise_s=t_u8n))
     print(f"device: {dev.device_kind} ({jax.default_backend()}), batch {args.batch}, fastest of {args.repeats}")
-    print(f"| variant | float32 pixels: MiB/batch | uint8 pixels: MiB/batch | ratio (all arrays) | pixels only "
-          f"| device_put f32 | device_put u8 | u8 + normalise |")
+    print("| variant | float32 pixels: MiB/batch | uint8 pixels: MiB/batch | ratio (all arrays) | pixels only "
+          "| device_put f32 | device_put u8 | u8 + normalise |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['variant']} | {r['float32_bytes'] / 2**20:.1f} | {r['uint8_bytes'] / 2**20:.1f} | {r['ratio']:.3f} "

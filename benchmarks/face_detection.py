@@ -110,7 +110,8 @@ def face_labels(path: str, n: int, label: str | None) -> np.ndarray | None:
 
 def run(videos: list[tuple[str, str | None]]) -> dict:
     import cv2
-    from microemo_jax.data import face_detector, landmarks
+
+    from microemo_jax.data.faces import detector as face_detector, landmarks
     cv2.setNumThreads(1)
     detectors = {name: face_detector.make_detector(name) for name in DETECTORS}
     mesh = landmarks.FaceMesh()
@@ -195,10 +196,12 @@ def print_table(res: dict) -> None:
 def time_tubelets(n: int) -> list[dict]:
     """ms per clip of faces.face_tubelets on n demo clips (T=8, K=4, 64 px), each detector +- mesh/alignment."""
     import shutil
+
     import cv2
-    from microemo_jax.data import face_detector, faces
-    from microemo_jax.demo.corpus import write_corpus
+
+    from microemo_jax.data.faces import detector as face_detector, tubelets as faces
     from microemo_jax.data.video import decode_clip
+    from microemo_jax.demo.corpus import write_corpus
     cv2.setNumThreads(1)
     raw = tempfile.mkdtemp(prefix='face-bench-')
     try:

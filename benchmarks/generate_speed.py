@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
     from flax import nnx
+
     from microemo_jax.generate import bucket_length, generate
     from microemo_jax.hf import load_llama
     model = load_llama(args.ckpt)

@@ -95,6 +95,7 @@ def make_ours(ckpt: str, variant: str, chunk: int):
     import jax.numpy as jnp
     import optax
     from flax import nnx
+
     from microemo_jax.hf import load_llama
     from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 

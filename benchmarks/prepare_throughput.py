@@ -35,9 +35,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from microemo_jax import prepare as prepare_mod  # noqa: E402
 from microemo_jax.config import load_config  # noqa: E402
-from microemo_jax.data import clip_processor as clip_mod  # noqa: E402
+from microemo_jax.data.records import clip_processor as clip_mod  # noqa: E402
+from microemo_jax.data.records.build import prepare  # noqa: E402
 from microemo_jax.demo.corpus import write_corpus  # noqa: E402
 
 PAPER_DATA = ['model.num_frames=32', 'model.video_qformer.max_frames=96', 'model.vision.image_size=224',
@@ -120,7 +120,7 @@ def main(argv=None) -> None:
             cfg = load_config('configs/emer.py:demo', overrides)
             out = os.path.join(root, name.replace(' ', '_'))
             t0 = time.perf_counter()
-            report = prepare_mod.prepare(cfg, 'folder', raw, out, workers=args.workers)
+            report = prepare(cfg, 'folder', raw, out, workers=args.workers)
             seconds = time.perf_counter() - t0
             tok = (os.path.join(out, 'tokenizers', 'llm_tokenizer'),       # the demo tokenizers prepare trained
                    os.path.join(out, 'tokenizers', 'qformer_tokenizer'))

@@ -29,8 +29,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from microemo_jax.config import load_config  # noqa: E402
-from microemo_jax.data import pipeline, record  # noqa: E402
+from microemo_jax.data import pipeline  # noqa: E402
 from microemo_jax.data.augment import ClipAugment  # noqa: E402
+from microemo_jax.data.records import record  # noqa: E402
 from microemo_jax.data.shapes import DataShapes, batch_contract  # noqa: E402
 
 ASSUMED_STEP_S = 1.0   # ASSUMPTION, not measured: one paper-config train step (global batch 8) on one H100
@@ -60,7 +61,7 @@ def synthetic_records(cfg, n: int) -> list[dict]:
     recs = []
     for i in range(n):
         frames, crops = [], []
-        for t in range(s.num_frames):
+        for _ in range(s.num_frames):
             dx, dy = rng.integers(-12, 13, 2)
             frames.append(_jpeg(cv2.resize(np.roll(photo, (dy, dx), (0, 1)), (s.image_size,) * 2,
                                            interpolation=cv2.INTER_AREA), q))

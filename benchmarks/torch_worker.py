@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 
-
 # The checkpoint both benchmarks time (issue 14's size: about 180 MB of float32 weights).
 CONFIG = dict(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
               num_key_value_heads=8, max_position_embeddings=2048, rms_norm_eps=1e-6)

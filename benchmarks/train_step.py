@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--count-only', action='store_true', help='only count FLOPs (abstract: no init, no compile)')
-    parser.add_argument('--f32-peak', action='store_true', 
+    parser.add_argument('--f32-peak', action='store_true',
                         help='measure the float32 matmul peak; report mfu_f32/hfu_f32')
     parser.add_argument('--profile', default=None, help='jax.profiler trace of the timed steps into this folder')
     args = parser.parse_args(rest)
@@ -54,8 +54,10 @@ def main(argv=None) -> int:
     from microemo_jax.training.distributed import maybe_initialize
     maybe_initialize()
     import jax
+
     from microemo_jax.batch import synthetic_batch
-    from microemo_jax.plan import memory, parse_mesh
+    from microemo_jax.plan import parse_mesh
+    from microemo_jax.runs.plan import memory
     from microemo_jax.sharding import make_mesh
     from microemo_jax.training import state as state_lib, step as step_lib
     from microemo_jax.training.flops import estimate_mfu, peak_flops_per_device, train_step_flops

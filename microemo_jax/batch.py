@@ -1,7 +1,7 @@
-"""The batch contract between the data pipeline and the model: names, shapes, dtypes.
+"""Batches without data: abstract batches for compiling ahead of time, and synthetic ones for tests.
 
-The names, shapes and dtypes are ``data/shapes.py``'s ``batch_contract`` (one table; the Grain pipeline
-allocates its batches from it). ``batch_spec`` gives them as abstract arrays (for ahead-of-time compilation
+The batch contract itself (names, shapes, dtypes) is one table, ``data/shapes.py``'s ``batch_contract``;
+the Grain pipeline allocates its batches from it and this module reads it too. ``batch_spec`` gives them as abstract arrays (for ahead-of-time compilation
 and planning); ``synthetic_batch`` fills them with random but well-formed values (valid masks, sorted
 timestamps, utterance spans inside the clip, modality placeholders after the first token) for tests and
 benchmarks.
@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from microemo_jax.data.record import NUM_LANDMARKS
+from microemo_jax.data.records.record import NUM_LANDMARKS
 from microemo_jax.data.shapes import DataShapes, batch_contract
 
 

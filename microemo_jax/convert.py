@@ -22,9 +22,9 @@ import jax
 from flax import nnx
 
 from microemo_jax import hf
-from microemo_jax.params import save_params
 from microemo_jax.config import ConfigError, config_from_argv
 from microemo_jax.models import microemo as me
+from microemo_jax.params import save_params
 
 
 def _check(what: str, loaded_cfg, expected_cfg, config_key: str) -> None:

@@ -48,6 +48,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from microemo_jax.data.shapes import MODEL_INPUTS
 from microemo_jax.models.llama import KVCache, Llama
 from microemo_jax.sharding import activation_sharding, logical_to_spec
 
@@ -141,7 +142,6 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     mask_p[:, :s] = mask
     inputs = {'input_ids': ids_p, 'attention_mask': mask_p}
     if not is_llama:
-        from microemo_jax.data.shapes import MODEL_INPUTS
         for name, value in batch.items():
             if name in inputs or name not in MODEL_INPUTS:  # loss_mask, names and other extras stay out
                 continue

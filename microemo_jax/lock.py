@@ -184,7 +184,7 @@ class DirLock:
 
     def _break(self, holder: dict) -> bool:
         """Remove the stale lock ``holder`` (under a kernel lock, after checking the file still is that one)."""
-        import fcntl
+        import fcntl  # optional: POSIX only
         guard = self.path + '.guard'
         with open(guard, 'a') as g:
             fcntl.flock(g, fcntl.LOCK_EX)

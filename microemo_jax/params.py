@@ -27,6 +27,10 @@ import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from microemo_jax.config import ConfigError, validate
+from microemo_jax.data.tokenizers import load_tokenizer
+from microemo_jax.models.microemo import MicroEmo
+from microemo_jax.sharding import state_shardings
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
 CONFIG_FILE = 'config.json'
@@ -225,7 +229,6 @@ def _tuples(x):
 
 def load_config(path: str) -> ml_collections.ConfigDict:
     """The run config stored in a parameter folder, validated and locked."""
-    from microemo_jax.config import ConfigError, validate
     check_folder(path)
     file = os.path.join(path, CONFIG_FILE)
     try:
@@ -260,7 +263,6 @@ def check_folder(path: str) -> None:
 
 def load_tokenizers(path: str):
     """(LLM tokenizer, Q-Former tokenizer) of a parameter folder."""
-    from microemo_jax.data.tokenizers import load_tokenizer
     return (load_tokenizer(os.path.join(path, TOKENIZER_DIRS['llm']), what='LLM'),
             load_tokenizer(os.path.join(path, TOKENIZER_DIRS['qformer']), what='Q-Former'))
 
@@ -279,14 +281,12 @@ def load_model(path: str, cfg, *, mesh=None):
 
     Nothing is initialised first: at paper scale a random init of 7B parameters would cost minutes.
     """
-    from microemo_jax.models.microemo import MicroEmo
     params_dir = os.path.join(os.path.abspath(path), 'params')
     abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=cfg.stage == 2, rngs=nnx.Rngs(0)))
     graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
     here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # not the saver's devices: it may be elsewhere
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=here), abstract)
     if mesh is not None:
-        from microemo_jax.sharding import state_shardings
         target = _sharded(target, state_shardings(abstract, mesh, cfg.sharding_rules))
     options = {}
     if mesh is None and jax.process_count() > 1:

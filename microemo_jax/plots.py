@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read, drawn with matplotlib (Agg: no display needed).
+"""Pictures people would rather look at than read, drawn with matplotlib's object API (``Figure`` straight
+to a file: no pyplot, no display, and the caller's own matplotlib backend is left alone).
 
 ``draw_curves``: the loss curves of training runs (``python -m microemo_jax.curves`` is its command line).
 
@@ -13,13 +14,8 @@ import textwrap
 from typing import Sequence
 
 import numpy as np
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use('Agg')  # files only; never needs a display
-    import matplotlib.pyplot as plt
-    return plt
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
 def draw_curves(runs: dict[str, tuple[list, list]], out: str) -> str:
@@ -28,8 +24,8 @@ def draw_curves(runs: dict[str, tuple[list, list]], out: str) -> str:
     ``runs`` maps a run directory to its (train, validation) lists of (step, loss) pairs; the runs are
     placed one after another on the step axis, in order (stage 1 then stage 2).
     """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5), dpi=100)
+    fig = Figure(figsize=(9, 5), dpi=100)
+    ax = fig.add_subplot()
     offset, drawn = 0, False
     for i, (name, (train, val)) in enumerate(runs.items()):
         colour = f'C{i}'
@@ -42,7 +38,6 @@ def draw_curves(runs: dict[str, tuple[list, list]], out: str) -> str:
         drawn = drawn or bool(train or val)
         offset += train[-1][0] if train else 0
     if not drawn:
-        plt.close(fig)
         raise ValueError('no losses to draw')
     ax.set_xlabel('step')
     ax.set_ylabel('loss')
@@ -50,7 +45,6 @@ def draw_curves(runs: dict[str, tuple[list, list]], out: str) -> str:
     ax.legend(loc='upper right', fontsize=9)
     fig.tight_layout()
     fig.savefig(out)
-    plt.close(fig)
     return out
 
 
@@ -64,13 +58,10 @@ def draw_timeline(path: str, *, frames: Sequence[np.ndarray], timestamps: Sequen
     ``face_boxes``: (T, 4) x, y, w, h in source pixels (``source_size`` = (width, height));
     ``utterances``: dicts with start, end, text (seconds).
     """
-    from matplotlib.patches import Rectangle
-    plt = _pyplot()
     t_count = len(frames)
     duration = max(float(duration), float(max(timestamps, default=0.0)) + 1e-3, 1e-3)
     width, height = source_size
-    aspect = height / width if width and height else 1.0
-    fig = plt.figure(figsize=(max(8.0, 1.3 * t_count + 2), 6.2), dpi=100)
+    fig = Figure(figsize=(max(8.0, 1.3 * t_count + 2), 6.2), dpi=100)
     head = fig.add_axes([0.03, 0.78, 0.94, 0.2])
     head.axis('off')
     label_text = ', '.join(labels) if labels else '(no emotion label found in the answer)'
@@ -109,5 +100,4 @@ def draw_timeline(path: str, *, frames: Sequence[np.ndarray], timestamps: Sequen
             transform=ax.transAxes, fontsize=8, va='bottom', color='0.3')
     ax.text(0.0, 0.08, 'utterances', transform=ax.transAxes, fontsize=8, color='0.3')
     fig.savefig(path)
-    plt.close(fig)
     return path

@@ -30,6 +30,9 @@ import argparse
 import os
 import sys
 
+from microemo_jax.inference.settings import GenerationSettings
+from microemo_jax.inference.videos import Predictor
+from microemo_jax.params import ParamsFolderError, check_folder
 from microemo_jax.web.page import DEFAULT_PORT, launch
 from microemo_jax.web.service import Service
 from microemo_jax.web.upload import Limits, ServeError
@@ -44,7 +47,8 @@ def main(argv=None) -> None:
     parser.add_argument('--max-upload-mb', dest='max_upload_mb', type=float, default=200.0)
     parser.add_argument('--max-seconds', dest='max_seconds', type=float, default=300.0,
                         help='longest clip explained, in seconds')
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=256)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int,
+                        default=GenerationSettings.max_new_tokens)
     parser.add_argument('--scores', help="evaluate's summary.json (or its folder) for the model panel "
                                          "(default: one found near --params that names it)")
     parser.add_argument('--require-faces', dest='require_faces', action='store_true',
@@ -54,8 +58,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.max_upload_mb <= 0 or args.max_seconds <= 0 or args.queue_size < 1:
         parser.error('--max-upload-mb and --max-seconds must be > 0, --queue-size >= 1')
-    from microemo_jax.params import ParamsFolderError, check_folder
-    from microemo_jax.predict import Predictor
     try:
         check_folder(args.params)
         print(f'loading {args.params} ...', flush=True)

@@ -1,5 +1,4 @@
 """convert: Hugging Face towers -> our Orbax checkpoint, checked against the config."""
-import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -9,7 +8,6 @@ from microemo_jax.config import load_config
 from microemo_jax.convert import main as convert_main
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.params import restore_params
-
 from tests.support.parity import fixture
 
 INSTRUCTBLIP = fixture('qformer_instructblip_full')  # vision_model.* + qformer.* + query_tokens

@@ -33,10 +33,10 @@ def test_stripped_prompt_is_the_inference_prompt(corpus, params_dir):
     """Cutting the answer off a prepared record gives exactly the prompt prepare builds without an answer."""
     import dataclasses
 
-    from microemo_jax.data.clip_processor import ClipProcessor, settings_from_config
+    from microemo_jax.data.raw.sources import read_source
+    from microemo_jax.data.records.clip_processor import ClipProcessor, settings_from_config
     from microemo_jax.data.shapes import DataShapes
-    from microemo_jax.data.sources import read_source
-    from microemo_jax.inference import prompt_examples
+    from microemo_jax.inference.explainer import prompt_examples
     from microemo_jax.params import TOKENIZER_DIRS
     cfg, root = corpus
     clips, _ = read_source('folder', str(root / 'raw'))
@@ -57,7 +57,7 @@ def test_stripped_prompt_is_the_inference_prompt(corpus, params_dir):
 
 
 def test_plan_groups_targets_of_a_video_and_takes_its_gold():
-    from microemo_jax.evaluate import majority_label, plan_videos
+    from microemo_jax.inference.scoring import majority_label, plan_videos
     source = [{'name': b'a', 'openset': b''}, {'name': b'a#ov', 'openset': b'["happy", "excited"]'},
               {'name': b'b#ov', 'openset': b'["sad"]'}, {'name': b'c', 'openset': b'["happy"]'}]
     plan = plan_videos(source, 'description')
@@ -69,7 +69,8 @@ def test_plan_groups_targets_of_a_video_and_takes_its_gold():
 
 def test_evaluate_scores_every_validation_video_once(corpus, params_dir, tmp_path):
     from microemo_jax.data import pipeline
-    from microemo_jax.evaluate import evaluate, format_table, video_of
+    from microemo_jax.inference.scoring import evaluate, video_of
+    from microemo_jax.metrics.per_sample import format_table
     cfg, root = corpus
     summary = evaluate(params_dir, str(root / 'prepared'), 'validation', str(tmp_path), batch_size=2,
                        max_new_tokens=6)
@@ -90,7 +91,7 @@ def test_evaluate_scores_every_validation_video_once(corpus, params_dir, tmp_pat
 
 
 def test_predict_writes_json_and_timeline(corpus, params_dir, tmp_path):
-    from microemo_jax.predict import Predictor, find_videos
+    from microemo_jax.inference.videos import Predictor, find_videos
     cfg, root = corpus
     video = str(root / 'raw' / 'demo_00000.mp4')
     predictor = Predictor(params_dir, max_new_tokens=5)
@@ -134,7 +135,7 @@ def test_evaluate_over_two_processes_gathers_what_one_process_gives(corpus, para
     """Two jax.distributed processes each take every 2nd video; process 0 gathers the parts and scores them."""
     import socket
 
-    from microemo_jax.evaluate import evaluate
+    from microemo_jax.inference.scoring import evaluate
     _, root = corpus
     single = evaluate(params_dir, str(root / 'prepared'), 'validation', str(tmp_path / 'one'), batch_size=2,
                       max_new_tokens=4)
@@ -162,7 +163,7 @@ def test_evaluate_over_two_processes_gathers_what_one_process_gives(corpus, para
 def test_the_baseline_reads_the_work_index_not_the_frames(corpus):
     """The majority label comes from prepare's JSON sidecars, and agrees with reading the split itself."""
     from microemo_jax.data import pipeline
-    from microemo_jax.evaluate import indexed_records, majority_label
+    from microemo_jax.inference.scoring import indexed_records, majority_label
     _, root = corpus
     for split in ('train', 'validation'):
         index = indexed_records(str(root / 'prepared'), split)

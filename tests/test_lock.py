@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from microemo_jax.lock import DirLock, LockHeld, LOCK_NAME, _proc_start, pid_alive
+from microemo_jax.lock import LOCK_NAME, DirLock, LockHeld, _proc_start, pid_alive
 
 HOLD = """
 import sys, time
@@ -46,7 +46,7 @@ def test_held_for_the_block_and_released_after_it(tmp_path):
     assert not (folder / LOCK_NAME).exists()
     with pytest.raises(ZeroDivisionError):       # released on an exception too
         with DirLock(str(folder), 'x'):
-            1 / 0
+            1 / 0  # noqa: B018  (the exception is the point)
     assert not (folder / LOCK_NAME).exists()
     with DirLock(str(folder), 'x'):               # and can be taken again
         pass

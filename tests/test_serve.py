@@ -99,7 +99,7 @@ def clips(tmp_path_factory):
 @pytest.fixture(scope='module')
 def server(params_dir, tmp_path_factory, outside):  # noqa: F811
     """The app on a free loopback port, in this process; shut down at the end of the module."""
-    from microemo_jax.predict import Predictor
+    from microemo_jax.inference.videos import Predictor
     from microemo_jax.web.page import launch
     from microemo_jax.web.service import Service
     from microemo_jax.web.upload import Limits
@@ -147,7 +147,7 @@ def page(browser, server):
 
 
 def _subtitle_texts(path):
-    from microemo_jax.data.utterances import read_subtitles
+    from microemo_jax.data.speech.subtitles import read_subtitles
     return [u.text for u in read_subtitles(path)]
 
 
@@ -155,7 +155,7 @@ def test_api_explain_returns_predicts_json(server, clips):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
-    from microemo_jax.predict import find_videos
+    from microemo_jax.inference.videos import find_videos
     client = Client(server.url, verbose=False)
     result = client.predict(handle_file(clips.video), handle_file(clips.srt), api_name='/explain')
     assert set(result) >= {'name', 'explanation', 'labels', 'utterances', 'timestamps', 'faces_found',
@@ -202,10 +202,10 @@ def test_limits_are_checked_before_any_work(server, clips, tmp_path):
 
 def test_no_face_is_refused_when_faces_are_required(server, tmp_path):
     import numpy as np
-    from tests.support.media import textured_background, write_video
 
     from microemo_jax.web.service import Service
     from microemo_jax.web.upload import Limits, ServeError
+    from tests.support.media import textured_background, write_video
     frames = np.stack([textured_background(96, 96, seed=i) for i in range(20)])
     video = write_video(tmp_path / 'wall.mp4', frames, fps=10)
     strict = Service(server.service.predictor, limits=Limits(require_faces=True),
@@ -260,7 +260,7 @@ def test_page_explains_an_uploaded_clip(server, page, clips, tmp_path):
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
     # what the page shows is what predict gives for this file
-    from microemo_jax.predict import find_videos
+    from microemo_jax.inference.videos import find_videos
     direct, = server.service.predictor.explain_clips(find_videos(clips.video, clips.srt))
     assert explanation.input_value() == direct['explanation']
 

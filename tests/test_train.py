@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from microemo_jax.train import main as train_main, run
-
+from microemo_jax.runs.supervised import run
+from microemo_jax.train import main as train_main
 from tests.support.tiny import config_args, tiny_config
 
 # Every test here trains through the entry point (the module's first run compiles the tiny train step).
@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory):
+    from microemo_jax.data.records.build import prepare
     from microemo_jax.demo.corpus import write_corpus
-    from microemo_jax.prepare import prepare
     root = tmp_path_factory.mktemp('corpus')
     write_corpus(str(root / 'raw'), 6, seed=3, size=96, workers=1, progress=False)
     report = prepare(tiny_config(), 'folder', str(root / 'raw'), str(root / 'prepared'),
@@ -51,7 +51,7 @@ def test_stage1_run_logs_checkpoints_and_exports(straight):
     assert os.path.isdir(workdir / 'params' / 'params') and os.listdir(workdir / 'tensorboard')
     a = losses(workdir)
     assert sorted(a) == [1, 2, 3, 4] and a[4] < a[1]
-    from microemo_jax import params   # the export is a whole parameter folder: evaluate/predict need nothing else
+    from microemo_jax import params  # the export is a whole parameter folder: evaluate/predict need nothing else
     folder = params.load(str(workdir / 'params'))
     assert folder.cfg.total_steps == 4 and folder.info['steps'] == 4 and folder.llm_tokenizer.eos_token_id is not None
 
@@ -115,7 +115,7 @@ def test_sigterm_saves_exits_0_and_resumes_exactly_and_the_workdir_is_locked(str
     run(cfg_for(data_dir, 'train.validate_every=0'), str(workdir))
     out = capsys.readouterr().out
     moved = workdir / 'checkpoints-corrupt' / '4'
-    assert f'skipped the checkpoint at step 4' in out and str(moved) in out and 'resumed from' in out, out[-3000:]
+    assert 'skipped the checkpoint at step 4' in out and str(moved) in out and 'resumed from' in out, out[-3000:]
     assert 'at step 2' in out and os.path.isdir(moved) and sorted(os.listdir(workdir / 'checkpoints')) == ['1', '2', '4']
     again = {r['step']: r['loss'] for r in map(json.loads, open(workdir / 'metrics.jsonl')) if 'loss' in r}
     assert again[4] == pytest.approx(a[4], rel=1e-6)                        # steps 3 and 4 redone identically
@@ -171,8 +171,9 @@ def test_non_finite_loss_stops_with_step_and_clip_names(straight, data_dir, tmp_
     """Parameters holding a NaN (same program as the straight run: no new compile) make step 1 non-finite."""
     import jax.numpy as jnp
     from flax import nnx
-    from microemo_jax.params import restore_params, save_params
+
     from microemo_jax.models.microemo import MicroEmo
+    from microemo_jax.params import restore_params, save_params
     cfg = cfg_for(data_dir)
     model = MicroEmo(cfg.model, rngs=nnx.Rngs(0))
     restore_params(str(straight[0] / 'params'), model)

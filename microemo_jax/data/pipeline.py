@@ -43,11 +43,11 @@ from typing import Sequence
 import cv2
 import grain
 import numpy as np
-from grain.python import SharedMemoryArray   # public re-export (grain.python is Grain's compatibility API)
+from grain.python import SharedMemoryArray  # public re-export (grain.python is Grain's compatibility API)
 
-from microemo_jax.data import record as rec_lib
 from microemo_jax.data.augment import IDENTITY, ClipAugment, augment_into, crop_frames, resize_square
-from microemo_jax.data.landmarks import flip_landmarks
+from microemo_jax.data.faces.landmarks import flip_landmarks
+from microemo_jax.data.records import record as rec_lib
 from microemo_jax.data.shapes import DataShapes, batch_contract
 
 _IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', 0)   # OpenCV >= 4.10 decodes straight to RGB
@@ -58,7 +58,7 @@ PADDING_KEY = '_padding'   # set on the clips evaluation repeats to fill its las
 def open_split(data_dir: str, split: str):
     """Random-access source of one split of a prepared (TFDS ArrayRecord) dataset: ``data_dir`` is the
     ``prepare --out`` folder or the folder holding dataset_info.json (see ``tfds_builder.find_dataset``)."""
-    from microemo_jax.data.tfds_builder import open_dataset  # TFDS is heavy; only the main process needs it
+    from microemo_jax.data.records.tfds_builder import open_dataset  # TFDS is heavy; only the main process needs it
     return open_dataset(data_dir, split)
 
 
@@ -236,8 +236,10 @@ def _worker_init(worker_index: int, worker_count: int) -> None:
 # ----------------------------------------------------------------------------------------------- batches
 def per_process_batch_size(cfg, process_count: int | None = None) -> int:
     """cfg.data.batch_size split over processes (must divide evenly: ``sharding.split_batch``)."""
+    # JAX start-up: Grain workers import this module; jax stays out of their start-up path
     import jax
-    from microemo_jax.sharding import split_batch   # imports jax: keep both out of the worker start-up path
+
+    from microemo_jax.sharding import split_batch
     processes = jax.process_count() if process_count is None else process_count
     return split_batch(cfg.data.batch_size, processes=processes)
 
@@ -253,7 +255,7 @@ def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None 
     ``process_index/count`` default to JAX's; ``num_workers`` to cfg.data.num_workers (0: in-process).
     """
     if process_index is None or process_count is None:
-        import jax
+        import jax  # JAX start-up: as in per_process_batch_size
         process_index = jax.process_index() if process_index is None else process_index
         process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:

@@ -14,12 +14,12 @@ import dataclasses
 
 import numpy as np
 
-from microemo_jax.data.record import NUM_LANDMARKS
+from microemo_jax.data.records.record import NUM_LANDMARKS
 
 
 def token_budget(m) -> tuple[int, int]:
     """(video tokens, audio tokens) the prompt must reserve for model config ``m``."""
-    from microemo_jax.models.slots import num_slots   # imports jax: only the main process derives shapes
+    from microemo_jax.models.slots import num_slots  # imports jax: only the main process derives shapes
     slots = num_slots(m.max_utterances, m.num_frames, utterance_scale=m.utterance_scale, window_size=m.window_size,
                       window_stride=m.window_stride)
     video = slots * m.video_qformer.num_query_tokens

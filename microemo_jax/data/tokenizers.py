@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from microemo_jax.data import prompt
 
@@ -37,7 +41,6 @@ def load_tokenizer(path: str, *, what: str = 'LLM'):
     if not present:
         raise ValueError(f"{what} tokenizer folder {path!r} holds none of {', '.join(_TOKENIZER_FILES)}: it is not "
                          f"a Hugging Face tokenizer folder")
-    from transformers import AutoTokenizer
     try:
         return AutoTokenizer.from_pretrained(path, local_files_only=True)
     except Exception as e:  # transformers raises many types here; name the folder and the cause
@@ -56,7 +59,6 @@ def _template_texts() -> list[str]:
 
 def _save(tok, out: str, specials: dict[str, str]) -> None:
     """Save as a transformers folder; the special-token ids also go into tokenizer_config.json."""
-    from transformers import PreTrainedTokenizerFast
     PreTrainedTokenizerFast(tokenizer_object=tok, **specials).save_pretrained(out)
     config_path = os.path.join(out, 'tokenizer_config.json')
     with open(config_path, encoding='utf-8') as f:
@@ -75,9 +77,7 @@ def _timestamp_wordpiece(texts: list[str], vocab_size: int):
     text made of them round-trips); the pieces of the time values (``##.0``-``##.9``, ``0``-``99``); the
     template's words; then the most frequent words of ``texts`` (ties broken alphabetically).
     """
-    from collections import Counter
 
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False,
                                             lowercase=True)
     split = pre_tokenizers.WhitespaceSplit()
@@ -119,7 +119,6 @@ def train_demo_tokenizers(texts: Iterable[str], out_dir: str, *, llm_vocab_size:
     Deterministic for the same texts. Vocabularies are at most the sizes asked for (the model's
     ``llm.vocab_size`` / ``image_qformer.vocab_size``).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     texts = [str(t) for t in texts]
     if llm_vocab_size < _BYTE_ALPHABET + len(LLM_SPECIALS):
         raise ValueError(f"llm_vocab_size={llm_vocab_size} is too small: a byte-level BPE needs at least "

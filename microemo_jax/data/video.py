@@ -32,7 +32,7 @@ import os
 import av
 import numpy as np
 
-from microemo_jax.data.container import REASONS, MediaError, check_complete, open_video, structure, url
+from microemo_jax.data.raw.container import REASONS, MediaError, check_complete, open_video, structure, url
 
 __all__ = ['REASONS', 'MediaError', 'VideoInfo', 'DecodedClip', 'sample_times', 'probe', 'decode_clip']
 

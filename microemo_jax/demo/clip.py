@@ -4,7 +4,7 @@
   real photo of ``skimage.data.astronaut()`` animated by warps (``demo.face``): an expression with an
   onset, talking mouth motion driven by the speech loudness, blinks, a small head sway, and in some clips
   a micro-expression of 3-10 frames (0.12-0.4 s), placed inside the first (cover) utterance.
-* ``NAME.srt``: one cue per utterance (1-3 per clip, pauses between), timed to the speech (``demo.speech``).
+* ``NAME.srt``: one cue per utterance (1-3 per clip, pauses between), timed to the speech (``demo.tts``).
 
 Deterministic: clip i depends only on (seed, i) (and the speech engine), and the encoders run
 single-threaded with fixed settings, so equal inputs give byte-identical files.
@@ -15,12 +15,14 @@ import functools
 import os
 from fractions import Fraction
 
+import av
+import cv2
 import numpy as np
 
-from microemo_jax.demo import face as demo_face, script, speech as demo_speech
+from microemo_jax.demo import face as demo_face, script, tts
 from microemo_jax.demo.script import FPS
 
-SAMPLE_RATE = demo_speech.SAMPLE_RATE
+SAMPLE_RATE = tts.SAMPLE_RATE
 MIN_SECONDS, MAX_SECONDS = 2.0, 4.0
 
 
@@ -58,12 +60,12 @@ def _speech(truth, rng, engine):
         room = budget - (t - lead) - pause
         utt_rng = np.random.default_rng(rng.integers(2 ** 63))
         if i == 0:
-            wave = demo_speech.speak(sentence, voice, utt_rng, engine, max_seconds=room)
+            wave = tts.speak(sentence, voice, utt_rng, engine, max_seconds=room)
         else:
-            wave = demo_speech.speak(sentence, voice, utt_rng, engine)
+            wave = tts.speak(sentence, voice, utt_rng, engine)
             if len(wave) > room * SAMPLE_RATE:                      # too long: try a short filler instead
                 sentence = truth['fillers'][len(spoken) % len(truth['fillers'])]
-                wave = demo_speech.speak(sentence, voice, utt_rng, engine)
+                wave = tts.speak(sentence, voice, utt_rng, engine)
                 if len(wave) > room * SAMPLE_RATE:
                     break
         t += pause
@@ -118,7 +120,7 @@ def _render(truth, audio, rng, size):
         proto = demo_face.expression(m['emotion'], 1.0)
         base = base * (1 - micro_w[:, None]) + proto[None, :] * micro_w[:, None]
     # talking: lips part and the jaw drops with the loudness; louder voices open wider
-    env = demo_speech.frame_envelope(audio, n, FPS)
+    env = tts.frame_envelope(audio, n, FPS)
     openness = {'angry': 1.2, 'surprised': 1.2, 'happy': 1.1, 'sad': 0.7, 'disgusted': 0.8}.get(
         truth['voice']['emotion'], 1.0)
     idx = {k: demo_face.PARAMS.index(k) for k in ('teeth_upper', 'teeth_lower', 'jaw', 'blink')}
@@ -153,8 +155,6 @@ def _rig(size: int) -> demo_face.FaceRig:
 def write_video(path: str, frames: list[np.ndarray], audio: np.ndarray) -> None:
     """H.264 yuv420p (25 fps) + AAC (16 kHz mono, 48 kb/s) mp4 with fixed single-threaded settings, so equal
     inputs give equal bytes."""
-    import av
-    import cv2
 
     h, w = frames[0].shape[:2]
     with av.open(path, 'w', format='mp4') as out:
@@ -177,7 +177,6 @@ def write_video(path: str, frames: list[np.ndarray], audio: np.ndarray) -> None:
 
 
 def _audio_frame(samples: np.ndarray):
-    import av
     frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32)[None, :], format='fltp',
                                        layout='mono')
     frame.sample_rate = SAMPLE_RATE

@@ -15,7 +15,7 @@ writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source
   (scenario, label emotion, displayed expression and onset, micro-expression emotion and frames, prosody
   emotion, text emotion/sentiment, utterance times). For checking the corpus; training never reads it.
 
-Speech (``demo.speech``): espeak-ng with per-emotion pitch/speed/amplitude when it is on PATH, else a
+Speech (``demo.tts``): espeak-ng with per-emotion pitch/speed/amplitude when it is on PATH, else a
 synthetic source-filter voice whose pitch level and movement, rate, loudness and voice quality follow the
 prosody emotion. Subtitles are the spoken sentences, drawn from small per-emotion templates.
 
@@ -28,11 +28,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 
-from microemo_jax.demo import clip as demo_clip, script, speech as demo_speech
+import cv2
+from tqdm import tqdm
+
+from microemo_jax.demo import clip as demo_clip, script, tts
 
 GENERATOR_VERSION = 1
 
@@ -41,7 +46,7 @@ def resolve_engine(speech: str) -> str:
     """'synthetic' or the espeak-ng path for --speech auto|espeak|synthetic."""
     if speech == 'synthetic':
         return 'synthetic'
-    exe = demo_speech.espeak_available()
+    exe = tts.espeak_available()
     if speech == 'espeak' and exe is None:
         raise RuntimeError("--speech espeak: espeak-ng is not on PATH (install it, e.g. `apt install espeak-ng`, or "
                            "use --speech synthetic)")
@@ -55,7 +60,6 @@ def _job(args):
 
 
 def _init_worker():
-    import cv2
     cv2.setNumThreads(1)          # one process per core already
 
 
@@ -89,7 +93,6 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
     engine = resolve_engine(speech)
     _prepare_out_dir(out_dir)
     jobs = [(out_dir, seed, i, size, engine) for i in range(num)]
-    from tqdm import tqdm
 
     bar = tqdm(total=num, desc='demo corpus', unit='clip', disable=not progress, file=sys.stderr)
     clips = []
@@ -98,7 +101,6 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
             clips.append(_job(job))
             bar.update()
     else:
-        import multiprocessing
 
         with ProcessPoolExecutor(min(workers, num), mp_context=multiprocessing.get_context('spawn'),
                                  initializer=_init_worker) as pool:
@@ -114,7 +116,7 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
     corpus = {
         'generator': 'microemo_jax.demo.corpus', 'version': GENERATOR_VERSION, 'seed': seed, 'num': num,
         'size': size, 'fps': script.FPS, 'sample_rate': demo_clip.SAMPLE_RATE,
-        'speech_engine': 'synthetic' if engine == 'synthetic' else demo_speech.espeak_version(engine),
+        'speech_engine': 'synthetic' if engine == 'synthetic' else tts.espeak_version(engine),
         'scenario_cycle': list(script.SCENARIO_CYCLE), 'clips': clips,
     }
     with open(os.path.join(out_dir, 'corpus.json'), 'w', encoding='utf-8') as f:
@@ -134,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
                     help='espeak-ng when installed (auto), or the synthetic voice')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     args = ap.parse_args(argv)
-    import time
 
     t0 = time.perf_counter()
     corpus = write_corpus(args.out, args.num, args.seed, size=args.size, workers=args.workers, speech=args.speech,

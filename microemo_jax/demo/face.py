@@ -21,6 +21,7 @@ import functools
 
 import cv2
 import numpy as np
+from skimage import data
 
 # Face crop in the 512x512 photo (x0, y0, side): the face fills about two thirds of the frame.
 CROP = (147, 45, 150)
@@ -156,7 +157,6 @@ class FaceRig:
 @functools.lru_cache(maxsize=4)
 def _texture(size: int) -> np.ndarray:
     """The face crop of the photo, float32 RGB at ``size`` px."""
-    from skimage import data  # imported lazily: only the demo corpus needs it
 
     photo = data.astronaut()
     x0, y0, side = CROP

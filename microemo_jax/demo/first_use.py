@@ -11,7 +11,10 @@ import hashlib
 import json
 import os
 
+from microemo_jax.data.records.build import prepare
+from microemo_jax.data.records.tfds_builder import dataset_dir
 from microemo_jax.data.shapes import DataShapes
+from microemo_jax.demo import corpus as demo_corpus
 
 
 def _fingerprint(cfg) -> str:
@@ -32,9 +35,6 @@ def demo_paths(cfg) -> tuple[str, str]:
 
 def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
     """Prepared demo dataset folder, generating and preparing the corpus first if needed (with progress)."""
-    from microemo_jax.demo import corpus as demo_corpus
-    from microemo_jax.data.tfds_builder import dataset_dir
-    from microemo_jax.prepare import prepare
     raw, prepared = demo_paths(cfg)
     workers = workers or max(1, min(4, os.cpu_count() or 1))
     if os.path.isfile(os.path.join(dataset_dir(prepared), 'dataset_info.json')):

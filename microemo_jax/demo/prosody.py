@@ -1,4 +1,4 @@
-"""The voice of each prosody emotion, shared by both speech engines (``demo.speech``: espeak-ng, and the
+"""The voice of each prosody emotion, shared by both speech engines (``demo.tts``: espeak-ng, and the
 synthetic voice of ``demo.voice``): pitch level and movement, speaking rate, loudness and voice quality."""
 from __future__ import annotations
 

@@ -14,11 +14,15 @@ import json
 import os
 import sys
 
+from microemo_jax.inference.scoring import EvaluateError, evaluate
+from microemo_jax.inference.settings import GenerationSettings
+from microemo_jax.inference.videos import PredictError, Predictor, find_videos, raw_video
+from microemo_jax.metrics.per_sample import format_table, read_per_sample
+from microemo_jax.params import ParamsFolderError, training_info
+
 
 def held_out_video(summary: dict, raw_dir: str) -> str:
     """The raw video of the first evaluated clip."""
-    from microemo_jax.evaluate import read_per_sample
-    from microemo_jax.predict import raw_video
     name = read_per_sample(os.path.join(summary['out'], 'per_sample.csv'))[0]['name']
     video = raw_video(raw_dir, name)
     if video is None:
@@ -27,14 +31,12 @@ def held_out_video(summary: dict, raw_dir: str) -> str:
 
 
 def main(argv=None) -> None:
-    from microemo_jax.evaluate import EvaluateError, evaluate, format_table
-    from microemo_jax.params import ParamsFolderError, training_info
-    from microemo_jax.predict import Predictor, PredictError, find_videos
     parser = argparse.ArgumentParser(prog='python -m microemo_jax.demo.report', description=__doc__.split('\n')[0])
     parser.add_argument('params', help='the demo parameter folder (runs/demo/stage2/params)')
     parser.add_argument('--out', required=True)
     parser.add_argument('--split', default='validation')
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int, default=256)
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int,
+                        default=GenerationSettings.max_new_tokens)
     args = parser.parse_args(argv)
     info = training_info(args.params)
     if not info.get('data_dir'):

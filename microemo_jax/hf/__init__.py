@@ -8,7 +8,7 @@
     load_query_tokens(path)     -> the learned query tokens of a BLIP-2 / InstructBLIP checkpoint
     load_whisper_encoder(path)  -> WhisperEncoder;  == WhisperEncoder last_hidden_state
     load_whisper(path)          -> WhisperSpeechModel (encoder + decoder);  == WhisperForConditionalGeneration
-                                   logits, and greedy timestamped generate via models.whisper_transcribe.transcribe
+                                   logits, and greedy timestamped generate via models.whisper.transcribe.transcribe
     save_llm(module, path)      -> a folder transformers loads as the module's family (LoRA merged);
                                    export_llama is the same function
 

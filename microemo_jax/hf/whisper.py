@@ -25,9 +25,9 @@ import numpy as np
 from flax import nnx
 
 from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint, assign, config_of, stack
-from microemo_jax.models.whisper import CONV_KERNEL, WhisperEncoder, WhisperEncoderConfig
-from microemo_jax.models.whisper_decoder import WhisperDecoderConfig, WhisperSpeechModel
-from microemo_jax.models.whisper_transcribe import WhisperGenerationConfig
+from microemo_jax.models.whisper.decoder import WhisperDecoderConfig, WhisperSpeechModel
+from microemo_jax.models.whisper.encoder import CONV_KERNEL, WhisperEncoder, WhisperEncoderConfig
+from microemo_jax.models.whisper.transcribe import WhisperGenerationConfig
 
 ENCODER_PREFIXES = ('', 'encoder.', 'model.encoder.')
 _DEFAULTS = WhisperEncoderConfig()

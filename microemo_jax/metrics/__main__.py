@@ -1,10 +1,14 @@
 """Score predicted OV labels against gold ones and print one JSON object.
 
     python -m microemo_jax.metrics --gold GOLD.csv --pred PRED.csv [--synonyms F] [--wheel F]
+    python -m microemo_jax.metrics --dataset D --gold GOLD --pred PRED [--wheel DIR_OR_NPZ] [--sentiment F]
 
-Both CSVs have columns ``name, openset`` (MER's format). Bad rows are listed in ``malformed_rows``
-(and on stderr) with their line numbers; a file that cannot be used at all exits with status 2 and a
-one-line message, never a traceback.
+Without ``--dataset``: MER2024-OV (and, with ``--wheel``, MER2025's emotion-wheel) scores; both CSVs have
+columns ``name, openset`` (MER's format), bad rows are listed in ``malformed_rows`` (and on stderr) with
+their line numbers. With ``--dataset``: one MER-UniBench score (``bench_cli``); gold ``name,emo`` |
+``name,val`` | ``name,openset`` or the official label .npz, predictions ``name,openset[,sentiment]`` or
+the official ``*-openset.npz``, and any unreadable row stops the run. A file that cannot be used exits
+with status 2 and a one-line message, never a traceback.
 """
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import json
 import pickle
 import sys
 
+from microemo_jax.metrics.bench_cli import run_benchmark
+from microemo_jax.metrics.benchmark import DATASETS
 from microemo_jax.metrics.ov import score_ov
 from microemo_jax.metrics.synonyms import load_synonyms
 from microemo_jax.metrics.table import read_label_csv
@@ -31,11 +37,18 @@ ABOUT = {
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m microemo_jax.metrics', description=__doc__.split('\n\n')[0])
-    p.add_argument('--gold', required=True, help='gold CSV (name, openset)')
-    p.add_argument('--pred', required=True, help='predicted CSV (name, openset)')
+    p.add_argument('--gold', required=True, help='gold CSV (name, openset); with --dataset: name,emo | name,val | '
+                                                 'name,openset, or the official label .npz')
+    p.add_argument('--pred', required=True, help='predicted CSV (name, openset); with --dataset: '
+                                                 'name,openset[,sentiment] or the official *-openset.npz')
     p.add_argument('--synonyms', help='JSON list of groups, JSON name -> groups, or MERTools openset-synonym/ '
                                       'directory (default: the bundled table)')
-    p.add_argument('--wheel', help="MER's wheel_mapping.npz or a JSON with the same keys: adds the EW scores")
+    p.add_argument('--wheel', help="MER's wheel_mapping.npz or a JSON with the same keys: adds the EW scores; "
+                                   "with --dataset: AffectGPT's emotion_wheel/ folder (the benchmark's table)")
+    p.add_argument('--dataset', choices=sorted(DATASETS, key=list(DATASETS).index),
+                   help='score one MER-UniBench dataset (hit rate, WAF or emotion-wheel F) as the official code does')
+    p.add_argument('--sentiment', help='with --dataset and an *-openset.npz --pred: the official '
+                                       '*-openset-sentiment.npz (default: the one beside --pred, if any)')
     return p
 
 
@@ -79,11 +92,20 @@ def _report(out: dict) -> None:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        out = run(args)
+        if args.dataset:
+            out = run_benchmark(args)
+        elif args.sentiment:
+            raise ValueError("--sentiment goes with --dataset")
+        else:
+            out = run(args)
     except (OSError, ValueError, TypeError, pickle.UnpicklingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    _report(out)
+    if args.dataset:
+        for w in out['warnings']:
+            print(f"warning: {w}", file=sys.stderr)
+    else:
+        _report(out)
     print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 

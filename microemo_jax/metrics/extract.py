@@ -5,14 +5,16 @@ needs a network or a second LLM. We read the OV answer sentence the model is tra
 ("The character's emotional state is a, b, c."); failing that, we find the bundled lexicon's words and
 phrases, skip negated ones ("not happy") and map inflections to their label ("angrily" -> "angry").
 EMER-style explanations describe every clue (often "calm" faces or "neutral" words) and then conclude
-("Therefore, ... she is angry."): when the last concluding sentence names an emotion, only it counts, and
-a state introduced by "despite" is the one being overruled, so it is skipped like a negated one.
+("Therefore, ... she is angry."): when the last concluding sentence names an emotion, only it counts.
+Within a sentence, ``clauses.felt`` keeps the emotions the person feels: contrast, concession and
+concealment ("She stays calm despite being furious inside") decide which named emotions are overruled.
 """
 from __future__ import annotations
 
 import functools
 import re
 
+from microemo_jax.metrics.clauses import Mention, felt
 from microemo_jax.metrics.lexicon import LEXICON
 
 _ANSWER = re.compile(
@@ -24,8 +26,7 @@ _LEADING = {'a', 'an', 'very', 'quite', 'slightly', 'extremely', 'somewhat', 'ra
             'really', 'mostly', 'mainly', 'also', 'bit', 'little', 'fairly', 'mildly', 'so', 'too', 'feeling'}
 _NO_EMOTION = {'none', 'unknown', 'unclear', 'nothing', 'n/a', 'na', 'no emotion', 'no emotions'}
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*|[.,;:!?()\[\]\"]")
-_NEGATIONS = {'not', 'no', 'never', 'nor', 'neither', 'without', 'cannot', 'lack', 'lacks', 'lacking', 'absence',
-              'despite'}
+_NEGATIONS = {'not', 'no', 'never', 'nor', 'neither', 'without', 'cannot', 'lack', 'lacks', 'lacking', 'absence'}
 _CONCLUSION = re.compile(r"(?:^|(?<=[.!?])\s+)(?:therefore|thus|hence|overall|in summary|in conclusion|to sum up|"
                          r"all in all)\b[^.!?]*", re.IGNORECASE)
 _SCOPE_ENDS = {'but', 'though', 'although', 'however', 'yet', 'instead', 'while', 'whereas', 'because', 'so',
@@ -85,18 +86,18 @@ def _from_answer(text: str) -> list[str] | None:
 
 
 def _from_lexicon(text: str) -> list[str]:
-    tokens, index, found = _tokens(text), _index(), {}
+    tokens, index, mentions = _tokens(text), _index(), []
     i = 0
     while i < len(tokens):
         for form, label in index.get(tokens[i], ()):
             if tuple(tokens[i:i + len(form)]) == form:
                 if not _negated(tokens, i):
-                    found.setdefault(label, None)
+                    mentions.append(Mention(i, i + len(form), label))
                 i += len(form)
                 break
         else:
             i += 1
-    return list(found)
+    return list(dict.fromkeys(m.label for m in felt(tokens, mentions)))
 
 
 def extract_labels(text: str) -> list[str]:

@@ -11,6 +11,7 @@ import re
 
 _QUOTES = '\'"'
 _STOP = '[],'
+_LOOSE_SPLIT = re.compile('[\'",]')
 _BARE_BAD = re.compile(r"[\"(){}=\\]|(?<![^\W\d_])'|'(?![^\W\d_])")   # code-like; a quote not inside a word
 
 
@@ -124,3 +125,24 @@ def normalise(words) -> list[str]:
         if w:
             out.append(w)
     return out
+
+
+def split_list_string(text) -> list[str]:
+    """A label cell as MER-UniBench's scorer splits it (AffectGPT ``string_to_list``), for exact scores.
+
+    Lenient on purpose, unlike ``parse_labels``: one leading ``[`` and one trailing ``]`` are dropped
+    (only at the very first and last character: ``" [happy]"`` gives ``"[happy"``), the rest is split
+    on quotes and commas and the stripped, non-empty pieces are the labels. ``[happy excited]`` is one
+    label. A list or tuple is taken as it is; None and '' are no labels.
+    """
+    if isinstance(text, (list, tuple)):
+        return list(text)
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise TypeError(f"expected a label string, got {type(text).__name__} {text!r}")
+    if text[:1] == '[':
+        text = text[1:]
+    if text[-1:] == ']':
+        text = text[:-1]
+    return [piece.strip() for piece in _LOOSE_SPLIT.split(text) if piece.strip()]

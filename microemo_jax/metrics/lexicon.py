@@ -69,7 +69,7 @@ unhappy: unhappiness, unhappily, in a bad mood
 sorrowful: sorrow, sorrowfully
 disappointed: disappointment, disappointing
 depressed: depression
-heartbroken: heartbreak, heart broken, broken hearted, brokenhearted
+heartbroken: heartbreak, heart broken, broken hearted, brokenhearted, devastated, devastation
 grieving: grief, grieve, grieves
 hurt
 lonely: loneliness
@@ -87,7 +87,7 @@ distressed: distress
 aggrieved: grievance, grievances
 wronged
 angry: angrily, angrier, angriest, anger, angered
-furious: furiously, fury
+furious: furiously, fury, rage, raging, enraged, livid, seething
 irritated: irritation, irritable, irritably
 annoyed: annoyance, annoying
 frustrated: frustration, frustrating, fed up

@@ -2,7 +2,7 @@
 
 MER ships ``wheel_mapping.npz`` as 0-d object arrays: each is a pickle of the array with plain dicts
 and lists inside. ``np.load(allow_pickle=True)`` would run whatever a tampered file asks for; this
-unpickler resolves only numpy's array reconstruction and set/frozenset, and refuses every other
+unpickler resolves only numpy's array and scalar reconstruction and set/frozenset, and refuses every other
 global before anything is called. Plain containers and strings need no global at all.
 """
 from __future__ import annotations
@@ -16,13 +16,17 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 try:                                   # numpy >= 2
-    from numpy._core.multiarray import _reconstruct
+    from numpy._core.multiarray import _reconstruct, scalar
 except ImportError:                    # pragma: no cover - numpy 1.x
-    from numpy.core.multiarray import _reconstruct
+    from numpy.core.multiarray import _reconstruct, scalar
 
 _ALLOWED = {
     ('numpy.core.multiarray', '_reconstruct'): _reconstruct,
     ('numpy._core.multiarray', '_reconstruct'): _reconstruct,
+    # numpy scalars (np.float64 valence, np.int64 class index in AffectGPT's label corpora): built from
+    # their dtype and raw bytes, or for object dtype from an object the restricted unpickler already built.
+    ('numpy.core.multiarray', 'scalar'): scalar,
+    ('numpy._core.multiarray', 'scalar'): scalar,
     ('numpy', 'ndarray'): np.ndarray,
     ('numpy', 'dtype'): np.dtype,
     ('builtins', 'set'): set, ('__builtin__', 'set'): set,

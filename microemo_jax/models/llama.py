@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from microemo_jax.models import rope
-from microemo_jax.models.layers import RMSNorm, Dense, Embed, attention, cache_attention, split_rng
+from microemo_jax.models.layers import Dense, Embed, RMSNorm, attention, cache_attention, split_rng
 from microemo_jax.models.lora import LoRAConfig, lora_config_for
 from microemo_jax.models.stack import LayerStack
 

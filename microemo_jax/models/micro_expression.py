@@ -7,7 +7,7 @@ micro-expression), each with a temporal position embedding, then temporal self-a
 packed at the front of the tubelet; ``face_mask`` marks the real ones.
 
 With ``landmarks=True`` each token also gets the face's geometry (``model.micro_expression.landmarks``):
-the crop's 68 face-mesh landmarks (data/faces.py; crop coordinates) are normalised for position and size
+the crop's 68 face-mesh landmarks (data/faces/tubelets.py; crop coordinates) are normalised for position and size
 (centred on their mean, divided by the inter-ocular distance), so only the face's shape remains; token 0
 adds that shape, and with ``use_differences`` token k adds its displacement since crop k-1 (x10: typical
 displacements are a few hundredths of the eye distance), through one linear layer per kind. Crops without

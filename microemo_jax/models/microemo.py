@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from microemo_jax.models.audio import AudioBranch
+from microemo_jax.models.audio_branch import AudioBranch
 from microemo_jax.models.frame_encoder import FrameEncoder, text_vocab_size
 from microemo_jax.models.global_local import GlobalLocalAttention
 from microemo_jax.models.layers import Dense, split_rng
@@ -35,8 +34,9 @@ from microemo_jax.models.micro_expression import MicroExpressionBranch
 from microemo_jax.models.qformer import QFormer, QFormerConfig
 from microemo_jax.models.video_qformer import VideoQFormer
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
-from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig
+from microemo_jax.models.whisper.encoder import WhisperEncoder, WhisperEncoderConfig
 from microemo_jax.pixels import normalise as normalise_pixels
+
 
 def dtype_of(name: str):
     return jnp.dtype(name)

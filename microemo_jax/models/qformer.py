@@ -20,8 +20,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from microemo_jax.models.layers import (ACTIVATIONS, Dense, Dtype, Embed, LayerNorm, activation, attention, dropout,
-                                        key_mask, split_rng)
+from microemo_jax.models.layers import (
+    ACTIVATIONS,
+    Dense,
+    Dtype,
+    Embed,
+    LayerNorm,
+    activation,
+    attention,
+    dropout,
+    key_mask,
+    split_rng,
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from flax import nnx
 
 from microemo_jax.models.layers import default_kernel_init, param
 from microemo_jax.models.qformer import QFormer
-from microemo_jax.models.slots import slot_masks
+from microemo_jax.models.slots import num_slots, slot_masks
 
 
 class SlotQFormer(nnx.Module):
@@ -48,7 +48,6 @@ class VideoQFormer(nnx.Module):
     def __init__(self, qformer: QFormer, num_query_tokens: int, max_frames: int, max_utterances: int,
                  num_frames: int, *, utterance_scale: bool = True, window_size: int = 0, window_stride: int = 0,
                  param_dtype=jnp.float32, rngs: nnx.Rngs):
-        from microemo_jax.models.slots import num_slots
         self.max_frames, self.utterance_scale = max_frames, utterance_scale
         self.window_size, self.window_stride = window_size, window_stride
         n = num_slots(max_utterances, num_frames, utterance_scale=utterance_scale, window_size=window_size,

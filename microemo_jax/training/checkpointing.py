@@ -27,16 +27,19 @@ import logging
 import os
 import shutil
 
+import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
+from microemo_jax.training.distributed import barrier
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
 log = logging.getLogger(__name__)
 
 
 def _grain_args(kind: str, data_iter):
-    import grain  # only needed with a data iterator
     return getattr(grain.checkpoint, kind)(data_iter)
 
 
@@ -152,7 +155,6 @@ class Checkpointer:
         if jax.process_index() == 0:
             os.makedirs(root, exist_ok=True)
             shutil.move(source, target)
-        from microemo_jax.training.distributed import barrier
         barrier(f'microemo: checkpoint {step} moved aside')
         self.manager.reload()
         return target
@@ -176,8 +178,6 @@ def _agree(error: BaseException | None) -> BaseException | None:
     """With several processes, a restore counts as failed when it failed on any of them."""
     if jax.process_count() == 1:
         return error
-    import numpy as np
-    from jax.experimental import multihost_utils
     failed = np.asarray(multihost_utils.process_allgather(np.array(error is not None)))
     if error is None and failed.any():
         return RuntimeError('the restore failed on another process (see its log)')

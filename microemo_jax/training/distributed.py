@@ -26,6 +26,9 @@ import logging
 import os
 from typing import Callable, Mapping
 
+import jax
+from jax._src import distributed as jax_distributed
+
 log = logging.getLogger(__name__)
 
 
@@ -72,7 +75,6 @@ def maybe_initialize(env: Mapping[str, str] | None = None,
     found = detect(env)
     if found is None:
         return None
-    import jax
     if initialize is None:
         if jax.distributed.is_initialized():
             return found[0]
@@ -90,10 +92,8 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
     compiled the step, another found it in the compile cache), which a collective's connect timeout
     would not survive. Each ``name`` may be used once per run.
     """
-    import jax
     if jax.process_count() == 1:
         return
-    from jax._src import distributed as jax_distributed  # the client has no public barrier API yet
     jax_distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
 
 
@@ -102,10 +102,8 @@ def share_from_first(key: str, value: str | None = None, timeout_s: int = 600) -
 
     With one process this returns ``value``. Each ``key`` may be used once per run.
     """
-    import jax
     if jax.process_count() == 1:
         return value
-    from jax._src import distributed as jax_distributed
     client = jax_distributed.global_state.client
     if jax.process_index() == 0:
         client.key_value_set(key, value if value is not None else '')

@@ -34,6 +34,8 @@ import jax
 import jax.extend  # noqa: F401  (jax.extend.core: the jaxpr types; not imported by `import jax`)
 import numpy as np
 
+from microemo_jax.training import state as state_lib, step as step_lib
+
 # Dense bf16 peak FLOP/s per device (vendor data sheets), matched against ``device.device_kind``.
 PEAK_FLOPS = (
     ('H100', 989e12),
@@ -156,7 +158,6 @@ def train_step_flops(cfg, mesh, abstract, batch, *, jaxpr=None) -> dict[str, flo
     (``jitted.trace(...).jaxpr``), which saves one trace. With remat on, the step is traced a second
     time with ``model.remat_policy='none'`` (a trace, not a compile).
     """
-    from microemo_jax.training import state as state_lib, step as step_lib  # the model: only needed here
     state_sh, frozen_sh = state_lib.shardings_of(abstract.state), state_lib.shardings_of(abstract.frozen)
 
     def count(c, graphdef):

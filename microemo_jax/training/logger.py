@@ -28,6 +28,7 @@ import time
 
 import jax
 import numpy as np
+from tensorboardX import SummaryWriter
 
 from microemo_jax.training.flops import estimate_mfu
 
@@ -61,7 +62,6 @@ class MetricsLogger:
         self._jsonl = None
         if self.is_main:
             os.makedirs(workdir, exist_ok=True)
-            from tensorboardX import SummaryWriter
             self._writer = SummaryWriter(os.path.join(workdir, 'tensorboard'))
             self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
 

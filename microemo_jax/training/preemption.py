@@ -14,6 +14,8 @@ import signal
 import threading
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,8 @@ class PreemptionGuard:
 
     def should_stop(self, step: int) -> bool:
         if self.distributed:
-            from jax.experimental import multihost_utils
             return bool(multihost_utils.reached_preemption_sync_point(step))
         if self._gather:
-            import numpy as np
-            from jax.experimental import multihost_utils
             return bool(np.any(multihost_utils.process_allgather(np.array(self._stop.is_set()))))
         return self._stop.is_set()
 

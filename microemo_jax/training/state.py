@@ -30,8 +30,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
-from microemo_jax.training.stages import trainable_filter
 from microemo_jax.training.optimizer import make_optimizer
+from microemo_jax.training.stages import trainable_filter
 
 
 @struct.dataclass

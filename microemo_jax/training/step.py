@@ -33,8 +33,8 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
+from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 from microemo_jax.training.optimizer import make_optimizer, make_schedule
 
 

@@ -7,6 +7,10 @@ import glob
 import json
 import os
 
+from microemo_jax.data import pipeline
+from microemo_jax.inference.scoring import plan_videos
+from microemo_jax.inference.videos import raw_video, subtitles_beside
+from microemo_jax.metrics.per_sample import read_per_sample
 from microemo_jax.web.upload import Limits, ServeError
 
 SCORE_KEYS = (('accuracy_s', 'Accuracy_s'), ('recall_s', 'Recall_s'), ('avg', 'avg'),
@@ -66,8 +70,6 @@ def load_summary(path: str | None) -> dict | None:
 def held_out_clips(info: dict, summary: dict | None, limit: int = 50) -> list[HeldOut]:
     """The evaluated split's clips (per_sample.csv beside summary.json), else the prepared validation split's,
     whose raw videos are still where training.json says the raw corpus is."""
-    from microemo_jax.evaluate import plan_videos, read_per_sample
-    from microemo_jax.predict import raw_video, subtitles_beside
     raw = info.get('raw')
     if not raw or not os.path.isdir(raw):
         return []
@@ -77,7 +79,6 @@ def held_out_clips(info: dict, summary: dict | None, limit: int = 50) -> list[He
         names = {row['name']: row['gold'] for row in read_per_sample(per_sample)}
     elif info.get('data_dir'):
         try:
-            from microemo_jax.data import pipeline
             videos = plan_videos(pipeline.open_split(info['data_dir'], 'validation'), 'description')
         except Exception:  # no validation split, or the prepared data moved: no held-out clips to offer
             return []

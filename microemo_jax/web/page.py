@@ -46,7 +46,7 @@ def details_markdown(result: dict, held_out: HeldOut | None) -> str:
 
 def build_app(service: Service):
     """The Gradio Blocks of the demo (not launched)."""
-    import gradio as gr
+    import gradio as gr  # optional dependency (the web extra)
 
     held = sorted(service.held_out)
 
@@ -123,7 +123,7 @@ def build_app(service: Service):
 def launch(service: Service, *, host: str = '127.0.0.1', port: int | None = DEFAULT_PORT, queue_size: int = 16,
            block: bool = True, quiet: bool = False):
     """Queue and start the app; returns it (with ``block=False``, call ``app.close()`` to stop)."""
-    import gradio as gr
+    import gradio as gr  # optional dependency (the web extra)
     app = build_app(service)
     app.queue(default_concurrency_limit=1, max_size=queue_size)
     allowed = [p for c in service.held_out.values() for p in (c.video, c.subtitles) if p]

@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 
+from microemo_jax.inference.videos import PredictError
 from microemo_jax.web import model_facts, upload
 from microemo_jax.web.upload import Limits, ServeError, readable
 
@@ -41,7 +42,6 @@ class Service:
     # -- work --------------------------------------------------------------------------------------------
     def explain(self, video, subtitles=None, progress=None) -> dict:
         """The result dict of ``predict --out`` for one upload (``progress(fraction, text)`` if given)."""
-        from microemo_jax.predict import PredictError
         say = progress or (lambda fraction, text: None)
         say(0.02, 'Checking the upload')
         clip = self.check(video, subtitles)

@@ -6,6 +6,10 @@ import dataclasses
 import os
 import re
 
+from microemo_jax.data import video as video_lib
+from microemo_jax.data.raw.files import SUBTITLE_EXTENSIONS, VIDEO_EXTENSIONS
+from microemo_jax.inference.videos import PredictError, find_videos
+
 
 class ServeError(ValueError):
     """An upload or a setting the server cannot use; the message is shown to the user as is."""
@@ -22,9 +26,6 @@ class Limits:
 def check(video, subtitles, limits: Limits):
     """A RawClip for an upload, or ServeError saying what is wrong with it (by the uploaded file's name).
     Cheap checks first: no upload is decoded before its size and type pass."""
-    from microemo_jax.data import video as video_lib
-    from microemo_jax.data.raw_files import SUBTITLE_EXTENSIONS, VIDEO_EXTENSIONS
-    from microemo_jax.predict import PredictError, find_videos
     video, subtitles = _path(video), _path(subtitles)
     if not video:
         raise ServeError('Upload a video (or pick a held-out clip) first.')

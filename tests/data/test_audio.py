@@ -7,8 +7,8 @@ import av
 import numpy as np
 import pytest
 
-from microemo_jax.data.audio import Audio, AudioError, load_audio, log_mel
-from microemo_jax.data.whisper_features import log_mel_spectrogram
+from microemo_jax.data.speech.decode import Audio, AudioError, load_audio, log_mel
+from microemo_jax.data.speech.log_mel import log_mel_spectrogram
 
 SR = 16000
 
@@ -266,8 +266,8 @@ def test_log_mel_tiny_and_silent_inputs():
 def test_clip_log_mel_pads_like_the_extractor_when_the_model_pads_to_the_window():
     """model.audio.pad_to_30s: prepare stores the extractor's frames of the clip padded to the window (its
     normalisation and last frames), not the clip's own; without it the clip's own log-mel."""
-    from microemo_jax.data.audio import clip_log_mel, log_mel
-    from microemo_jax.data.whisper_features import log_mel_for_window
+    from microemo_jax.data.speech.decode import clip_log_mel, log_mel
+    from microemo_jax.data.speech.log_mel import log_mel_for_window
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(16000 * 3 // 2)).astype(np.float32)
     own = clip_log_mel(wave, num_mel_bins=16, max_frames=800)

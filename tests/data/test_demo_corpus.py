@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from microemo_jax.demo import clip as demo_clip, corpus as demo_corpus, face as demo_face, script as demo_script, \
-    speech as demo_speech
+from microemo_jax.demo import clip as demo_clip, corpus as demo_corpus, face as demo_face, script as demo_script, tts
 
 NUM = 4          # the cycle puts a congruent, a micro_suppressed, a face_only and a voice_only clip first
 SIZE = 160
@@ -125,7 +124,7 @@ def test_labels_parse_and_follow_the_truth(corpus_dir, truth):
         assert 'Therefore,' in reason and clip['utterances'][0]['text'] in reason
         assert ('micro-expression' in reason) == (clip['micro'] is not None)
     # the folder source (what `prepare --source folder` reads) takes every clip, skips nothing
-    from microemo_jax.data import sources
+    from microemo_jax.data.raw import sources
     clips, skips = sources.read_source('folder', corpus_dir)
     assert skips == [] and {c.name for c in clips} >= {c['name'] for c in truth['clips']}
 
@@ -217,22 +216,22 @@ def test_face_rig_expressions_differ_and_stay_detectable():
 def test_synthetic_prosody_follows_the_emotion():
     """Sad speech is slower and quieter than angry speech; the voice's pitch follows the emotion."""
     text = "I'm totally fine with it, really."
-    out = {e: demo_speech.speak(text, e, np.random.default_rng(0)) for e in ('sad', 'neutral', 'angry')}
-    dur = {e: len(a) / demo_speech.SAMPLE_RATE for e, a in out.items()}
+    out = {e: tts.speak(text, e, np.random.default_rng(0)) for e in ('sad', 'neutral', 'angry')}
+    dur = {e: len(a) / tts.SAMPLE_RATE for e, a in out.items()}
     rms = {e: float(np.sqrt(np.mean(a ** 2))) for e, a in out.items()}
     assert dur['sad'] > dur['neutral'] > dur['angry']
     assert rms['angry'] > rms['neutral'] > rms['sad']
-    again = demo_speech.speak(text, 'sad', np.random.default_rng(0))
+    again = tts.speak(text, 'sad', np.random.default_rng(0))
     assert np.array_equal(again, out['sad'])
     with pytest.raises(ValueError, match='unknown prosody'):
-        demo_speech.speak(text, 'bored', np.random.default_rng(0))
+        tts.speak(text, 'bored', np.random.default_rng(0))
 
 
 @pytest.mark.skipif(shutil.which('espeak-ng') is None, reason='espeak-ng is not installed')
 def test_espeak_voice_when_installed():
     exe = shutil.which('espeak-ng')
-    a = demo_speech.speak("I'm totally fine with it.", 'neutral', np.random.default_rng(0), engine=exe)
-    b = demo_speech.speak("I'm totally fine with it.", 'sad', np.random.default_rng(0), engine=exe)
-    assert 0.5 < len(a) / demo_speech.SAMPLE_RATE < 4 and len(b) > len(a)
-    assert np.array_equal(a, demo_speech.speak("I'm totally fine with it.", 'neutral', np.random.default_rng(0),
+    a = tts.speak("I'm totally fine with it.", 'neutral', np.random.default_rng(0), engine=exe)
+    b = tts.speak("I'm totally fine with it.", 'sad', np.random.default_rng(0), engine=exe)
+    assert 0.5 < len(a) / tts.SAMPLE_RATE < 4 and len(b) > len(a)
+    assert np.array_equal(a, tts.speak("I'm totally fine with it.", 'neutral', np.random.default_rng(0),
                                                engine=exe))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from tests.support.media import astronaut_face, moving_face_frames, noise_frames, textured_background, write_h264_mp4
-from microemo_jax.data import align, blazeface, face_detector, faces, landmarks
-from microemo_jax.data.face_track import iou as _iou
+from microemo_jax.data.faces import align, blazeface, detector as face_detector, landmarks, tubelets as faces
+from microemo_jax.data.faces.track import iou as _iou
 from microemo_jax.data.video import decode_clip
+from tests.support.media import astronaut_face, moving_face_frames, noise_frames, textured_background, write_h264_mp4
 
 RIGHT_EYE, LEFT_EYE, MOUTH = np.array([201.0, 101.0]), np.array([244.5, 102.0]), np.array([222.0, 145.0])
 HAAR_BOX = np.array([177, 66, 95, 95], np.float32)       # where the Haar cascade puts her face
@@ -242,7 +242,7 @@ def test_the_mesh_drops_detector_false_alarms(tmp_path, mesh):
 # ----------------------------------------------------------------------------------------------- config
 def test_config_chooses_the_detector_and_alignment():
     from microemo_jax.config import ConfigError, load_config
-    from microemo_jax.data.clip_processor import settings_from_config
+    from microemo_jax.data.records.clip_processor import settings_from_config
     spec = os.path.join(os.path.dirname(__file__), '..', '..', 'configs', 'emer.py') + ':demo'
     cfg = load_config(spec)
     s = settings_from_config(cfg, 'folder', 'llm', 'qf')
@@ -269,10 +269,10 @@ def test_flipped_landmarks_are_the_landmarks_of_the_flipped_face(photo, short, m
 
 # ----------------------------------------------------------------------------------------------- pipeline
 def test_landmarks_reach_the_batch_and_flip_with_their_crops():
-    from tests.support.records import make_record
     from microemo_jax.data import pipeline
     from microemo_jax.data.augment import ClipAugment
     from microemo_jax.data.shapes import DataShapes, batch_contract
+    from tests.support.records import make_record
     rec = make_record('lm', num_frames=3, num_crops=2)
     shapes = DataShapes(num_frames=4, image_size=32, num_crops=3, face_size=32, timestamp_tokens=5,
                         num_mel_bins=16, mel_frames=12, max_utterances=2, seq_len=40, video_tokens=8,

@@ -4,14 +4,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microemo_jax.data.face_detector import FaceDetector
-from microemo_jax.data.face_track import iou as _iou
-from microemo_jax.data.face_track import track_speaker
-from microemo_jax.data.faces import crop_box, face_tubelets, load_openface_tubelets
+from microemo_jax.data.faces.detector import FaceDetector
+from microemo_jax.data.faces.track import iou as _iou, track_speaker
+from microemo_jax.data.faces.tubelets import crop_box, face_tubelets, load_openface_tubelets
 from microemo_jax.data.video import MediaError, decode_clip
-
-from tests.support.media import (astronaut_face, index_frames, moving_face_frames, noise_frames,
-                                 textured_background, write_h264_mp4)
+from tests.support.media import (
+    astronaut_face,
+    index_frames,
+    moving_face_frames,
+    noise_frames,
+    textured_background,
+    write_h264_mp4,
+)
 
 # Where the Haar cascade puts the face inside astronaut_face(size): x 177..272, y 66..161 of the 512 px photo,
 # crop origin (145, 36), crop side 160.

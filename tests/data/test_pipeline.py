@@ -11,11 +11,11 @@ import pytest
 
 from microemo_jax.batch import batch_spec
 from microemo_jax.config import load_config
-from microemo_jax.data import pipeline, record
+from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment
-
-from tests.support.records import make_record
+from microemo_jax.data.records import record
 from microemo_jax.data.shapes import DataShapes
+from tests.support.records import make_record
 
 CFG = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0'])
 SHAPES = DataShapes.from_config(CFG)

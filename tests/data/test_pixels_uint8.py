@@ -21,7 +21,6 @@ from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment, crop_frames, resize_square
 from microemo_jax.data.shapes import DataShapes, batch_contract
 from microemo_jax.models.microemo import MicroEmo
-
 from tests.support.records import make_record
 
 SHAPES = DataShapes.from_config(load_config('configs/emer.py:demo'))

@@ -7,15 +7,28 @@ import numpy as np
 import pytest
 
 from microemo_jax.config import load_config
-from microemo_jax.data import tfds_builder
-from microemo_jax.data import describe as describe_cli
-from microemo_jax.data.record import split_jpegs
+from microemo_jax.data.records import describe as describe_cli, tfds_builder
+from microemo_jax.data.records.record import split_jpegs
 from microemo_jax.prepare import main as prepare_main, prepare
-
-from tests.support.media import (corrupt_after_header, moving_face_frames, noise_frames, truncate_file,
-                                  write_empty, write_h264_mp4, write_mjpeg_avi, write_text, write_vp9_webm)
-from tests.support.prepare import (SMALL, fixed_tokenizers, records_by_name, small_config, write_labels,
-                                    write_small_corpus)
+from tests.support.media import (
+    corrupt_after_header,
+    moving_face_frames,
+    noise_frames,
+    truncate_file,
+    write_empty,
+    write_h264_mp4,
+    write_mjpeg_avi,
+    write_text,
+    write_vp9_webm,
+)
+from tests.support.prepare import (
+    SMALL,
+    fixed_tokenizers,
+    records_by_name,
+    small_config,
+    write_labels,
+    write_small_corpus,
+)
 
 pytestmark = pytest.mark.integration  # prepare end to end on real media files
 

@@ -11,10 +11,8 @@ import pytest
 pytest.importorskip('apache_beam')
 
 from microemo_jax.prepare import main as prepare_main, prepare  # noqa: E402
-
 from tests.support.media import moving_face_frames, write_h264_mp4  # noqa: E402
-from tests.support.prepare import (SMALL, fixed_tokenizers, records_by_name, small_config,  # noqa: E402
-                                    write_small_corpus)
+from tests.support.prepare import SMALL, fixed_tokenizers, records_by_name, small_config, write_small_corpus  # noqa: E402
 
 pytestmark = pytest.mark.integration  # prepare end to end through Apache Beam's DirectRunner
 

@@ -7,9 +7,9 @@ import os
 import pytest
 
 from microemo_jax.data import prompt
-from microemo_jax.data.raw_files import unsafe_name_reason
-from microemo_jax.data.raw_labels import parse_openset
-from microemo_jax.data.sources import SOURCES, RawClip, read_source
+from microemo_jax.data.raw.files import unsafe_name_reason
+from microemo_jax.data.raw.labels import parse_openset
+from microemo_jax.data.raw.sources import SOURCES, RawClip, read_source
 
 
 def write_csv(path, header, rows, *, bom=False):
@@ -340,7 +340,7 @@ def test_side_files_out_of_the_raw_folder_are_refused(tmp_path):
 
 
 def test_split_file(tmp_path):
-    from microemo_jax.data.raw_labels import read_split_file
+    from microemo_jax.data.raw.labels import read_split_file
     path = tmp_path / 'split.csv'
     write_csv(path, ['name', 'split'], [['a', 'train'], ['b#ov', 'Test'], ['b', 'test'], ['c', 'validation']])
     assert {k: v[0] for k, v in read_split_file(str(path)).items()} == {'a': 'train', 'b': 'test', 'c': 'validation'}

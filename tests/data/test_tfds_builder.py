@@ -1,18 +1,13 @@
 """The prepared dataset: shard records -> TFDS ArrayRecord splits -> random-access reads and inspect."""
 import json
 import os
-import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from microemo_jax.data import describe as describe_cli
-from microemo_jax.data import tfds_builder
-from microemo_jax.data.record import FIELDS, split_jpegs
-from microemo_jax.data.splits import split_of, split_overlap
-
+from microemo_jax.data.raw.splits import split_of, split_overlap
+from microemo_jax.data.records import describe as describe_cli, tfds_builder
+from microemo_jax.data.records.record import FIELDS, split_jpegs
 from tests.support.records import make_record
 
 

@@ -7,10 +7,11 @@ import av
 import numpy as np
 import pytest
 
-from microemo_jax.data.audio import load_audio
-from microemo_jax.data.utterances import (SubtitleError, Utterance, detect_voice_activity, find_utterances,
-                                          merge_closest, parse_srt, parse_vtt, read_subtitles,
-                                          read_utterance_file)
+from microemo_jax.data.speech.decode import load_audio
+from microemo_jax.data.speech.spans import Utterance
+from microemo_jax.data.speech.subtitles import SubtitleError, parse_srt, parse_vtt, read_subtitles, read_utterance_file
+from microemo_jax.data.speech.utterances import find_utterances, merge_closest
+from microemo_jax.data.speech.vad import detect_voice_activity
 
 SR = 16000
 U = Utterance

@@ -8,11 +8,24 @@ import numpy as np
 import pytest
 
 from microemo_jax.data.video import REASONS, MediaError, decode_clip, probe, sample_times
-
-from tests.support.media import (corrupt_after_header, index_frames, is_upright, orientation_frame, read_index,
-                                 truncate_file, write_audio_only_mp4, write_audio_with_cover, write_empty,
-                                 write_h264_mp4, write_mjpeg_avi, write_mpeg4_mov, write_text, write_video,
-                                 write_vp9_webm, write_wav)
+from tests.support.media import (
+    corrupt_after_header,
+    index_frames,
+    is_upright,
+    orientation_frame,
+    read_index,
+    truncate_file,
+    write_audio_only_mp4,
+    write_audio_with_cover,
+    write_empty,
+    write_h264_mp4,
+    write_mjpeg_avi,
+    write_mpeg4_mov,
+    write_text,
+    write_video,
+    write_vp9_webm,
+    write_wav,
+)
 
 FPS = 25
 

@@ -10,10 +10,10 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from tests.support.parity import fixture
 from microemo_jax.convert import main as convert_main
-from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import load_llama
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
+from tests.support.parity import fixture
 
 SINGLE = 'llama_gqa_untied_llama3rope'   # config.json + model.safetensors
 SHARDED = 'llama_tied_sharded'           # three shards + model.safetensors.index.json

@@ -12,10 +12,10 @@ import pytest
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from tests.support.parity import assert_parity, fixture, reference
-from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
 from microemo_jax.hf.llama import export_llama, llama_config_from_hf, load_llama
+from microemo_jax.hf.safetensors_io import CheckpointError, HFCheckpoint
 from microemo_jax.models.lora import LoRAConfig
+from tests.support.parity import assert_parity, fixture, reference
 
 CASES = ('llama_gqa_untied_llama3rope', 'llama_tied_sharded')
 ARCH_KEYS = ('architectures', 'model_type', 'vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tests.support.parity import assert_parity, fixture, reference
-from microemo_jax.hf.safetensors_io import CheckpointError
 from microemo_jax.hf.qformer import load_qformer, load_query_tokens, qformer_config_from_hf
+from microemo_jax.hf.safetensors_io import CheckpointError
+from tests.support.parity import assert_parity, fixture, reference
 
 CASES = ('qformer_blip2_standalone', 'qformer_instructblip_standalone', 'qformer_instructblip_full')
 

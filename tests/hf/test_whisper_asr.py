@@ -14,8 +14,8 @@ from flax import nnx
 
 from microemo_jax.hf import CheckpointError, load_whisper, load_whisper_generation_config
 from microemo_jax.hf.whisper import whisper_decoder_config_from_hf, whisper_encoder_config_from_hf
-from microemo_jax.models import whisper_transcribe as wd
-from microemo_jax.models.whisper_decoder import WhisperDecoderConfig
+from microemo_jax.models.whisper import transcribe as wd
+from microemo_jax.models.whisper.decoder import WhisperDecoderConfig
 
 FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'fixtures', 'hf')
 ASR = os.path.join(FIXTURES, 'whisper_asr')

@@ -6,15 +6,15 @@ import os
 import shutil
 
 import jax.numpy as jnp
-from flax import nnx
 import numpy as np
 import pytest
+from flax import nnx
 from safetensors.numpy import load_file, save_file
 
-from tests.support.parity import assert_parity, fixture, reference
+from microemo_jax.data.speech.log_mel import log_mel_spectrogram
 from microemo_jax.hf.safetensors_io import CheckpointError
 from microemo_jax.hf.whisper import load_whisper_encoder, whisper_encoder_config_from_hf
-from microemo_jax.data.whisper_features import log_mel_spectrogram
+from tests.support.parity import assert_parity, fixture, reference
 
 CASES = ('whisper_encoder_standalone', 'whisper_model_full', 'whisper_cond_gen_full')
 

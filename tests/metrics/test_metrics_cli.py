@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from tests.support.wheel import write_wheel_npz
 
 from microemo_jax.metrics.__main__ import main
+from tests.support.wheel import write_wheel_npz
 
 
 @pytest.fixture

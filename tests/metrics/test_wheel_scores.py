@@ -8,10 +8,10 @@ import zipfile
 
 import numpy as np
 import pytest
-from tests.support.wheel import MAPS, object_array, write_wheel_json, write_wheel_npz
 
 from microemo_jax.metrics import load_wheel, score_wheel
 from microemo_jax.metrics.safe_npz import UnsafePickleError
+from tests.support.wheel import MAPS, object_array, write_wheel_json, write_wheel_npz
 
 GOLD = {'s1': ['Happy', 'sad'], 's2': ['worried'], 's3': ['calm'], 's4': ['angry']}
 PRED = {'s1': ['joyful'], 's2': ['angry', 'calm'], 's3': ['happy'], 'zzz': ['sad']}   # s4 missing

@@ -8,7 +8,6 @@ import pytest
 
 from microemo_jax.models.layers import attention
 
-
 CASES = {  # b, sq, heads, kv_heads, sk, head_dim, mask heads (0: no mask)
     'gqa_shared_mask': (2, 7, 8, 2, 9, 16, 1),
     'per_head_mask': (2, 5, 4, 4, 6, 8, 4),

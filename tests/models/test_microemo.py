@@ -16,12 +16,12 @@ import pytest
 from flax import nnx
 
 from microemo_jax.batch import synthetic_batch
-from microemo_jax.data.shapes import token_budget
 from microemo_jax.config import load_config
-from microemo_jax.training.losses import next_token_loss
+from microemo_jax.data.shapes import token_budget
 from microemo_jax.models.lora import merge_lora
 from microemo_jax.models.microemo import MicroEmo, image_qformer_config
 from microemo_jax.models.qformer import QFormer
+from microemo_jax.training.losses import next_token_loss
 from microemo_jax.training.stages import FROZEN_TOWERS, trainable_filter
 
 SEQ = 64

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.support.parity import assert_parity, fixture, reference
+from microemo_jax.data.speech.log_mel import log_mel_for_window, log_mel_spectrogram
 from microemo_jax.hf import load_whisper_encoder
-from microemo_jax.models.whisper import WhisperEncoder, WhisperEncoderConfig, output_length, pad_to_window
-from microemo_jax.data.whisper_features import log_mel_for_window, log_mel_spectrogram
+from microemo_jax.models.whisper.encoder import WhisperEncoder, WhisperEncoderConfig, output_length, pad_to_window
+from tests.support.parity import assert_parity, fixture, reference
 
 CFG = WhisperEncoderConfig(num_mel_bins=8, d_model=32, encoder_layers=2, encoder_attention_heads=4,
                            encoder_ffn_dim=64, max_source_positions=16)

@@ -16,8 +16,8 @@ _CACHE: dict = {}
 def tiny_corpus(tmp_path_factory):
     """(cfg, root): 5 demo clips in ROOT/raw, prepared with configs/emer.py:tiny into ROOT/prepared."""
     if 'corpus' not in _CACHE:
+        from microemo_jax.data.records.build import prepare
         from microemo_jax.demo.corpus import write_corpus
-        from microemo_jax.prepare import prepare
         root = tmp_path_factory.mktemp('corpus')
         write_corpus(str(root / 'raw'), 5, seed=5, size=96, workers=1, progress=False)
         cfg = tiny_config(f'data.dir={root / "prepared"}')
@@ -31,9 +31,8 @@ def tiny_params(corpus) -> str:
     if 'params' not in _CACHE:
         from flax import nnx
 
-        from microemo_jax.params import save_params
         from microemo_jax.models.microemo import MicroEmo
-        from microemo_jax.params import write_inference_files
+        from microemo_jax.params import save_params, write_inference_files
         cfg, root = corpus
         path = str(root / 'params')
         save_params(path, MicroEmo(cfg.model, rngs=nnx.Rngs(0)), cfg.model)

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from microemo_jax.config import load_config
-from microemo_jax.data import tfds_builder
-
+from microemo_jax.data.records import tfds_builder
 from tests.support.media import moving_face_frames, noise_frames, write_h264_mp4, write_mjpeg_avi
 
 SMALL = ['model.num_frames=2', 'model.vision.image_size=32', 'model.vision.patch_size=16',

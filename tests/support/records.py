@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from microemo_jax.data.record import check_record, join_jpegs
+from microemo_jax.data.records.record import check_record, join_jpegs
 
 
 def jpeg(rgb: np.ndarray) -> bytes:

@@ -15,7 +15,6 @@ import numpy as np
 from microemo_jax.batch import synthetic_batch
 from microemo_jax.sharding import make_mesh
 from microemo_jax.training import state as state_lib, step as step_lib
-
 from tests.support.tiny import tiny_config
 
 # The training core is model-agnostic: leave out the audio and micro-expression branches to halve compile

@@ -8,12 +8,11 @@ import grain
 import jax
 import numpy as np
 import pytest
-from tests.support.unraisable import from_orbax
 
 from microemo_jax.training.checkpointing import Checkpointer
 from microemo_jax.training.preemption import PreemptionGuard
-
 from tests.support.training import copy_tree
+from tests.support.unraisable import from_orbax
 
 
 def _assert_same(a_tree, b_tree):

@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import pytest
 
 from microemo_jax.training.flops import count_flops, estimate_mfu, flops_per_step, peak_flops_per_device
-
 from tests.support.training import config
 
 

@@ -9,7 +9,6 @@ from microemo_jax.config import load_config
 from microemo_jax.models.layers import Dense, Embed, LayerNorm
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.training.optimizer import decays, make_optimizer, make_schedule, weight_decay_mask
-
 from tests.support.training import ENABLE_ALL, config
 
 

@@ -4,7 +4,6 @@ import json
 import pytest
 
 from microemo_jax import plan
-
 from tests.support.tiny import config_args
 from tests.support.training import SMALL
 

@@ -6,15 +6,14 @@ import sys
 import jax
 import numpy as np
 import pytest
-from tests.support.unraisable import from_orbax
 from flax import nnx
 
 from microemo_jax import params as params_lib
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.training import state as state_lib
 from microemo_jax.training.state import path_name
-
 from tests.support.training import config
+from tests.support.unraisable import from_orbax
 
 
 def _named(*trees):

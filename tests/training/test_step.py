@@ -5,10 +5,9 @@ import numpy as np
 from flax import nnx
 
 from microemo_jax.sharding import logical_to_spec, variable_axes
+from microemo_jax.training import step as step_lib
 from microemo_jax.training.stages import FROZEN_TOWERS
-from microemo_jax.training import state as state_lib, step as step_lib
 from microemo_jax.training.state import path_name
-
 from tests.support.training import config, copy_tree
 
 

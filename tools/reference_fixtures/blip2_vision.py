@@ -14,8 +14,14 @@ embeddings near 1e-10, which would hide loader mistakes); this includes the key 
 from __future__ import annotations
 
 import torch
-from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2VisionConfig, Blip2VisionModel,
-                          InstructBlipConfig, InstructBlipForConditionalGeneration)
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    Blip2VisionConfig,
+    Blip2VisionModel,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+)
 
 from reference_fixtures.common import case_dir, save_reference, seed
 

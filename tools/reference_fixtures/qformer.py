@@ -14,8 +14,14 @@ MicroEmo feeds padded frames and audio.
 from __future__ import annotations
 
 import torch
-from transformers import (Blip2QFormerConfig, Blip2QFormerModel, InstructBlipConfig,
-                          InstructBlipForConditionalGeneration, InstructBlipQFormerConfig, InstructBlipQFormerModel)
+from transformers import (
+    Blip2QFormerConfig,
+    Blip2QFormerModel,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipQFormerConfig,
+    InstructBlipQFormerModel,
+)
 
 from reference_fixtures.common import case_dir, save_reference, seed
 

@@ -22,8 +22,8 @@ the encoder's last_hidden_state from the model *reloaded from the written folder
 """
 from __future__ import annotations
 
-import torch
 import numpy as np
+import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 

@@ -143,7 +143,7 @@ def make(out_root: str) -> None:
     ts_begin, eos = ids['<|0.00|>'], ids['<|endoftext|>']
     frames = 2 * MAX_SOURCE_POSITIONS
 
-    for attempt in range(200):
+    for attempt in range(200):  # noqa: B007  (printed after the loop)
         features = torch.randn(BATCH, config.num_mel_bins, frames) * 1.5
         kw = dict(return_timestamps=True, max_new_tokens=MAX_NEW, do_sample=False, num_beams=1)
         with torch.no_grad():
