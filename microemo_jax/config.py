@@ -106,6 +106,7 @@ def parse_value(key: str, text: str, current):
 
 
 DTYPES = ('float32', 'bfloat16', 'float16')
+ROPE_TYPES = ('default', 'llama3', 'linear', 'dynamic', 'yarn')  # model.llm.rope_type (models/rope.py)
 
 
 def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
@@ -154,6 +155,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
         if d.get('face_detector', 'blazeface') not in ('blazeface', 'blazeface_full', 'haar'):
             problems.append(f"data.face_detector={d.get('face_detector')!r} must be 'blazeface', 'blazeface_full' "
                             f"or 'haar'")
+        if d.get('demo_tokenizer', 'llama') not in ('llama', 'qwen'):
+            problems.append(f"data.demo_tokenizer={d.get('demo_tokenizer')!r} must be 'llama' or 'qwen'")
         if not isinstance(d.get('align_faces', True), bool):
             problems.append(f"data.align_faces={d.get('align_faces')!r} must be True or False")
     for key in ('dtype', 'param_dtype', 'frozen_param_dtype'):
@@ -169,8 +172,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if llm is not None:
         if llm.num_heads % llm.num_kv_heads:
             problems.append(f"model.llm.num_heads={llm.num_heads} is not a multiple of num_kv_heads={llm.num_kv_heads}")
-        if llm.rope_type not in ('default', 'llama3'):
-            problems.append(f"model.llm.rope_type={llm.rope_type!r} must be 'default' or 'llama3'")
+        if llm.rope_type not in ROPE_TYPES:
+            problems.append(f"model.llm.rope_type={llm.rope_type!r} must be one of {ROPE_TYPES}")
     if m.get('audio') is not None and m.audio.d_model % m.audio.encoder_attention_heads:
         problems.append("model.audio.d_model is not divisible by encoder_attention_heads")
     me = m.get('micro_expression')

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 
 import jax
 import ml_collections
@@ -28,7 +27,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from microemo_jax.config import ConfigError, validate
-from microemo_jax.data.tokenizers import load_tokenizer
+from microemo_jax.data.tokenizers import copy_tokenizer, load_tokenizer, tokenizer_identity
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
@@ -190,12 +189,27 @@ def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None =
         src = _existing_dir(tokenizers[key], os.path.dirname(report_path))
         dst = os.path.join(path, rel)
         if os.path.abspath(src) != os.path.abspath(dst):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+            copy_tokenizer(src, dst)  # its tokenizer files only: an LLM checkpoint folder keeps its weights
+        recorded = tokenizers.get(f'{key}_identity')
+        if recorded and tokenizer_identity(dst) != recorded:
+            raise ParamsFolderError(f"the {key} tokenizer folder {src} changed since prepare made {data_dir}: "
+                                    f"tokenizer identity {tokenizer_identity(dst)} now, {recorded} in the records; "
+                                    f"the parameter folder {path} would pair the weights with another tokenizer")
     info = {'data_dir': os.path.abspath(data_dir), 'source': report.get('source'), 'raw': report.get('raw'),
             'splits': report.get('splits'), 'variant': cfg.get('variant'), 'stage': cfg.get('stage'),
             **(extra or {})}
     with open(os.path.join(path, TRAINING_FILE), 'w') as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
+
+
+def dataset_tokenizer_identity(data_dir: str) -> str | None:
+    """The LLM tokenizer identity a prepared dataset's records carry, from its prepare_report.json (None for
+    a dataset prepared before identities were recorded)."""
+    try:
+        with open(find_prepare_report(data_dir)) as f:
+            return json.load(f)['tokenizers'].get('llm_identity')
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ParamsFolderError):
+        return None
 
 
 def find_prepare_report(data_dir: str) -> str:

@@ -23,6 +23,7 @@ ROPE_TYPES = {
              ('attention_factor', 'beta_fast', 'beta_slow', 'mscale', 'mscale_all_dim', 'truncate')),
     'llama3': (('factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings'), ()),
 }
+_DEFAULTS = {'beta_fast': 32, 'beta_slow': 1, 'truncate': True}
 
 
 def check_rope_params(params: Mapping) -> tuple[tuple[str, object], ...]:
@@ -37,7 +38,8 @@ def check_rope_params(params: Mapping) -> tuple[tuple[str, object], ...]:
     missing = [k for k in required if params.get(k) is None]
     if missing:
         raise ValueError(f"{rope_type} rope_scaling lacks {missing}")
-    kept = {k: params[k] for k in required + optional if params.get(k) is not None}
+    kept = {k: params[k] for k in required + optional if params.get(k) is not None
+            and params[k] != _DEFAULTS.get(k)}  # transformers' defaults: one config, one spelling
     return tuple(sorted([('rope_type', rope_type)] + list(kept.items())))
 
 

@@ -14,7 +14,7 @@ import jax
 
 from microemo_jax.data import pipeline
 from microemo_jax.data.records.tfds_builder import splits
-from microemo_jax.params import export_params, load_params, write_inference_files
+from microemo_jax.params import dataset_tokenizer_identity, export_params, load_params, write_inference_files
 from microemo_jax.runs.workdir import TrainError, resolve_data_dir, workdir_lock
 from microemo_jax.sharding import make_mesh, split_batch
 from microemo_jax.training import distributed
@@ -41,7 +41,8 @@ def _run(cfg, workdir: str) -> dict:
                 accum_steps=cfg.optim.grad_accum_steps, mesh=mesh)  # here, not deep inside the first compile
     data_dir = resolve_data_dir(cfg)
     train_source = pipeline.open_split(data_dir, 'train')
-    train_iter = pipeline.make_iterator(train_source, cfg, train=True)
+    tokenizer = dataset_tokenizer_identity(data_dir)  # every record must come from the tokenizer prepare reports
+    train_iter = pipeline.make_iterator(train_source, cfg, train=True, tokenizer=tokenizer)
     val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
 
     abstract = abstract_train_state(cfg, mesh)
@@ -95,7 +96,8 @@ def _run(cfg, workdir: str) -> dict:
                 ckpt.save(step, state, train_iter, force=True, finite=metrics['finite'])
             if eval_fn is not None and cfg.train.validate_every and step % cfg.train.validate_every == 0:
                 val = validation_loss(eval_fn, state, frozen, itertools.islice(pipeline.make_iterator(
-                    val_source, cfg, train=False, num_workers=0), cfg.train.validation_batches), mesh, rules)
+                    val_source, cfg, train=False, num_workers=0, tokenizer=tokenizer), cfg.train.validation_batches),
+                    mesh, rules)
                 logger.log_eval(step, val)
                 last = {**last, **val}
             if stop:

@@ -18,7 +18,7 @@ from collections import Counter
 import numpy as np
 
 from microemo_jax.config import ConfigError
-from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib
+from microemo_jax.data import demo_tokenizers, prompt as prompt_lib, tokenizers as tokenizers_lib
 from microemo_jax.data.raw import sources as sources_lib
 from microemo_jax.data.raw.splits import assign_splits, names_preview, write_splits_csv
 from microemo_jax.data.records import beam as beam_runner, tfds_builder
@@ -40,8 +40,9 @@ def ensure_tokenizers(args, clips, out: str, cfg) -> tuple[str, str, str]:
     texts = [t for c in clips for t in (c.subtitle, c.reason or '', ' '.join(c.openset or []))] + [
         prompt_lib.DESCRIPTION_QUESTION, prompt_lib.OV_QUESTION,
         ' '.join(prompt_lib.timestamp_sentences(np.arange(0, 60, 0.1)))]
-    llm_dir, qf_dir = tokenizers_lib.train_demo_tokenizers(texts, tok_dir, llm_vocab_size=cfg.model.llm.vocab_size,
-                                                           qformer_vocab_size=cfg.model.image_qformer.vocab_size)
+    llm_dir, qf_dir = demo_tokenizers.train_demo_tokenizers(
+        texts, tok_dir, llm_vocab_size=cfg.model.llm.vocab_size, qformer_vocab_size=cfg.model.image_qformer.vocab_size,
+        style=cfg.data.get('demo_tokenizer', 'llama'))
     return llm_dir, qf_dir, 'trained on the corpus text'
 
 
@@ -133,7 +134,9 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
             'max_seq_len': shapes.seq_len, 'answers_cut': len(cut['answer']),
             'answers_cut_examples': cut['answer'][:20], 'subtitles_cut': len(cut['subtitle']),
             'speech_cut': len(cut['speech'])},
-        'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how},
+        'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how,
+                       'llm_identity': tokenizers_lib.tokenizer_identity(llm_dir),
+                       'qformer_identity': tokenizers_lib.tokenizer_identity(qf_dir)},
         'speech': {'asr': settings.asr, 'vad': settings.vad,
                    'utterance_sources': dict(Counter(r['utterance_source'] for r in records))},
         'config': {'variant': cfg.variant, 'num_frames': shapes.num_frames, 'frame_size': shapes.image_size,

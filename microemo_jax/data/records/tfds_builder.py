@@ -29,7 +29,7 @@ from microemo_jax.data.records.record import FIELDS, TEXT_FIELDS
 
 NAME = 'microemo_clips'
 VERSION = '1.0.0'
-SHARD_FORMAT = 3   # 3: face_landmarks / face_landmark_mask
+SHARD_FORMAT = 4   # 3: face_landmarks / face_landmark_mask; 4: tokenizer (identity of the LLM tokenizer)
 _KEY_ARRAY = '__key__'
 
 
