@@ -238,7 +238,8 @@ def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence
                 _encode(tokenizer, subtitle), _encode(tokenizer, "</Subtitle>.")) if subtitle else None
     if frame is None:
         tail = _encode(tokenizer, f" {question.strip()} [/INST]")
-        target = [] if answer is None else _encode(tokenizer, ' ' + answer.strip()) + [int(eos_ids[0])]
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else eos_ids[0]
+        target = [] if answer is None else _encode(tokenizer, ' ' + answer.strip()) + [int(eos)]
     else:
         tail = _encode(tokenizer, f" {question.strip()}") + _encode_template(tokenizer, frame.before_answer)
         target = [] if answer is None else (_encode(tokenizer, frame.answer_prefix + answer.strip())
