@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 def test_prepare_writes_chatml_prompts_that_say_which_tokenizer_made_them(trained):
     cfg, root, report, _ = trained
     llm_dir = report['tokenizers']['llm']
-    identity = report['tokenizers']['llm_identity']
+    identity = report['tokenizers']['identity']['llm']
     assert os.path.isfile(os.path.join(llm_dir, 'chat_template.jinja')) and tokenizer_identity(llm_dir) == identity
     folder_tok = params.load_tokenizers(str(root / 'work' / 'params'))[0]
     rec = as_record(open_split(str(root / 'prepared'), 'train')[0])
@@ -57,7 +57,7 @@ def test_tiny_qwen3_trains_exports_and_explains(trained):
     llm = folder.model.llm
     assert llm.cfg.qk_norm and llm.lm_head is None and llm.cfg.head_dim == 2 * llm.cfg.hidden_size // llm.cfg.num_heads
     llm_dir = os.path.join(folder.path, params.TOKENIZER_DIRS['llm'])
-    assert tokenizer_identity(llm_dir) == report['tokenizers']['llm_identity']  # the copy keeps the identity
+    assert tokenizer_identity(llm_dir) == report['tokenizers']['identity']['llm']  # the copy keeps the identity
     tok = folder.llm_tokenizer
     explainer = Explainer(folder, GenerationSettings(max_new_tokens=8))
     assert explainer.eos_ids == eos_token_ids(llm_dir) == [tok.convert_tokens_to_ids('<|im_end|>'),

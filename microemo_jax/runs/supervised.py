@@ -40,8 +40,8 @@ def _run(cfg, workdir: str) -> dict:
     split_batch(cfg.data.batch_size, processes=jax.process_count(), shards=batch_shards(mesh, rules),
                 accum_steps=cfg.optim.grad_accum_steps, mesh=mesh)  # here, not deep inside the first compile
     data_dir = resolve_data_dir(cfg)
-    tokenizers = check_tokenizers(cfg, workdir, data_dir, resuming=bool(saved_steps(workdir)))
     train_source = pipeline.open_split(data_dir, 'train')
+    tokenizers = check_tokenizers(cfg, workdir, data_dir, resuming=bool(saved_steps(workdir)))
     # every record must come from the LLM tokenizer the dataset's report names
     train_iter = pipeline.make_iterator(train_source, cfg, train=True, tokenizer=tokenizers['llm'])
     val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
