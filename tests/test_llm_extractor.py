@@ -17,7 +17,7 @@ from microemo_jax.inference import llm_extractor
 from microemo_jax.inference.llm_extractor import LLMExtractor
 from microemo_jax.metrics import extractors, protocol
 from microemo_jax.metrics.extractors import labels_from_answer, make_extractor
-from tests.support.tiny_instruct import FIXTURES, instruct_folder
+from tests.support.tiny_instruct import FIXTURES, instruct_folder, scripted_folder
 
 TEXTS = ['She smiles, yet her voice trembles.', 'He shouts and slams the door.', 'They sit quietly.',
          'A brief frown, then a laugh.', 'Nothing much happens.']
@@ -79,6 +79,17 @@ def test_the_prompts_are_the_folders_chat_template(tmp_path, monkeypatch):
     assert sentiment_ids == [chat(protocol.sentiment_prompt(e.answer)) for e in got]
     replies = [protocol.clean_response(llm_extractor.decode_answer(tok, row, ex.eos_ids)) for row in label_out]
     assert [e.answer for e in got] == replies
+
+
+@pytest.mark.parametrize('reply, labels, unread', [('[happy, calm]', ['happy', 'calm'], False),
+                                                   ('[happy, calm', [], True),      # cut off: no list, counted
+                                                   ('positive', [], True)])
+def test_the_reply_is_read_as_officially(tmp_path, reply, labels, unread):
+    """A checkpoint that replies ``reply`` to any prompt: its list is the labels, and the sentiment call gets the
+    label reply verbatim (this model answers it with the same text, which WAF would count as neutral)."""
+    ex = LLMExtractor(scripted_folder(tmp_path, reply), batch_size=2)
+    assert ex.extract_batch(['a'], ['She smiles.']) == [llm_extractor.Extraction(labels, reply, reply, unread)]
+    assert ex.labels('a', 'He frowns.') == labels and ex.sentiment('a', labels) == reply
 
 
 @pytest.mark.parametrize('answer, labels', [

@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microemo_jax.metrics import protocol
-from microemo_jax.metrics import extractors
+from microemo_jax.metrics import extractors, protocol
 from microemo_jax.metrics.extractors import LLM_UNREGISTERED, make_extractor
 from microemo_jax.metrics.labels import split_list_string
 from microemo_jax.metrics.lexicon import LEXICON

@@ -51,3 +51,35 @@ def instruct_folder(out, fixture: str = 'qwen2_tied_bias', *, vocab_size: int = 
     if (src / 'model.safetensors.index.json').is_file():
         shutil.copyfile(src / 'model.safetensors.index.json', os.path.join(out, 'model.safetensors.index.json'))
     return out
+
+
+def scripted_folder(out, reply: str, fixture: str = 'qwen3_qknorm_untied', *, seed: int = 0) -> str:
+    """An instruct folder whose greedy reply to any chat prompt is ``reply`` then ``<|im_end|>``.
+
+    The fixture's blocks are silenced (attention and MLP output projections zero), so the last hidden state is
+    the current token's normalised embedding and the untied LM head alone picks the next token: a bigram model,
+    whose head rows point each token of the chain (the generation prompt's last token, ``reply``'s tokens, the
+    end of turn) at the next. It still runs as any checkpoint does (loader, template, KV-cache generation)."""
+    from microemo_jax.inference.llm_extractor import LLMExtractor   # the helper needs the tokenizer's prompt end
+    folder = instruct_folder(out, fixture)
+    ex = LLMExtractor(folder)
+    chain = [ex.prompt_ids(['x'])[0][-1]] + ex.tokenizer(reply, add_special_tokens=False)['input_ids']
+    if len(set(chain)) != len(chain) or ex.tokenizer.decode(chain[1:]) != reply:
+        raise ValueError(f"reply {reply!r} repeats a token or does not round-trip: a bigram cannot say it")
+    chain.append(ex.eos_ids[0])
+    path = os.path.join(folder, 'model.safetensors')
+    tensors = load_file(path)
+    embed = np.random.default_rng(seed).normal(size=tensors['model.embed_tokens.weight'].shape).astype(np.float32)
+    hidden = embed / np.sqrt(np.mean(embed ** 2, axis=1, keepdims=True))          # RMSNorm with unit scale
+    head = np.zeros_like(embed)
+    for token, following in zip(chain, chain[1:]):
+        head[following] = hidden[token]
+    logits = hidden[chain[:-1]] @ head.T
+    assert list(logits.argmax(axis=1)) == chain[1:], 'the bigram head does not pick the chain; change the seed'
+    for name in tensors:
+        if name.endswith(('o_proj.weight', 'down_proj.weight')):
+            tensors[name] = np.zeros_like(tensors[name])
+    tensors.update({'model.embed_tokens.weight': embed, 'lm_head.weight': head,
+                    'model.norm.weight': np.ones_like(tensors['model.norm.weight'])})
+    save_file(tensors, path, metadata={'format': 'pt'})
+    return folder
