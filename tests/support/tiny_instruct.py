@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from microemo_jax.data.demo_tokenizers import train_demo_tokenizers
 from microemo_jax.data.tokenizers import copy_tokenizer
+from microemo_jax.inference.llm_extractor import LLMExtractor
 from microemo_jax.metrics import protocol
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / 'fixtures' / 'hf'
@@ -60,7 +61,6 @@ def scripted_folder(out, reply: str, fixture: str = 'qwen3_qknorm_untied', *, se
     the current token's normalised embedding and the untied LM head alone picks the next token: a bigram model,
     whose head rows point each token of the chain (the generation prompt's last token, ``reply``'s tokens, the
     end of turn) at the next. It still runs as any checkpoint does (loader, template, KV-cache generation)."""
-    from microemo_jax.inference.llm_extractor import LLMExtractor  # the helper needs the tokenizer's prompt end
     folder = instruct_folder(out, fixture)
     ex = LLMExtractor(folder)
     chain = [ex.prompt_ids(['x'])[0][-1]] + ex.tokenizer(reply, add_special_tokens=False)['input_ids']
