@@ -122,7 +122,7 @@ class LLMExtractor(Extractor):
         return out
 
     def labels(self, name: str, text: str) -> list[str]:
-        return self.extract_batch([name], [text])[0].labels
+        return labels_from_answer(self.ask([label_prompt(text)], self.label_tokens)[0]) or []
 
     def sentiment(self, name: str, labels: list[str] | None) -> str:
         return self.ask([sentiment_prompt('[' + ', '.join(labels or []) + ']')], self.sentiment_tokens)[0]
