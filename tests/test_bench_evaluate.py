@@ -1,6 +1,6 @@
 """MER-UniBench end to end on the tiny model: two synthetic benchmark datasets (MELD's and CH-SIMS's published
 layouts, written here) prepared with ``prepare --source``, then ``evaluate --bench`` into one table; resume,
-``--select best``, the cache extractor and the command line's errors."""
+``--select best``, the cache and LLM extractors and the command line's errors."""
 from __future__ import annotations
 
 import argparse
@@ -21,11 +21,13 @@ from microemo_jax.data.records.build import prepare
 from microemo_jax.evaluate import main as evaluate_main
 from microemo_jax.inference import bench_table, benchmark
 from microemo_jax.inference.bench_data import check_compatible
+from microemo_jax.inference.llm_extractor import LLMExtractor
 from microemo_jax.metrics.bench_cli import run_benchmark as score_dataset
 from microemo_jax.metrics.protocol import BENCHMARK_QUESTION
 from tests.metrics.wheel_folder import write_wheel_folder
 from tests.support.inference import corpus, params_dir  # noqa: F401  (session fixtures)
 from tests.support.media import moving_face_frames, write_h264_mp4
+from tests.support.tiny_instruct import scripted_folder
 
 pytestmark = pytest.mark.slow    # a prepare of two small datasets and a generation pass: ~40 s on 2 cores
 
@@ -114,6 +116,32 @@ def test_one_command_scores_every_dataset_and_resumes(bench_root, params_dir, tm
                                    max_new_tokens=6)['rows'] == table['rows']
 
 
+def test_the_llm_extractor_reads_the_answers(bench_root, params_dir, tmp_path):  # noqa: F811
+    """evaluate --bench --extractor llm:PATH (a tiny Qwen3 instruct folder that replies '[happy, calm]' to any
+    prompt): every prediction is the extractor's reading of the model's answer, the table and each score.json name
+    it by its folder, not its path, and count the replies that held no list."""
+    _, root, _, wheel = bench_root
+    qwen = scripted_folder(tmp_path / 'ckpt', '[happy, calm]')
+    out = tmp_path / 'out'
+    evaluate_main(['--bench', 'merunibench', '--params', params_dir, '--data-root', str(root), '--out', str(out),
+                   '--wheel', wheel, '--extractor', f'llm:{qwen}', '--batch-size', '2', '--max-new-tokens', '6'])
+    table = json.loads((out / 'table.json').read_text())
+    assert table['extractor'] == {'labels': 'llm:qwen3_qknorm_untied', 'sentiment': 'llm:qwen3_qknorm_untied'}
+    md = (out / 'table.md').read_text()
+    assert 'Labels: llm:qwen3_qknorm_untied extractor' in md and str(tmp_path) not in md
+    label, ex = table['rows'][0]['label'], LLMExtractor(qwen)           # the defaults evaluate uses
+    for dataset in ('MELD', 'SIMS'):
+        score = json.loads((out / label / dataset / 'score.json').read_text())
+        with open(out / label / dataset / 'predictions.csv', encoding='utf-8') as f:
+            rows = list(csv.DictReader(f))
+        made = ex.extract_batch([r['name'] for r in rows], [r['explanation'] for r in rows])
+        assert [(r['openset'], r['sentiment']) for r in rows] == [('[' + ', '.join(e.labels) + ']', e.sentiment)
+                                                                  for e in made] == [('[happy, calm]', '[happy, calm]')] * 2
+        assert score['extractor'] == {**table['extractor'], 'unread_label_replies': 0}
+        assert table['datasets'][dataset]['unread_label_replies'] == {label: 0}
+        assert score['resume_key']['extractor']['name'] == 'llm:qwen3_qknorm_untied'
+
+
 def test_select_best_labels_the_per_dataset_best(bench_root, params_dir, tmp_path):  # noqa: F811
     _, root, _, wheel = bench_root
     with pytest.raises(benchmark.BenchError, match='--select best'):
@@ -131,6 +159,17 @@ def test_select_best_labels_the_per_dataset_best(bench_root, params_dir, tmp_pat
     assert (best['scores'], best['chosen'], best['mean']) == ({'MELD': 50.0, 'SIMS': 75.0}, {'MELD': 'a', 'SIMS': 'b'},
                                                               62.5)
     assert [r['mean'] for r in table['rows'][:2]] == [37.5, 50.0]
+
+
+def test_the_table_counts_label_replies_without_a_list():
+    score = {'dataset': 'MELD', 'hit_rate': 0.5, 'n': 3, 'expected_n': 2610, 'missing_predictions': 0,
+             'extractor': {'labels': 'llm:Qwen2.5-7B-Instruct', 'sentiment': 'llm:Qwen2.5-7B-Instruct',
+                           'unread_label_replies': 2}}
+    table = bench_table.build_table({'a': {'MELD': score}}, select='single', extractor=score['extractor'],
+                                    question={'kind': 'benchmark', 'text': 'q'}, datasets_found={'MELD': 'm'})
+    assert table['datasets']['MELD']['unread_label_replies'] == {'a': 2}
+    assert ("MELD: label replies of the llm:Qwen2.5-7B-Instruct extractor that held no list (those clips have no "
+            "labels): {'a': 2}") in bench_table.markdown(table)
 
 
 def test_cache_extractor_scores_published_caches(bench_root, tmp_path):
@@ -159,7 +198,7 @@ def test_command_line_errors_are_one_line(bench_root, params_dir, tmp_path, caps
     with pytest.raises(SystemExit, match='no prepared benchmark dataset'):
         evaluate_main(['--bench', 'merunibench', '--params', params_dir, '--data-root', str(tmp_path), '--out',
                        str(tmp_path / 'o')])
-    with pytest.raises(SystemExit, match='Qwen2.5 instruct loader'):
+    with pytest.raises(SystemExit, match='llm:/nowhere: not a checkpoint folder'):
         evaluate_main(['--bench', 'merunibench', '--params', params_dir, '--data-root', str(root), '--out',
                        str(tmp_path / 'o'), '--extractor', 'llm:/nowhere', '--datasets', 'SIMS'])
 

@@ -60,6 +60,10 @@ def build_table(results: dict[str, dict[str, dict]], *, select: str, extractor: 
                      'folder': datasets_found[d],
                      'missing_predictions': {label: per[d]['missing_predictions'] for label, per in results.items()
                                              if d in per}}
+        unread = {label: per[d].get('extractor', {}).get('unread_label_replies') for label, per in results.items()
+                  if d in per}
+        if any(v is not None for v in unread.values()):   # an LLM extractor: its replies that held no list
+            detail[d]['unread_label_replies'] = unread
     return {'benchmark': 'MER-UniBench', 'columns': datasets, 'headers': [HEADERS[d] for d in datasets],
             'rows': rows, 'datasets': detail, 'missing_datasets': [d for d in ORDER if d not in datasets_found],
             'extractor': extractor, 'question': question, 'select': select,
@@ -100,6 +104,10 @@ def markdown(table: dict) -> str:
         if info['n'] != info['expected_n'] or missing:
             lines.append(f"{HEADERS[d]}: {info['n']} gold clips (official {info['expected_n']})"
                          + (f"; without prediction: {missing}" if missing else ''))
+        unread = {k: v for k, v in info.get('unread_label_replies', {}).items() if v}
+        if unread:
+            lines.append(f"{HEADERS[d]}: label replies of the {table['extractor']['labels']} extractor that held no "
+                         f"list (those clips have no labels): {unread}")
     if table['missing_datasets']:
         lines.append('Not prepared under the data root: ' + ', '.join(table['missing_datasets']) + '.')
     return '\n'.join(lines) + '\n'

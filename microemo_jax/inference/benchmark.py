@@ -16,6 +16,9 @@ each answer every P-th clip and process 0 gathers the parts and scores, as ``eva
 
 ``--extractor cache --cache AFFECTGPT_OUTPUT`` takes no model: the labels are AffectGPT's published caches
 (``results-<dataset>/<run>/checkpoint_*-openset.npz``), one checkpoint per training epoch (``bench_cache``).
+``--extractor llm:PATH`` reads the answers with an instruct checkpoint (``inference/llm_extractor.py``); each
+process extracts the labels of the clips it answered, and the replies that held no list are counted in each
+``score.json`` and under the table.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from tqdm import tqdm
 
 from microemo_jax import params as params_lib
 from microemo_jax.data import pipeline
-from microemo_jax.inference import bench_cache, bench_table
+from microemo_jax.inference import bench_cache, bench_table, llm_extractor  # noqa: F401  (registers llm:PATH)
 from microemo_jax.inference.bench_data import BenchError, check_compatible, checkpoint_labels, digest, find_datasets
 from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
@@ -42,8 +45,8 @@ BENCHMARKS = ('merunibench',)
 SELECT = ('single', 'best')
 
 
-def _answers(explainer: Explainer, found: dict, where: str, label: str, dataset: str) -> list[dict] | None:
-    """Every process answers every P-th clip; process 0 returns all rows (others None)."""
+def _answers(explainer: Explainer, ex, found: dict, where: str, label: str, dataset: str) -> list[dict] | None:
+    """Every process answers every P-th clip and extracts its labels; process 0 returns all rows (others None)."""
     if not found['report'].get('written'):            # no clip could be prepared: every gold clip is a miss
         return None if jax.process_index() else []
     source = pipeline.open_split(found['folder'], 'test')
@@ -55,6 +58,14 @@ def _answers(explainer: Explainer, found: dict, where: str, label: str, dataset:
             records = [source[j] for j in mine[i:i + explainer.batch_size]]
             texts = explainer.explain(records, progress=bar)
             rows += [{'name': _text(r['name']), 'explanation': t} for r, t in zip(records, texts)]
+    with tqdm(total=len(rows), desc=f'{label} {dataset} labels ({ex.name})', unit='clip', disable=not rows) as bar:
+        for i in range(0, len(rows), ex.batch_size):
+            chunk = rows[i:i + ex.batch_size]
+            for r, e in zip(chunk, ex.extract_batch([r['name'] for r in chunk], [r['explanation'] for r in chunk])):
+                r['openset'], r['sentiment'] = '[' + ', '.join(e.labels) + ']', e.sentiment
+                if e.answer is not None:                     # an LLM's reply: whether it held a list
+                    r['unread'] = e.unread
+            bar.update(len(chunk))
     parts = os.path.join(where, 'parts')
     os.makedirs(parts, exist_ok=True)
     with open(os.path.join(parts, f'part-{pi:05d}.jsonl'), 'w', encoding='utf-8') as f:
@@ -141,12 +152,11 @@ def run_benchmark(params: list[str], data_root: str, out: str, *, extractor: str
         if len(params) > 1 and select != 'best':
             raise BenchError(f"{len(params)} --params given: the default is one checkpoint; add --select best to "
                              f"score each and report the papers' per-dataset best beside them")
-        ex = make_extractor(extractor)                     # llm:PATH says here when it cannot run yet
+        ex = make_extractor(extractor)                     # llm:PATH checks its folder here, loads on first use
         sources = dict(zip(checkpoint_labels(params), params))
     settings = GenerationSettings(**generation)
     results: dict[str, dict] = {}
-    info = {'labels': extractor, 'sentiment': 'cache' if extractor == 'cache' else getattr(ex, 'sentiment_name',
-                                                                                           extractor)}
+    info = {'labels': 'cache', 'sentiment': 'cache'} if extractor == 'cache' else ex.describe()
     for label, source in sources.items():
         results[label], folder, explainer = {}, None, None
         for dataset, f in found.items():
@@ -162,7 +172,7 @@ def run_benchmark(params: list[str], data_root: str, out: str, *, extractor: str
             else:
                 key = {'params': os.path.abspath(source), 'weights': digest(os.path.join(source, 'params')),
                        'records': digest(os.path.join(f['folder'], 'prepare_report.json')), 'gold': digest(f['gold']),
-                       'extractor': extractor, 'generation': settings.as_dict(), 'wheel': wheel}
+                       'extractor': ex.identity(), 'generation': settings.as_dict(), 'wheel': wheel}
                 done = _done(where, key)
                 rows = None
                 if not done:
@@ -170,11 +180,10 @@ def run_benchmark(params: list[str], data_root: str, out: str, *, extractor: str
                         folder = params_lib.load(source)
                         explainer = Explainer(folder, settings, batch_size=batch_size)
                     check_compatible(folder, f)
-                    rows = _answers(explainer, f, where, label, dataset)
-                    for r in rows or ():
-                        labels = ex.labels(r['name'], r['explanation'])
-                        r['openset'], r['sentiment'] = '[' + ', '.join(labels) + ']', ex.sentiment(r['name'], labels)
+                    rows = _answers(explainer, ex, f, where, label, dataset)
                 ext = info
+                if rows and any('unread' in r for r in rows):
+                    ext = {**info, 'unread_label_replies': sum(bool(r.get('unread')) for r in rows)}
             if done is None and rows is None:
                 continue                                  # another process scores this one
             results[label][dataset] = done or _score(f, dataset, where, rows, wheel, ext, key)
