@@ -140,6 +140,40 @@ def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
     return problems
 
 
+def _rl_problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """The stage-3 section ``rl`` (checked whatever the stage: a config file's defaults must be usable)."""
+    rl = cfg.get('rl')
+    if rl is None:
+        return ["stage=3 needs the config's rl section (see configs/emer.py)"] if cfg.get('stage') == 3 else []
+    problems = []
+    for key, low in (('steps', 1), ('batch_size', 1), ('group_size', 2), ('mu', 1), ('max_new_tokens', 1),
+                     ('log_every', 1), ('checkpoint_every', 1), ('warmup_steps', 0), ('eval_every', 0),
+                     ('eval_clips', 0), ('length_target', 0), ('top_k', 0)):
+        value = rl.get(key)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            problems.append(f"rl.{key}={value!r} must be a whole number >= {low}"
+                            + (" (advantages compare the samples of a group)" if key == 'group_size' else ''))
+    if isinstance(rl.get('steps'), int) and isinstance(rl.get('warmup_steps'), int) \
+            and not rl.warmup_steps < rl.steps:
+        problems.append(f"rl.warmup_steps={rl.warmup_steps} must be below rl.steps={rl.steps}")
+    for key, ok, what in (('lr', lambda v: v > 0, '> 0'), ('beta', lambda v: v >= 0, '>= 0'),
+                          ('epsilon', lambda v: 0 < v < 1, 'in (0, 1)'), ('temperature', lambda v: v > 0, '> 0'),
+                          ('top_p', lambda v: 0 < v <= 1, 'in (0, 1]')):
+        value = rl.get(key)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and ok(value)):
+            problems.append(f"rl.{key}={value!r} must be a number {what}")
+    if rl.get('loss') not in ('grpo', 'dr_grpo'):
+        problems.append(f"rl.loss={rl.get('loss')!r} must be 'grpo' or 'dr_grpo' (no std or length normalisation)")
+    if rl.get('question') not in ('description', 'ov'):
+        problems.append(f"rl.question={rl.get('question')!r} must be 'description' or 'ov' (the prompt to answer)")
+    rewards = rl.get('rewards')
+    if not rewards or not isinstance(rewards, tuple):
+        problems.append(f"rl.rewards={rewards!r} must name at least one reward, e.g. ('ov', 'format')")
+    elif 'wheel' in rewards and not rl.get('wheel'):
+        problems.append("rl.rewards has 'wheel' but rl.wheel names no file (MER's wheel_mapping.npz or its JSON)")
+    return problems
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Cross-field checks that would otherwise fail deep inside model construction or the first step."""
     training = _training_problems(cfg)
@@ -159,8 +193,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     for key in ('dtype', 'param_dtype', 'frozen_param_dtype'):
         if m.get(key) not in DTYPES:
             problems.append(f"model.{key}={m.get(key)!r} is not one of {DTYPES}")
-    if cfg.get('stage') not in (1, 2):
-        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment) or 2 (instruction tuning)")
+    if cfg.get('stage') not in (1, 2, 3):
+        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment), 2 (instruction tuning) or 3 "
+                        f"(reinforcement, GRPO)")
+    problems += _rl_problems(cfg)
     for name in ('vision', 'image_qformer', 'video_qformer', 'audio_qformer'):
         sub = m.get(name)
         if sub is not None and sub.hidden_size % sub.num_heads:
