@@ -222,7 +222,7 @@ def _stage3(variant: str) -> ml_collections.ConfigDict:
         top_p=1.0,
         top_k=0,
         max_new_tokens=8 if tiny else (256 if paper else 160),
-        question='description',       # the prompt the rollouts answer: 'description' (explanation) or 'ov'
+        question='description',       # the prompts the rollouts answer: 'description' (explanation), 'ov' or 'both'
         rewards=('ov', 'format'),     # registered names (training/rewards.py): ov, wheel, format, length
         weights=ml_collections.ConfigDict(dict(ov=1.0, wheel=1.0, format=0.2, length=0.1)),
         wheel='',                     # MER's wheel_mapping.npz (or its JSON form) for the 'wheel' reward

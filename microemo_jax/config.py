@@ -164,8 +164,9 @@ def _rl_problems(cfg: ml_collections.ConfigDict) -> list[str]:
             problems.append(f"rl.{key}={value!r} must be a number {what}")
     if rl.get('loss') not in ('grpo', 'dr_grpo'):
         problems.append(f"rl.loss={rl.get('loss')!r} must be 'grpo' or 'dr_grpo' (no std or length normalisation)")
-    if rl.get('question') not in ('description', 'ov'):
-        problems.append(f"rl.question={rl.get('question')!r} must be 'description' or 'ov' (the prompt to answer)")
+    if rl.get('question') not in ('description', 'ov', 'both'):
+        problems.append(f"rl.question={rl.get('question')!r} must be 'description', 'ov' or 'both' (the prompts "
+                        f"the rollouts answer)")
     rewards = rl.get('rewards')
     if not rewards or not isinstance(rewards, tuple):
         problems.append(f"rl.rewards={rewards!r} must name at least one reward, e.g. ('ov', 'format')")

@@ -2,6 +2,7 @@ r"""Plan memory and FLOPs of a training run ahead of time: compile its train ste
 
     python -m microemo_jax.plan --config configs/emer.py:paper --mesh fsdp=8 --memory-gib 80
     python -m microemo_jax.plan --config configs/emer.py:paper --mesh data=2,fsdp=4 --batch 16 --config.stage=2
+    python -m microemo_jax.plan --config configs/emer.py:paper --mesh fsdp=8 --config.stage=3     # GRPO (rl.*)
 
 Nothing is allocated: the train state and the batch are abstract (shapes, dtypes, shardings) and the
 step is compiled with ``jax.jit(...).lower(...).compile()`` (``runs/plan.py``). When the machine has fewer
@@ -12,7 +13,11 @@ fusion differ from GPU/TPU (e.g. bf16 math may be widened): read them as estimat
 Reported per device: arguments (state, frozen weights, batch), outputs, aliased (donated) bytes, temps
 (activations, gradients, workspace), generated code, and the total. FLOPs: the jaxpr count of one step
 (global, scan-aware; ``training/flops.py``) and XLA's own figure (per device; while-loop bodies counted
-once). The largest per-device batch that fits ``--memory-gib`` is found by ``--search``:
+once). Stage 3 (``--config.stage=3``) compiles its rollout (prefill + decode of ``--batch`` clips x
+``rl.group_size`` answers), reference and GRPO-update programs instead and reports each one's memory and the
+peak with the train state, the frozen towers and the reference resident (``runs/plan_rl.py``; ``--batch`` is
+clips per rollout batch, default ``rl.batch_size``; no batch search). The largest per-device batch that fits
+``--memory-gib`` is found by ``--search``:
 ``extrapolate`` (default) compiles at two batch sizes and fits memory = fixed + slope * batch;
 ``binary`` compiles until it brackets the limit (slower, exact for this compiler); ``none`` skips.
 """
@@ -71,6 +76,17 @@ def main(argv=None) -> int:
     from microemo_jax.sharding import make_mesh  # (imports jax too)
 
     mesh = make_mesh({**{'data': 1, 'fsdp': 1, 'tensor': 1}, **sizes}, devices(n))
+    if cfg.stage == 3:
+        from microemo_jax.runs.plan_rl import RLPlanner, report as rl_report  # JAX start-up, as above
+        from microemo_jax.training.rl_config import run_config
+        rl_cfg = run_config(cfg)
+        planner = RLPlanner(rl_cfg, mesh)
+        result = planner.compile(args.batch)
+        rl_report(rl_cfg, mesh, planner, result)
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(dict(mesh=sizes, stage=3, main=result), f, indent=2)
+        return 0
     planner = Planner(cfg, mesh)
     batch = args.batch or cfg.data.batch_size
     main_result = planner.compile(batch, flops=True)

@@ -177,11 +177,13 @@ def _host_counts(scored) -> dict:
 
 def heldout(rollouts: Rollouts, params, frozen, view, cfg, mesh, width: int) -> dict:
     """Greedy answers to the held-out clips (``rl.eval_clips`` of them, 0: all), rewarded as in training:
-    val_reward_mean, val_reward_<name>, val_response_length, val_clips (over all processes)."""
+    val_reward_mean, val_reward_<name>, val_response_length, val_clips (over all processes); with
+    ``rl.question='both'`` also each question's own, as val_<question>_reward_mean, val_<question>_reward_<name>."""
     rl, names = cfg.rl, tuple(cfg.rl.rewards)
+    kinds = ('description', 'ov')
     batches = pipeline.make_iterator(view, cfg, train=False, num_workers=0)
     limit = math.ceil(rl.eval_clips / rl.batch_size) if rl.eval_clips else None
-    sums = np.zeros(3 + len(names), np.float64)      # clips, total, length, components
+    sums = np.zeros((len(kinds), 3 + len(names)), np.float64)      # per question: clips, total, length, components
     first = None
     for i, batch in enumerate(batches):
         if limit is not None and i >= limit:
@@ -193,13 +195,22 @@ def heldout(rollouts: Rollouts, params, frozen, view, cfg, mesh, width: int) -> 
                                         batch['names']):
             if not str(name):
                 continue                              # evaluation's padding clips
-            sums += np.concatenate([[1.0, total, c.tokens], part])
+            sums[kinds.index(c.question)] += np.concatenate([[1.0, total, c.tokens], part])
             first = first or c
     if jax.process_count() > 1:
         sums = np.asarray(multihost_utils.process_allgather(sums)).sum(axis=0)
-    n = max(sums[0], 1.0)
-    out = {'val_clips': float(sums[0]), 'val_reward_mean': sums[1] / n, 'val_response_length': sums[2] / n}
-    out.update({f'val_reward_{k}': sums[3 + i] / n for i, k in enumerate(names)})
+
+    def block(row, prefix):
+        n = max(row[0], 1.0)
+        out = {f'{prefix}clips': float(row[0]), f'{prefix}reward_mean': row[1] / n,
+               f'{prefix}response_length': row[2] / n}
+        out.update({f'{prefix}reward_{k}': row[3 + i] / n for i, k in enumerate(names)})
+        return out
+
+    out = block(sums.sum(axis=0), 'val_')
+    if rl.question == 'both':
+        for kind, row in zip(kinds, sums):
+            out.update(block(row, f'val_{kind}_'))
     if first is not None:
         _say(f'held-out answer ({first.name}, gold {list(first.gold)}): {first.text[:300]}')
     return out

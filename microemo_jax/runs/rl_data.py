@@ -1,8 +1,8 @@
 """The clips stage 3 learns and scores on: a split's records of the rollout question, with their gold labels.
 
 A prepared clip may hold two records, its explanation (``NAME``) and its OV-label answer (``NAME#ov``); stage 3
-answers one question (``rl.question``), so the Grain pipeline reads a view of the split that holds only that
-question's records, and the rewards read the gold labels (the record's ``openset``) by record name. Records
+answers one question (``rl.question``) or both, so the Grain pipeline reads a view of the split that holds only
+those records, and the rewards read the gold labels (the record's ``openset``) by record name. Records
 without gold labels cannot be rewarded and are left out, said so by the count. The longest prompt sets the
 run's prompt width: batches are padded to ``data.max_seq_len`` for prompt and answer, and stage 3 cuts them to
 the prompts alone (its answers are sampled after them), so no step pays for the training answers' room.
@@ -52,13 +52,14 @@ def prompt_length(record) -> int:
 
 
 def question_records(source, question: str) -> tuple[RecordView, dict[str, list[str]], int, int]:
-    """(the view of ``question``'s records that have gold labels, {record name: gold labels}, records left out,
+    """(the view of ``question``'s records ('description', 'ov' or 'both') that have gold labels, {record name: gold
+    labels}, records left out,
     the longest prompt among the kept records in tokens)."""
     keep, gold, left_out, longest = [], {}, 0, 0
     for index in range(len(source)):
         rec = source[index]
         name = _text(rec['name'])
-        if question_of(name) != question:
+        if question not in ('both', question_of(name)):
             continue
         labels = gold_of(rec)
         if labels is None:
