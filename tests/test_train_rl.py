@@ -29,7 +29,7 @@ def test_variety(c, ctx):
 """
 exec(REWARD, {})
 OVERRIDES = ("rl.rewards=('ov', 'format', 'test_variety')", 'rl.steps=3', 'rl.checkpoint_every=3', 'rl.lr=0.01',
-             'rl.mu=2')
+             'rl.mu=2', 'rl.eval_every=3')
 KEYS = {'reward_mean', 'reward_std', 'reward_ov', 'reward_format', 'reward_test_variety', 'kl', 'clip_fraction',
         'response_length', 'entropy', 'loss', 'grad_norm', 'learning_rate'}
 
@@ -76,6 +76,9 @@ def test_stage3_logs_every_key_exports_params_and_draws_curves(straight, tmp_pat
     # mu=2 updates per rollout batch: the first starts at ratio 1 and KL 0 (tests/training/test_grpo_step.py), the
     # second sees the moved policy, so their means already differ at step 1
     assert steps[0]['ratio_mean'] != pytest.approx(1.0, abs=1e-6) and steps[0]['kl'] > 0
+    held_out = [r for r in lines(workdir) if 'val_reward_mean' in r]      # before the first step and after the last
+    assert [r['step'] for r in held_out] == [0, 3] and held_out[0]['val_clips'] >= 1
+    assert {'val_reward_ov', 'val_reward_format', 'val_response_length'} <= set(held_out[0])
     assert os.listdir(workdir / 'tensorboard') and sorted(os.listdir(workdir / 'checkpoints')) == ['3']
     from microemo_jax import params
     folder = params.load(str(workdir / 'params'))        # what evaluate reads: a stage-3 model with its LoRA
