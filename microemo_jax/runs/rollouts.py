@@ -35,8 +35,9 @@ def strip_answers(batch: dict, width: int | None = None) -> dict:
     s = answer.shape[1]
     start = np.where(answer.any(axis=1), answer.argmax(axis=1), s)
     width = s if width is None else min(int(width), s)
-    if (start > width).any():
-        raise ValueError(f"a prompt of {int(start.max())} tokens does not fit the rollout width {width}")
+    has = answer.any(axis=1)          # rows without one: evaluation's padding clips, whose answer is not marked
+    if (start[has] > width).any():
+        raise ValueError(f"a prompt of {int(start[has].max())} tokens does not fit the rollout width {width}")
     keep = np.arange(width)[None, :] < start[:, None]
     out['input_ids'] = np.where(keep, batch['input_ids'][:, :width], 0).astype(np.int32)
     out['attention_mask'] = np.asarray(batch['attention_mask'], bool)[:, :width] & keep

@@ -36,7 +36,10 @@ def group_advantages(rewards, valid, group_size: int, *, normalise_std: bool = T
     adv = r - r.mean(axis=1, keepdims=True)
     if normalise_std:
         adv = adv / (jnp.std(r, axis=1, ddof=1, keepdims=True) + STD_EPS)
-    return jnp.where(ok, adv, 0.0).reshape(-1)
+    # XLA's mean multiplies by 1/G, so equal rewards can leave a ~1e-8 residue that the std division blows up to
+    # ~0.05: a group whose rewards are all equal has nothing to compare and gets exactly 0
+    same = (r.max(axis=1, keepdims=True) == r.min(axis=1, keepdims=True))
+    return jnp.where(ok & ~same, adv, 0.0).reshape(-1)
 
 
 def completion_mask(tokens, eos_ids, row_valid=None):

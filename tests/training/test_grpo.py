@@ -113,6 +113,9 @@ def test_group_advantages_by_hand():
     valid = jnp.array([True, True, True, True, True, False])
     np.testing.assert_allclose(group_advantages(rewards, valid, 3), [-1, 0, 1, 0, 0, 0], atol=1e-5)   # std (ddof 1) 2
     np.testing.assert_allclose(group_advantages(rewards, valid, 3, normalise_std=False), [-2, 0, 2, 0, 0, 0])
+    # equal rewards: exactly 0, also when float rounding of the group mean leaves a residue (0.1 * 3 / 3)
+    same = jax.jit(lambda r: group_advantages(r, jnp.ones(6, bool), 3))(jnp.full((6,), 0.1, jnp.float32))
+    assert not np.asarray(same).any()
 
 
 def test_masks_padding_and_everything_after_eos():
