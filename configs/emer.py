@@ -141,6 +141,8 @@ def get_config(arg=None):
         max_seq_len=2048 if paper else 384,
         max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions
         question='description',       # 'description' (EMER explanation) or 'ov' (open-vocabulary labels)
+        bench_question='benchmark',   # what the MER-UniBench sources ask every clip: 'benchmark' (its one question,
+                                      # verbatim) or 'description' (the EMER explanation; not the benchmark's)
         require_faces=False,          # skip clips where no face is found (else they train without the local branch)
         face_detector='blazeface',    # 'blazeface' (MediaPipe short range, talking heads), 'blazeface_full' (small
                                       # faces too, slower) or 'haar' (OpenCV frontal cascade); all offline

@@ -14,14 +14,13 @@ from the config's random initialisation; global-local gates start at 0.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 
 import jax
 from flax import nnx
 
-from microemo_jax import hf
+from microemo_jax import cli_checks, hf
 from microemo_jax.config import ConfigError, config_from_argv
 from microemo_jax.models import microemo as me
 from microemo_jax.params import save_params
@@ -77,12 +76,12 @@ def convert(cfg, paths: dict[str, str | None], out: str) -> dict:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.convert', description=__doc__.split('\n')[0])
-    parser.add_argument('--vision')
-    parser.add_argument('--image-qformer', dest='image_qformer')
-    parser.add_argument('--whisper')
-    parser.add_argument('--llama')
-    parser.add_argument('--out', required=True)
+    parser = cli_checks.Parser(prog='python -m microemo_jax.convert', description=__doc__.split('\n')[0])
+    parser.add_argument('--vision', type=cli_checks.existing_dir)
+    parser.add_argument('--image-qformer', dest='image_qformer', type=cli_checks.existing_dir)
+    parser.add_argument('--whisper', type=cli_checks.existing_dir)
+    parser.add_argument('--llama', type=cli_checks.existing_dir)
+    parser.add_argument('--out', required=True, type=cli_checks.out_dir)
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
@@ -90,8 +89,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(rest)
     try:
         report = convert(cfg, vars(args), args.out)
-    except (ConfigError, hf.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, hf.CheckpointError, OSError) as e:   # both errors name the file and the key
+        cli_checks.fail(e)
     for k, v in report.items():
         print(f"{k:14s} {v}")
     print(f"wrote {args.out}")

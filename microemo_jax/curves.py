@@ -9,36 +9,46 @@ reward component, the held-out greedy reward, KL, clipped fraction, answer lengt
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
+from microemo_jax import cli_checks
 from microemo_jax.plots import draw_curves, draw_rl_curves
 from microemo_jax.training.run_log import is_rl, read_series, rl_summary, summary
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.curves', description=__doc__.split('\n')[0])
-    parser.add_argument('runs', nargs='+', help='training run directories, in order')
-    parser.add_argument('--out', help='PNG to write (default: FIRST_RUN/../loss_curves.png)')
-    parser.add_argument('--rl-out', help='PNG of the stage-3 runs (default: FIRST_STAGE3_RUN/../reward_curves.png)')
-    args = parser.parse_args(argv)
+def _draw(draw, runs, out: str) -> None:
     try:
-        series = {r: read_series(r) for r in args.runs}
-    except FileNotFoundError as e:
-        sys.exit(f'error: {e}')
+        draw(runs, out)
+    except OSError as e:
+        cli_checks.fail(f"--out {out}: {e.strerror or e}")
+    print(f'wrote {out}')
+
+
+def main(argv=None) -> None:
+    parser = cli_checks.Parser(prog='python -m microemo_jax.curves', description=__doc__.split('\n')[0])
+    parser.add_argument('runs', nargs='+', type=cli_checks.existing_dir, help='training run directories, in order')
+    parser.add_argument('--out', type=cli_checks.out_file, help='PNG to write (default: FIRST_RUN/../loss_curves.png)')
+    parser.add_argument('--rl-out', type=cli_checks.out_file,
+                        help='PNG of the stage-3 runs (default: FIRST_STAGE3_RUN/../reward_curves.png)')
+    args = parser.parse_args(argv)
+    series = {}
+    for run in args.runs:
+        try:
+            series[run] = read_series(run)
+        except FileNotFoundError as e:
+            cli_checks.fail(e)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:   # a damaged metrics.jsonl
+            cli_checks.fail(f"{os.path.join(run, 'metrics.jsonl')} cannot be read ({type(e).__name__}: {e})")
     supervised = {r: (s.get('loss', []), s.get('val_loss', [])) for r, s in series.items() if not is_rl(s)}
     rl = {r: s for r, s in series.items() if is_rl(s)}
     if supervised:
         print(summary(supervised))
-        out = args.out or os.path.join(os.path.dirname(os.path.abspath(next(iter(supervised)))), 'loss_curves.png')
-        draw_curves(supervised, out)
-        print(f'wrote {out}')
+        _draw(draw_curves, supervised,
+              args.out or os.path.join(os.path.dirname(os.path.abspath(next(iter(supervised)))), 'loss_curves.png'))
     if rl:
         print(rl_summary(rl))
-        out = args.rl_out or os.path.join(os.path.dirname(os.path.abspath(next(iter(rl)))), 'reward_curves.png')
-        draw_rl_curves(rl, out)
-        print(f'wrote {out}')
+        _draw(draw_rl_curves, rl,
+              args.rl_out or os.path.join(os.path.dirname(os.path.abspath(next(iter(rl)))), 'reward_curves.png'))
 
 
 if __name__ == '__main__':

@@ -17,7 +17,6 @@ DIR/.lock: a second run on the same DIR is refused with a message naming the fir
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -25,6 +24,7 @@ import sys
 import absl.flags
 import jax
 
+from microemo_jax import cli_checks
 from microemo_jax.config import ConfigError, config_from_argv
 from microemo_jax.hf.safetensors_io import CheckpointError
 from microemo_jax.lock import LockHeld
@@ -36,8 +36,9 @@ from microemo_jax.training.checkpointing import CheckpointUnreadable
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.train', description=__doc__.split('\n')[0])
-    parser.add_argument('--workdir', required=True, help='checkpoints, logs and exported params go here')
+    parser = cli_checks.Parser(prog='python -m microemo_jax.train', description=__doc__.split('\n')[0])
+    parser.add_argument('--workdir', required=True, type=cli_checks.out_dir,
+                        help='checkpoints, logs and exported params go here')
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:

@@ -4,7 +4,8 @@
 
 Evaluates both parameter folders with ``evaluate``'s code on the held-out split of the data stage 3 trained on
 (its ``params/training.json``), then writes OUT/comparison.md (the table, the paired difference with its 95%
-interval, before/after explanations) and OUT/comparison.json; ``microemo_jax/runs/compare_stages.py`` is the library.
+interval, the per-group table with intervals, before/after explanations), comparison.json and comparison.png;
+``microemo_jax/runs/compare_stages.py`` is the library.
 """
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from microemo_jax.params import training_info  # noqa: E402
-from microemo_jax.runs.compare_stages import compare, markdown  # noqa: E402
+from microemo_jax.params import training_info
+from microemo_jax.runs.ablations import AblationError, groups_for
+from microemo_jax.runs.compare_stages import compare, markdown
 
 
 def main(argv=None) -> None:
@@ -27,13 +27,21 @@ def main(argv=None) -> None:
     parser.add_argument('--split', default='validation')
     parser.add_argument('--question', default='description', choices=('description', 'ov'))
     parser.add_argument('--batch-size', dest='batch_size', type=int, default=8)
+    parser.add_argument('--groups', help="evaluate's --groups CSV (default: the demo corpus's groups.csv, if the "
+                                         "data came from a demo corpus)")
     args = parser.parse_args(argv)
     data = args.data or training_info(args.stage3).get('data_dir')
     if not data:
         sys.exit(f"error: {args.stage3}/training.json names no data folder; pass --data")
     os.makedirs(args.out, exist_ok=True)
+    groups = args.groups
+    if groups is None:
+        try:
+            groups = groups_for(data, args.out)
+        except AblationError as e:
+            print(f"no scenario groups: {e}")
     print(markdown(compare(args.stage2, args.stage3, data, args.out, split=args.split, question=args.question,
-                           batch_size=args.batch_size)))
+                           batch_size=args.batch_size, groups=groups)))
     print(f"wrote {os.path.join(args.out, 'comparison.md')} and comparison.json")
 
 

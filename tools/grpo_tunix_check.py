@@ -27,7 +27,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from microemo_jax.training.grpo import completion_mask  # noqa: E402
-from tests.training.test_grpo import BETA, EOS, EPS, G, LOGP, OLD, REF, REWARDS, TOKENS, ours  # noqa: E402
+from tests.training.test_grpo import BETA, EOS, EPS, LOGP, OLD, REF, REWARDS, TOKENS, G, ours  # noqa: E402
 
 VERSION = '0.1.7'
 WANTED = {'rl/common.py': ('compute_kl_divergence', 'aggregate_loss', '_check_get_norm'),

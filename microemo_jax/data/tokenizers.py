@@ -13,6 +13,11 @@ The demo makes two tokenizers with the ``tokenizers`` library so that nothing is
 
 Both are saved as ``transformers`` tokenizer folders (``tokenizer.json`` + ``tokenizer_config.json``)
 that ``load_tokenizer`` reads back with ``local_files_only=True``.
+
+Every tokenizer the package loads (prepare's, a params folder's, Whisper's for ASR) goes through
+``load_tokenizer``: custom code off (``trust_remote_code=False``), and a folder whose ``tokenizer_config.json``
+or ``config.json`` holds an ``auto_map`` (a module of its own that transformers would offer to run) refused
+before transformers reads it.
 """
 from __future__ import annotations
 
@@ -30,6 +35,23 @@ LLM_SPECIALS = ('<unk>', '<s>', '</s>', '<pad>')
 QFORMER_SPECIALS = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]')
 _TOKENIZER_FILES = ('tokenizer.json', 'tokenizer.model', 'vocab.json', 'vocab.txt', 'tokenizer_config.json')
 _BYTE_ALPHABET = 256
+_CONFIG_FILES = ('tokenizer_config.json', 'config.json')   # the files transformers takes an auto_map from
+
+
+def refuse_custom_code(path: str, what: str = 'LLM') -> None:
+    """Raise ValueError naming the file and key when the folder asks transformers to run code of its own."""
+    for name in _CONFIG_FILES:
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            continue
+        try:
+            with open(file, encoding='utf-8') as f:
+                config = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{what} tokenizer: {file} cannot be read ({type(e).__name__}: {e})") from None
+        if isinstance(config, dict) and 'auto_map' in config:
+            raise ValueError(f"{what} tokenizer: {file} holds an 'auto_map' (custom code the folder ships, which "
+                             f"we never run): refused; use a tokenizer folder without custom code")
 
 
 def load_tokenizer(path: str, *, what: str = 'LLM'):
@@ -41,8 +63,9 @@ def load_tokenizer(path: str, *, what: str = 'LLM'):
     if not present:
         raise ValueError(f"{what} tokenizer folder {path!r} holds none of {', '.join(_TOKENIZER_FILES)}: it is not "
                          f"a Hugging Face tokenizer folder")
+    refuse_custom_code(path, what)
     try:
-        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     except Exception as e:  # transformers raises many types here; name the folder and the cause
         raise ValueError(f"{what} tokenizer in {path!r} (files: {', '.join(present)}) could not be loaded offline: "
                          f"{type(e).__name__}: {e}") from e

@@ -1,10 +1,12 @@
-"""Stage 2 against stage 3 on the same held-out clips: both scored by ``evaluate``, the paired difference with its
-interval, and before/after explanations (what ``make demo-rl`` writes; ``tools/demo_rl.py`` is its command line).
+"""Stage 2 against stage 3 on the same held-out clips: both scored by ``evaluate`` (per scenario group with 95%
+intervals when a groups file is given), the paired difference with its interval, and before/after explanations
+(what ``make demo-rl`` writes; ``tools/demo_rl.py`` is its command line).
 
-Both parameter folders answer the same clips with the same greedy settings; each clip's MER2024-OV score (the mean
-of its Accuracy_s and Recall_s, what ``evaluate`` averages) is compared clip by clip, and the 95% interval of the
-mean difference comes from a paired percentile bootstrap over clips (1000 resamples, seed 0), so "stage 3 is
-better" is read against how much 20 or 200 clips can say.
+Both parameter folders answer the same clips with the same greedy settings. The table is the ablation table's
+(``runs/ablation_table.py``: each model's score per group with its interval). Each clip's MER2024-OV score (the
+mean of its Accuracy_s and Recall_s, what ``evaluate`` averages) is also compared clip by clip: the 95% interval of
+the mean difference comes from a paired percentile bootstrap over clips (1000 resamples, seed 0), which is
+narrower than the two models' own intervals side by side when the same clips are hard for both.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import numpy as np
 from microemo_jax.inference.scoring import evaluate
 from microemo_jax.metrics import load_synonyms, score_ov
 from microemo_jax.metrics.per_sample import read_per_sample
+from microemo_jax.runs import ablation_table
+
+TITLES = {'stage2': 'stage 2', 'stage3': 'stage 3 (GRPO)'}
 
 RESAMPLES = 1000
 
@@ -51,14 +56,14 @@ def examples(before: list[dict], after: list[dict], scores: tuple[dict, dict], c
 
 
 def compare(stage2: str, stage3: str, data: str, out: str, *, split: str = 'validation', question: str = 'description',
-            synonyms: str | None = None, batch_size: int = 8, **evaluate_kw) -> dict:
-    """Evaluate both parameter folders on ``split`` into OUT/stage2 and OUT/stage3; write OUT/comparison.json
-    and OUT/comparison.md; return the comparison."""
+            synonyms: str | None = None, batch_size: int = 8, groups: str | None = None, **evaluate_kw) -> dict:
+    """Evaluate both parameter folders on ``split`` into OUT/stage2 and OUT/stage3 (``groups``: evaluate's
+    --groups CSV); write OUT/comparison.json, .md and .png; return the comparison."""
     summaries, rows = {}, {}
     for name, params in (('stage2', stage2), ('stage3', stage3)):
         folder = os.path.join(out, name)
         summaries[name] = evaluate(params, data, split, folder, synonyms=synonyms, batch_size=batch_size,
-                                   question=question, **evaluate_kw)
+                                   question=question, groups=groups, **evaluate_kw)
         rows[name] = read_per_sample(os.path.join(folder, 'per_sample.csv'))
     table = load_synonyms(synonyms)
     scores = (clip_scores(rows['stage2'], table), clip_scores(rows['stage3'], table))
@@ -70,7 +75,9 @@ def compare(stage2: str, stage3: str, data: str, out: str, *, split: str = 'vali
               'baseline': summaries['stage2'].get('baseline'),
               'difference': {'avg': mean, 'interval95': interval, 'method': f'paired percentile bootstrap over clips, '
                                                                               f'{RESAMPLES} resamples, seed 0'},
-              'examples': examples(rows['stage2'], rows['stage3'], scores)}
+              'examples': examples(rows['stage2'], rows['stage3'], scores),
+              'table': ablation_table.table({TITLES[k]: v for k, v in summaries.items()})}
+    ablation_table.draw(result['table'], os.path.join(out, 'comparison.png'))
     with open(os.path.join(out, 'comparison.json'), 'w') as f:
         json.dump(result, f, indent=2, ensure_ascii=False)
     with open(os.path.join(out, 'comparison.md'), 'w') as f:
@@ -92,6 +99,8 @@ def markdown(result: dict) -> str:
                      f"{b['avg']:.3f} |")
     lines += ['', f"stage 3 - stage 2, avg: {result['difference']['avg']:+.3f} (95% interval {lo:+.3f} to {hi:+.3f}, "
               f"{result['difference']['method']})"]
+    if result.get('table'):
+        lines += ['', 'Per scenario group (avg, 95% interval):', '', ablation_table.markdown(result['table'])]
     for ex in result['examples']:
         lines += ['', f"**{ex['name']}** (gold: {', '.join(ex['gold'])}; clip score {ex['gain']:+.2f})", '',
                   f"* stage 2 ({', '.join(ex['before']['labels']) or 'no label'}): {ex['before']['explanation']}",

@@ -30,10 +30,10 @@ from microemo_jax.metrics import load_synonyms, load_wheel
 from microemo_jax.params import export_params, load_params, load_tokenizers, write_inference_files
 from microemo_jax.runs.rl_data import question_records
 from microemo_jax.runs.rollouts import Rollouts, local_rows, strip_answers
-from microemo_jax.runs.workdir import TrainError, resolve_data_dir, workdir_lock
+from microemo_jax.runs.workdir import TrainError, check_tokenizers, resolve_data_dir, workdir_lock
 from microemo_jax.sharding import make_mesh, split_batch
 from microemo_jax.training import distributed
-from microemo_jax.training.checkpointing import Checkpointer
+from microemo_jax.training.checkpointing import Checkpointer, saved_steps
 from microemo_jax.training.grpo_step import make_grpo_step, make_logprob_fn
 from microemo_jax.training.logger import MetricsLogger
 from microemo_jax.training.preemption import PreemptionGuard
@@ -88,6 +88,8 @@ def _run(cfg, workdir: str) -> dict:
     mesh = make_mesh(cfg.mesh)
     data_dir, train_view, val_view, gold, width = _setup_data(cfg, mesh)
     train_iter = pipeline.make_iterator(train_view, cfg, train=True)
+    # the data's tokenizers must be the ones init.params (and the checkpoints) learned, before anything compiles
+    tokenizers = check_tokenizers(cfg, workdir, data_dir, resuming=bool(saved_steps(workdir)))
     tokenizer, _ = load_tokenizers(cfg.init.params)
     context = RewardContext(synonyms=load_synonyms(rl.synonyms or None), wheel=load_wheel(rl.wheel) if rl.wheel else None,
                             max_new_tokens=rl.max_new_tokens, length_target=rl.length_target)
@@ -112,9 +114,9 @@ def _run(cfg, workdir: str) -> dict:
     step_fn = make_grpo_step(graphdef, cfg, mesh, state_sh, frozen_sh)
     ref_fn = make_logprob_fn(graphdef, cfg, mesh, state_sh.params, frozen_sh)
     eos = jnp.asarray(rollouts.eos)
-    logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every,
-                           averaged=LOGGED + tuple(f'reward_{n}' for n in rl.rewards))
     step = int(jax.device_get(state.step))
+    logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, resume_step=step,
+                           averaged=LOGGED + tuple(f'reward_{n}' for n in rl.rewards))
     stop_at = min(cfg.total_steps, step + cfg.train.max_steps_per_run) if cfg.train.max_steps_per_run else None
     last, warned, t0 = {}, set(), time.time()
     if val_view is not None and rl.eval_every and step == 0:     # the starting model's held-out score: step 0
@@ -156,9 +158,9 @@ def _run(cfg, workdir: str) -> dict:
                 return last
     ckpt.wait()
     logger.close()
-    export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen)
+    export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen, stamp=False)  # stamped below
     if jax.process_index() == 0:
-        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir,
+        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir, expected=tokenizers,
                               extra={'steps': step, 'init_params': os.path.abspath(cfg.init.params),
                                      'last_metrics': {k: float(v) for k, v in last.items()
                                                       if isinstance(v, (int, float)) and math.isfinite(v)}})

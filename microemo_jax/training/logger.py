@@ -20,6 +20,12 @@ metrics at once and reports over the interval:
 ``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per
 validation (``step``, ``val_loss``, ...). Only process 0 writes files; every process prints nothing
 but process 0 either, to keep multi-host logs readable.
+
+A run resumed at step N (``resume_step=N``) first cuts ``metrics.jsonl`` back to the records of steps <= N
+(those after N were logged by the interrupted run after its last checkpoint and are about to be redone), so
+the file holds one curve, each step once; TensorBoard hides the events of steps > N the same way
+(tensorboardX's ``purge_step``: the new event file starts with a marker that makes TensorBoard drop the
+earlier files' events from step N + 1 on; the old files are not rewritten).
 """
 from __future__ import annotations
 
@@ -45,13 +51,39 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def truncate_jsonl(path: str, step: int) -> None:
+    """Keep only the records of steps <= ``step`` in a metrics.jsonl (rewritten atomically; a torn last line,
+    from a process killed mid-write, goes too)."""
+    if not os.path.isfile(path):
+        return
+    kept, dropped = [], 0
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+                keep = isinstance(record, dict) and int(record.get('step', 0)) <= step and line.endswith('\n')
+            except (ValueError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+    if dropped:
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            f.writelines(kept)
+        os.replace(tmp, path)
+
+
 class MetricsLogger:
 
     def __init__(self, workdir: str, total_steps: int, *, log_every: int = 1,
                  model_flops_per_step: float | None = None, hardware_flops_per_step: float | None = None,
                  peak_flops_per_device: float | None = None, num_devices: int | None = None, stream=None,
-                 averaged: tuple[str, ...] = ()):
-        """FLOPs per step are global (all devices): ``flops.train_step_flops``; hardware defaults to model."""
+                 resume_step: int | None = None, averaged: tuple[str, ...] = ()):
+        """FLOPs per step are global (all devices): ``flops.train_step_flops``; hardware defaults to model.
+        ``resume_step``: the step the run restored (0: a fresh run; None: append, cut nothing), see the module
+        docstring. ``averaged``: keys reported as their interval mean (stage 3's rewards, KL, ...)."""
         self.averaged = tuple(averaged)
         self.total_steps, self.log_every = total_steps, max(1, log_every)
         self.model_flops = model_flops_per_step
@@ -67,7 +99,11 @@ class MetricsLogger:
         self._jsonl = None
         if self.is_main:
             os.makedirs(workdir, exist_ok=True)
-            self._writer = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+            purge = None
+            if resume_step is not None:
+                truncate_jsonl(os.path.join(workdir, 'metrics.jsonl'), resume_step)
+                purge = resume_step + 1
+            self._writer = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=purge)
             self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
 
     def should_report(self, step: int) -> bool:

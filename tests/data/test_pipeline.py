@@ -13,7 +13,6 @@ from microemo_jax.batch import batch_spec
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment
-from microemo_jax.data.records import record
 from microemo_jax.data.shapes import DataShapes
 from tests.support.records import make_record
 
@@ -248,16 +247,19 @@ def test_errors_name_the_clip_or_the_setting(source):
 
 # ----------------------------------------------------------------------------------------------- TFDS
 def _write_tfds(out_dir, splits):
+    """A TFDS folder with our spec (``dataset_spec``: a folder with another one is refused), written by TFDS itself."""
     import tensorflow_datasets as tfds
-    features = {k: tfds.features.Tensor(shape=(None,) * rank, dtype=dtype, encoding='bytes' if rank > 1 else 'none')
-                for k, (dtype, rank) in record.FIELDS.items()}
-    features.update({k: tfds.features.Text() for k in record.TEXT_FIELDS})
 
-    class Clips(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version('1.0.0')
+    from microemo_jax.data.records import dataset_spec
+    first = next(iter(splits.values()))[0]
+    features = dataset_spec.features(first['face_mask'].shape[1], first['timestamp_ids'].shape[1],
+                                     first['audio_mel'].shape[1])
+
+    class MicroemoClips(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version(dataset_spec.VERSION)
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+            return tfds.core.DatasetInfo(builder=self, features=features)
 
         def _split_generators(self, dl_manager):
             return {name: self._generate_examples(recs) for name, recs in splits.items()}
@@ -266,7 +268,7 @@ def _write_tfds(out_dir, splits):
             for r in recs:
                 yield r['name'], r
 
-    builder = Clips(data_dir=str(out_dir), file_format='array_record')
+    builder = MicroemoClips(data_dir=str(out_dir), file_format='array_record')
     builder.download_and_prepare()
     return builder.data_dir
 

@@ -1,9 +1,12 @@
 """plan: ahead-of-time compile of the train step for a mesh, with memory, FLOPs and a batch-size search."""
+import argparse
 import json
+import re
 
 import pytest
 
 from microemo_jax import plan
+from microemo_jax.cli_checks import mesh_spec
 from tests.support.tiny import config_args
 from tests.support.training import SMALL
 
@@ -29,14 +32,10 @@ def test_plan_prints_memory_flops_and_the_largest_batch(capsys, tmp_path):
 
 
 def test_mesh_argument_is_checked():
-    assert plan.parse_mesh('data=2,fsdp=4') == {'data': 2, 'fsdp': 4}
-    for bad in ('fsdp', 'fsdp=-1'):
-        try:
-            plan.parse_mesh(bad)
-        except ValueError as e:
-            assert 'mesh' in str(e)
-        else:
-            raise AssertionError(bad)
+    assert mesh_spec('data=2,fsdp=4') == {'data': 2, 'fsdp': 4}
+    for bad in ('fsdp', 'fsdp=-1', 'fsdp=abc', 'model=2', 'fsdp=2,fsdp=2'):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(bad)):
+            mesh_spec(bad)
 
 
 @pytest.mark.slow  # four ahead-of-time compiles: the rollout's prefill and decode, the reference, the update

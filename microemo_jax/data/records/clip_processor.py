@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 
 import cv2
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib, video as video_lib
 from microemo_jax.data.faces import tubelets as faces_lib
 from microemo_jax.data.faces.detector import make_detector
-from microemo_jax.data.raw import sources as sources_lib
+from microemo_jax.data.raw import segments as segments_lib, sources as sources_lib
 from microemo_jax.data.records import record as record_lib
 from microemo_jax.data.shapes import DataShapes
 from microemo_jax.data.speech import asr as asr_lib, decode as audio_lib, utterances as utterances_lib, vad as vad_lib
@@ -112,6 +113,8 @@ class ClipProcessor:
     def _media(self, clip) -> dict:
         """Everything a clip's video, audio and subtitles give, cached for the clip's other targets
         (a MER2025 or labels.csv name with both a description and OV labels shares one video)."""
+        if clip.segment is not None or clip.crop is not None:
+            return self._cut_media(clip)
         key = (clip.video, clip.audio_file, clip.faces_npy, clip.subtitle_file, clip.utterance_file)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -152,6 +155,15 @@ class ClipProcessor:
             timestamp_tokenizer=sh.timestamp_tokenizer)
         self._cache = (key, media)
         return media
+
+
+    def _cut_media(self, clip) -> dict:
+        """A clip that is a span (and half) of a longer video, IEMOCAP's: cut into a temporary folder, then read."""
+        with tempfile.TemporaryDirectory(prefix='microemo-cut-') as folder:
+            video, audio = segments_lib.cut_clip(clip.video, folder, clip.name, segment=clip.segment, crop=clip.crop,
+                                                 audio=clip.audio_file is None)
+            return self._media(dataclasses.replace(clip, video=video, audio_file=clip.audio_file or audio,
+                                                   segment=None, crop=None))
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
