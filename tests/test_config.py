@@ -52,8 +52,8 @@ def test_cross_field_validation():
     with pytest.raises(ConfigError, match='stage=4'):
         load_config(CONFIG, ['stage=4'])
     assert load_config(CONFIG, ['stage=3']).stage == 3      # reinforcement (GRPO), with its own rl section
-    for override, message in (('rl.group_size=1', 'rl.group_size=1 must be a whole number >= 2'),
-                              ('rl.loss=ppo', "rl.loss='ppo' must be 'grpo' or 'dr_grpo'"),
+    for override, message in (('rl.group_size=1', 'rl.group_size=1 must be >= 2: advantages compare'),
+                              ('rl.loss=ppo', "rl.loss='ppo' must be 'grpo', 'dr_grpo'"),
                               ('rl.epsilon=1.5', 'rl.epsilon=1.5 must be a number in'),
                               ("rl.rewards=('ov', 'wheel')", "'wheel' but rl.wheel names no file")):
         with pytest.raises(ConfigError, match=message):
