@@ -16,11 +16,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from microemo_jax.batch import batch_spec
 from microemo_jax.generate import EOS_SLOTS, _decode, _prefill  # generate's two programs, lowered abstractly
 from microemo_jax.runs.plan import _gib, memory
-from microemo_jax.sharding import split_batch
+from microemo_jax.sharding import logical_to_spec, split_batch
 from microemo_jax.training import state as state_lib
 from microemo_jax.training.flops import count_flops, human
 from microemo_jax.training.grpo_step import make_grpo_step, make_logprob_fn
@@ -69,7 +70,7 @@ class RLPlanner:
         rollout = dict(tokens=tokens, old_logp=logp, ref_logp=logp, rewards=row((n,), jnp.float32),
                        valid=row((n,), jnp.bool_), parts=row((n, len(rl.rewards)), jnp.float32),
                        eos=jax.ShapeDtypeStruct((EOS_SLOTS,), jnp.int32,
-                                                sharding=jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())))
+                                                sharding=NamedSharding(self.mesh, PartitionSpec())))
         state_sh, frozen_sh = state_lib.shardings_of(a.state), state_lib.shardings_of(a.frozen)
         weights = (a.state.params, a.frozen)
         programs, t0 = {}, time.perf_counter()
@@ -102,7 +103,17 @@ class RLPlanner:
         return dict(clips=clips, group_size=rl.group_size, rows=n, width=width, max_new_tokens=t,
                     per_device_rows=n / self.shards, compile_s=compile_s, memory=mem, resident=resident,
                     peak=peaks, peak_program=max(peaks, key=peaks.get), flops=flops,
-                    kv_cache_bytes=device_bytes(cache))
+                    kv_cache_bytes=device_bytes(self._placed_cache(cache)))
+
+
+    def _placed_cache(self, cache):
+        """The rollout's KV cache as the prefill places it (``generate._constrain_cache``: rows over the batch axes,
+        kv heads over the rules' kv_heads axis), for its bytes per device."""
+        def place(x, axes):
+            spec = logical_to_spec(axes, x.shape, self.rules, self.mesh)
+            return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=NamedSharding(self.mesh, spec))
+        kv = ('layers', 'batch', 'kv_heads', None, None)
+        return (place(cache.k, kv), place(cache.v, kv), place(cache.valid, ('batch', None)))
 
 
 def report(cfg, mesh, planner: RLPlanner, r: dict, out=None) -> None:
