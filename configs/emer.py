@@ -9,10 +9,25 @@ Variants:
          face branch, a 320-token LLM): every switch, seconds to compile.
   paper  EVA ViT-g/14 224 px, BERT-base Q-Formers (InstructBLIP layout), LLaMA-2-7B-chat, Whisper-large-v3
          encoder, T=32 frames (TimeChat goes to 96), K=4 face crops per anchor, U_max=8 utterances.
+  paper_qwen2_5_7b   the paper model with Qwen2.5-7B-Instruct as the LLM (AffectGPT's base)
+  paper_qwen3_0_6b   the paper model with Qwen3-0.6B as the LLM (Light-MER's)
+  demo_qwen3, tiny_qwen3   demo / tiny with a small Qwen3-style LLM (q/k norms, head_dim apart from
+         hidden/heads, tied head) and a ChatML demo tokenizer with its chat template (docs/qwen.md)
 """
 import ml_collections
 
-VARIANTS = ('demo', 'paper', 'tiny')
+VARIANTS = ('demo', 'paper', 'tiny', 'paper_qwen2_5_7b', 'paper_qwen3_0_6b', 'demo_qwen3', 'tiny_qwen3')
+
+# The Qwen LLMs of the field's systems, as their config.json give them (hf.load_llm checks a checkpoint
+# against these when `convert --llm` loads it).
+QWEN_LLMS = {
+    'qwen2_5_7b': dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28,
+                       num_kv_heads=4, head_dim=128, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=32768,
+                       tie_word_embeddings=False, qkv_bias=True),
+    'qwen3_0_6b': dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16,
+                       num_kv_heads=8, head_dim=128, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=40960,
+                       tie_word_embeddings=True, qk_norm=True),
+}
 
 
 def _vision(hidden, intermediate, layers, heads, patch, image, eps):
@@ -34,9 +49,21 @@ def get_config(arg=None):
     variant = arg or 'demo'
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} of configs/emer.py; choose one of {VARIANTS}")
+    base, _, llm_name = variant.partition('_')   # 'paper_qwen2_5_7b' -> 'paper' with the LLM 'qwen2_5_7b'
+    c = _base_config(base, variant)
+    if llm_name in QWEN_LLMS:
+        c.model.llm.update(QWEN_LLMS[llm_name])
+    elif llm_name == 'qwen3':  # a small Qwen3-style LLM trained from scratch with the demo corpus
+        c.model.llm.update(qk_norm=True, tie_word_embeddings=True, rope_theta=1e6,
+                           head_dim=2 * c.model.llm.hidden_size // c.model.llm.num_heads)
+        c.data.demo_tokenizer = 'qwen'
+    return c
+
+
+def _base_config(variant, name):
     paper = variant == 'paper'
     c = ml_collections.ConfigDict()
-    c.variant = variant
+    c.variant = name
     c.seed = 0
     c.stage = 1  # 1: alignment (LLM frozen); 2: instruction tuning (+ LoRA on the LLM); 3: GRPO (section rl)
     c.total_steps = 20000 if paper else 300
@@ -116,13 +143,17 @@ def get_config(arg=None):
         head_dim=128 if paper else 32,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
-        rope_type='default',          # 'default' or 'llama3' (then the four fields below apply)
+        rope_type='default',          # 'default', 'llama3' (the four fields below), 'linear' or 'dynamic' (factor),
+                                      # 'yarn' (factor, original_max_position_embeddings)
         rope_factor=8.0,
         rope_low_freq_factor=1.0,
         rope_high_freq_factor=4.0,
         rope_original_max_position_embeddings=8192,
         max_position_embeddings=4096 if paper else 1024,
         tie_word_embeddings=False,
+        attention_bias=False,         # biases on q, k, v and o (LLaMA's attention_bias)
+        qkv_bias=False,               # Qwen2/2.5: biases on q, k and v only
+        qk_norm=False,                # Qwen3: RMSNorm over each head of q and k before RoPE
     ))
     # The paper's LLM is pretrained and stays frozen (LoRA in stage 2). The demo's tiny LLM starts from random
     # weights, so the demo trains it too: a frozen random LLM would leave nothing for stage 1 to align to.
@@ -137,6 +168,8 @@ def get_config(arg=None):
         demo_cache='~/.cache/microemo-jax/demo',
         demo_clips=160,
         demo_seed=0,
+        demo_tokenizer='llama',       # the LLM tokenizer prepare trains when given no --tokenizer: 'llama' (<s> </s>,
+                                      # the LLaMA-2 template) or 'qwen' (ChatML specials and chat template)
         sampling='uniform',           # frame sampling: 'uniform' (segment centres) or 'random' (random in segment)
         max_seq_len=2048 if paper else 384,
         max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions

@@ -29,12 +29,13 @@ CHOICES = {
     'model.attention_impl': ('', 'xla', 'cudnn', 'reference'),                                  # models/layers.py
     'model.frame_encoder.timestamp_tokenizer': ('bert', 'llm'),
     'model.micro_expression.face_encoder': ('shared', 'separate'),
-    'model.llm.rope_type': ('default', 'llama3'),
+    'model.llm.rope_type': ('default', 'llama3', 'linear', 'dynamic', 'yarn'),                   # models/rope.py
     'model.lora.targets': ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'),  # llama.py
     'data.sampling': ('uniform', 'random'),                                                       # data/video.py
     'data.question': ('description', 'ov'),                                                      # data/prompt.py
     'data.face_detector': ('blazeface', 'blazeface_full', 'haar'),                            # data/faces/detector.py
     'data.bench_question': ('benchmark', 'description'),                                         # data/raw/bench.py
+    'data.demo_tokenizer': ('llama', 'qwen'),                                              # data/demo_tokenizers.py
     'rl.loss': ('grpo', 'dr_grpo'),                                                             # training/grpo.py
     'rl.question': ('description', 'ov', 'both'),                                                # runs/rl_data.py
 }

@@ -3,7 +3,7 @@
     from microemo_jax.generate import generate
     tokens = generate(model, input_ids, attention_mask, max_new_tokens=64, eos_token_id=2)  # (B, 64) int32
 
-``model`` is a :class:`~microemo_jax.models.llama.Llama` (what ``hf.load_llama`` returns) or a
+``model`` is a :class:`~microemo_jax.models.llama.Llama` (what ``hf.load_llm`` returns: LLaMA, Qwen2, Qwen3) or a
 :class:`~microemo_jax.models.microemo.MicroEmo`; then ``batch`` is the batch dict (``data/shapes.py``
 ``MODEL_INPUTS``: frames, faces, audio, utterances, modality_positions, ...) and the prompt embeddings are
 ``model.prompt_embeddings(batch)`` exactly as in training, with the attention mask it returns.

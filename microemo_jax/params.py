@@ -37,7 +37,7 @@ from microemo_jax import checksums
 from microemo_jax.config import ConfigError, validate
 from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, read_report, tokenizer_dirs
 from microemo_jax.data.tokenizer_identity import check_same, identities
-from microemo_jax.data.tokenizers import load_tokenizer
+from microemo_jax.data.tokenizers import copy_tokenizer, load_tokenizer
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.safe_paths import inside
 from microemo_jax.sharding import state_shardings
@@ -240,7 +240,7 @@ def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None =
         dst = inside(path, *rel.split(os.sep))   # a link planted there leading out is refused (safe_paths)
         if os.path.abspath(sources[key]) != os.path.abspath(dst):
             shutil.rmtree(dst, ignore_errors=True)
-            shutil.copytree(sources[key], dst)
+            copy_tokenizer(sources[key], dst)  # its tokenizer files only: an LLM checkpoint folder keeps its weights
     copied = identities(*(os.path.join(path, TOKENIZER_DIRS[k]) for k in ('llm', 'qformer')))
     check_same(found, copied, report_path, f"the copy in {path}", hint='they changed while being copied: export again')
     info = {'data_dir': os.path.abspath(data_dir), 'source': report.get('source'), 'raw': report.get('raw'),

@@ -62,7 +62,8 @@ BAD = [
     ('plan', [*config_args(), '--mesh', 'fsdp=2', '--search', 'random'], ['--search random']),
     ('plan', [*config_args(), '--mesh', 'fsdp=2', '--json', '{DIR}'], ['--json', 'is a folder']),
     ('plan', [*config_args('model.llm.num_layers=abc'), '--mesh', 'fsdp=2'], ['num_layers']),
-    ('convert', [*config_args(), '--llama', '{MISSING}', '--out', '{NEW}'], ['--llama', 'no such folder']),
+    ('convert', [*config_args(), '--llm', '{MISSING}', '--out', '{NEW}'], ['--llm', 'no such folder']),
+    ('convert', [*config_args(), '--llama', '{MISSING}', '--out', '{NEW}'], ['--llm', 'no such folder']),  # the alias
     ('convert', [*config_args(), '--out', '{FILE}'], ['--out', 'not a folder']),
     ('predict', ['--params', '{DIR}', '--video', '{DIR}', '--batch-size', '0'], ['--batch-size 0']),
     ('predict', ['--params', '{DIR}', '--video', '{DIR}', '--out', '{FILE}'], ['--out', 'not a folder']),

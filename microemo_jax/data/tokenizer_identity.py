@@ -7,9 +7,9 @@ the image Q-Former's), and wherever two meet (train start and resume, ``init.par
 predict and serve loading a folder) they are compared; a mismatch is refused, naming both sides.
 
 ``tokenizer_identity(folder)`` hashes, by name and bytes, every file of ``IDENTITY_FILES`` present in the
-folder (the tokenizer model and vocabularies, its config and special tokens, and the chat template,
-whether in ``tokenizer_config.json`` or ``chat_template.jinja``/``.json`` or
-``additional_chat_templates/``). Other files (model weights, README, a nested ``qformer_tokenizer/``) do
+folder (the tokenizer model and vocabularies, its config and special tokens, the chat template, whether in
+``tokenizer_config.json`` or ``chat_template.jinja``/``.json`` or ``additional_chat_templates/``, and
+``generation_config.json``, whose end-of-sequence ids end an answer). Other files (model weights, README, a nested ``qformer_tokenizer/``) do
 not count, so a Hugging Face model folder passed as ``--tokenizer`` has the identity of its tokenizer
 only. The identity is ``sha256:`` and the first 16 hex digits of the digest.
 
@@ -23,7 +23,8 @@ import os
 
 IDENTITY_FILES = ('tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json',
                   'tokenizer.model', 'spiece.model', 'sentencepiece.bpe.model', 'vocab.json', 'vocab.txt',
-                  'merges.txt', 'chat_template.jinja', 'chat_template.json')
+                  'merges.txt', 'chat_template.jinja', 'chat_template.json',
+                  'generation_config.json')   # its end-of-sequence ids decide where an answer ends
 CHAT_TEMPLATE_DIR = 'additional_chat_templates'
 ROLES = {'llm': 'LLM', 'qformer': 'Q-Former'}
 

@@ -23,6 +23,8 @@ def _fingerprint(cfg) -> str:
                     question=d.question, faces=d.require_faces, jpeg=d.jpeg_quality, val=d.validation_fraction,
                     vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed,
                     split='by_video')  # copies made with the old per-record split are not reused
+    if d.get('demo_tokenizer', 'llama') != 'llama':  # (the LLaMA-style copies keep their names)
+        relevant['tokenizer'] = d.demo_tokenizer
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 

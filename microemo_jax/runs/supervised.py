@@ -41,10 +41,10 @@ def _run(cfg, workdir: str) -> dict:
                 accum_steps=cfg.optim.grad_accum_steps, mesh=mesh)  # here, not deep inside the first compile
     data_dir = resolve_data_dir(cfg)
     train_source = pipeline.open_split(data_dir, 'train')
-    train_iter = pipeline.make_iterator(train_source, cfg, train=True)
-    val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
-
     tokenizers = check_tokenizers(cfg, workdir, data_dir, resuming=bool(saved_steps(workdir)))
+    # every record must come from the LLM tokenizer the dataset's report names
+    train_iter = pipeline.make_iterator(train_source, cfg, train=True, tokenizer=tokenizers['llm'])
+    val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
     abstract = abstract_train_state(cfg, mesh)
     # init.params is checked against the model (names, shapes) before anything compiles
     start = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
@@ -97,7 +97,8 @@ def _run(cfg, workdir: str) -> dict:
                 ckpt.save(step, state, train_iter, force=True, finite=metrics['finite'])
             if eval_fn is not None and cfg.train.validate_every and step % cfg.train.validate_every == 0:
                 val = validation_loss(eval_fn, state, frozen, itertools.islice(pipeline.make_iterator(
-                    val_source, cfg, train=False, num_workers=0), cfg.train.validation_batches), mesh, rules)
+                    val_source, cfg, train=False, num_workers=0, tokenizer=tokenizers['llm']), cfg.train.validation_batches),
+                    mesh, rules)
                 logger.log_eval(step, val)
                 last = {**last, **val}
             if stop:

@@ -24,7 +24,7 @@ class TrainError(RuntimeError):
 def resolve_data_dir(cfg) -> str:
     if cfg.data.dir:
         return os.path.expanduser(cfg.data.dir)
-    if cfg.variant != 'demo':
+    if cfg.variant not in ('demo', 'demo_qwen3'):  # the demo variants make their data on first use
         raise TrainError("set --config.data.dir to a dataset made by `python -m microemo_jax.prepare`")
     if jax.process_index() == 0:
         path = ensure_demo_data(cfg)

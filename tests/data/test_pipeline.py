@@ -14,7 +14,7 @@ from microemo_jax.config import load_config
 from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment
 from microemo_jax.data.shapes import DataShapes
-from tests.support.records import make_record
+from tests.support.records import TOKENIZER, make_record
 
 CFG = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0'])
 SHAPES = DataShapes.from_config(CFG)
@@ -238,6 +238,11 @@ def test_errors_name_the_clip_or_the_setting(source):
     llm_ids = dict(source[0], name='llm ids', timestamp_tokenizer='llm')   # ids of the other tokenizer
     msg = _first_error([llm_ids] + source[:3])
     assert 'llm ids' in msg and "timestamp_tokenizer='bert'" in msg and "'llm' tokenizer" in msg
+    other_tokenizer = dict(source[0], name='other tokens', tokenizer='sha256:ffffffffffffffff')
+    msg = _first_error(source[:2] + [other_tokenizer], tokenizer=TOKENIZER)  # a run whose tokenizer is TOKENIZER
+    assert 'other tokens' in msg and 'tokenizer sha256:ffffffffffffffff' in msg and TOKENIZER in msg
+    assert len(_take(pipeline.make_iterator(source, CFG, train=False, process_index=0, process_count=1,
+                                            tokenizer=TOKENIZER), 2)) == 2
     msg = _first_error(source, process_count=3)
     assert 'data.batch_size=4' in msg and '3 processes' in msg
     bad = dict(source[0], name='broken jpeg', frames_jpeg=np.zeros_like(source[0]['frames_jpeg']))

@@ -9,8 +9,9 @@ import shutil
 
 import pytest
 
+from microemo_jax.data.demo_tokenizers import train_demo_tokenizers
 from microemo_jax.data.speech import asr
-from microemo_jax.data.tokenizers import load_tokenizer, train_demo_tokenizers
+from microemo_jax.data.tokenizers import load_tokenizer
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / 'microemo_jax'
 WHISPER = pathlib.Path(__file__).resolve().parents[1] / 'fixtures' / 'hf' / 'whisper_asr'

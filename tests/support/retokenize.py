@@ -7,8 +7,8 @@ import json
 import os
 import shutil
 
+from microemo_jax.data.demo_tokenizers import train_demo_tokenizers
 from microemo_jax.data.tokenizer_identity import identities
-from microemo_jax.data.tokenizers import train_demo_tokenizers
 
 
 def retokenized_copy(prepared, dest, cfg) -> str:

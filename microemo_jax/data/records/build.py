@@ -18,7 +18,7 @@ from collections import Counter
 import numpy as np
 
 from microemo_jax.config import ConfigError
-from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib
+from microemo_jax.data import demo_tokenizers, prompt as prompt_lib, tokenizers as tokenizers_lib
 from microemo_jax.data.raw import bench as bench_lib, sources as sources_lib
 from microemo_jax.data.raw.splits import assign_splits, names_preview, write_splits_csv
 from microemo_jax.data.records import beam as beam_runner, tfds_builder
@@ -42,8 +42,9 @@ def ensure_tokenizers(args, clips, out: str, cfg) -> tuple[str, str, str]:
     texts = [t for c in clips for t in (c.subtitle, c.reason or '', ' '.join(c.openset or []))] + [
         prompt_lib.DESCRIPTION_QUESTION, prompt_lib.OV_QUESTION,
         ' '.join(prompt_lib.timestamp_sentences(np.arange(0, 60, 0.1)))]
-    llm_dir, qf_dir = tokenizers_lib.train_demo_tokenizers(texts, tok_dir, llm_vocab_size=cfg.model.llm.vocab_size,
-                                                           qformer_vocab_size=cfg.model.image_qformer.vocab_size)
+    llm_dir, qf_dir = demo_tokenizers.train_demo_tokenizers(
+        texts, tok_dir, llm_vocab_size=cfg.model.llm.vocab_size, qformer_vocab_size=cfg.model.image_qformer.vocab_size,
+        style=cfg.data.get('demo_tokenizer', 'llama'))
     return llm_dir, qf_dir, 'trained on the corpus text'
 
 

@@ -68,6 +68,8 @@ class ClipProcessor:
         cv2.setNumThreads(1)  # parallelism comes from --workers
         self.s = s
         self.llm_tok = tokenizers_lib.load_tokenizer(s.llm_tokenizer, what='LLM')
+        self.tokenizer_identity = tokenizers_lib.tokenizer_identity(s.llm_tokenizer)  # written into each record
+        self.eos_ids = tokenizers_lib.eos_token_ids(s.llm_tokenizer, self.llm_tok)
         self.qf_tok = tokenizers_lib.load_tokenizer(s.qformer_tokenizer, what='Q-Former')
         self.detector = make_detector(s.face_detector)
         self._cache = None
@@ -93,12 +95,12 @@ class ClipProcessor:
         prompt = prompt_lib.build_prompt(
             self.llm_tok, timestamps=media['timestamps'], utterances=media['utterance_texts'],
             subtitle=clip.subtitle, question=question, answer=answer, num_video_tokens=s.shapes.video_tokens,
-            num_audio_tokens=s.shapes.audio_tokens, max_len=s.shapes.seq_len)
+            num_audio_tokens=s.shapes.audio_tokens, max_len=s.shapes.seq_len, eos_token_ids=self.eos_ids)
         rec = {k: v for k, v in media.items() if k != 'utterance_texts'}
         rec.update(name=clip.name, source=s.source, input_ids=np.asarray(prompt.input_ids, np.int32),
                    loss_mask=np.asarray(prompt.loss_mask, bool),
                    modality_positions=np.asarray(prompt.modality_positions, np.int32),
-                   subtitle=clip.subtitle or '', answer=answer or '',
+                   subtitle=clip.subtitle or '', answer=answer or '', tokenizer=self.tokenizer_identity,
                    openset=json.dumps(list(clip.openset)) if clip.openset else '',
                    prompt_shortened=tuple(prompt.shortened))  # not stored: prepare counts the cut answers
         record_lib.check_record(rec)

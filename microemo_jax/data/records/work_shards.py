@@ -24,6 +24,7 @@ from microemo_jax.data.raw.splits import names_preview, video_of
 from microemo_jax.data.records import tfds_builder
 from microemo_jax.data.records.clip_processor import ClipProcessor, Settings
 from microemo_jax.data.speech import asr as asr_lib
+from microemo_jax.data.tokenizers import tokenizer_identity
 from microemo_jax.safe_paths import inside, remove_inside
 
 
@@ -54,20 +55,6 @@ def clip_identity(clip: sources_lib.RawClip) -> dict:
     return {'name': clip.name, 'inputs': _digest(inputs), 'label': _digest(label)}
 
 
-def _tree_digest(path: str) -> str:
-    """Digest of every file under ``path`` (names and bytes): a tokenizer's identity, wherever it lies."""
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            h.update(os.path.relpath(full, path).encode() + b'\0')
-            with open(full, 'rb') as f:
-                for block in iter(lambda: f.read(1 << 20), b''):
-                    h.update(block)
-    return h.hexdigest()
-
-
 # DataShapes field -> its key in the identity: the names shapes had before DataShapes, so the keys (and the
 # shards of work folders made then) stay the same
 _IDENTITY_NAMES = {'image_size': 'frame_size', 'mel_frames': 'max_mel_frames', 'seq_len': 'max_seq_len',
@@ -80,7 +67,7 @@ def settings_identity(s: Settings) -> dict:
     d = dataclasses.asdict(s)
     d = {**{_IDENTITY_NAMES.get(k, k): v for k, v in d.pop('shapes').items()}, **d}
     for key in ('llm_tokenizer', 'qformer_tokenizer'):
-        d[key] = _tree_digest(d[key]) if os.path.isdir(d[key]) else d[key]
+        d[key] = tokenizer_identity(d[key]) if os.path.isdir(d[key]) else d[key]
     d['asr'] = asr_lib.asr_identity(s.asr)
     d['shard_format'] = tfds_builder.SHARD_FORMAT
     return d
