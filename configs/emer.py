@@ -65,7 +65,7 @@ def _base_config(variant, name):
     c = ml_collections.ConfigDict()
     c.variant = name
     c.seed = 0
-    c.stage = 1  # 1: alignment (LLM frozen); 2: instruction tuning (+ LoRA on the LLM)
+    c.stage = 1  # 1: alignment (LLM frozen); 2: instruction tuning (+ LoRA on the LLM); 3: GRPO (section rl)
     c.total_steps = 20000 if paper else 300
     c.log_every = 50 if paper else 10
     c.checkpoint_every = 1000 if paper else 100
@@ -219,6 +219,7 @@ def _base_config(variant, name):
 
     if variant == 'tiny':
         c.train.validate_every, c.train.validation_batches = 2, 1
+    c.rl = _stage3(variant)
     # Device mesh and the one table that maps logical parameter/activation axes to mesh axes.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = (
@@ -235,6 +236,43 @@ def _base_config(variant, name):
         ('query', None),
     )
     return c
+
+
+def _stage3(variant: str) -> ml_collections.ConfigDict:
+    """Stage 3, reinforcement fine-tuning with GRPO (docs/training.md): with --config.stage=3 these replace
+    total_steps, log_every, checkpoint_every, optim.lr (constant after warmup), optim.warmup_steps,
+    data.batch_size and data.augment; the stage-2 run's params start it (--config.init.params=S2/params)."""
+    paper, tiny = variant == 'paper', variant == 'tiny'
+    rl = ml_collections.ConfigDict(dict(
+        steps=2 if tiny else (1000 if paper else 60),   # rollout batches (each followed by mu optimiser updates)
+        batch_size=4 if tiny else (8 if paper else 4),  # clips per rollout batch (global; over the data axes)
+        group_size=2 if tiny else 8,                    # G answers sampled per clip
+        mu=1,                                           # optimiser updates per rollout batch (GRPO's mu)
+        lr=1e-6 if paper else 5e-5,
+        warmup_steps=0 if tiny else (20 if paper else 5),
+        loss='grpo',                  # 'grpo': std-normalised advantages, per-answer token mean; 'dr_grpo': neither
+        beta=0.04,                    # weight of the k3 KL to the reference (the starting model)
+        epsilon=0.2,                  # ratio clip range [1 - epsilon, 1 + epsilon]
+        temperature=1.0,              # sampling of the rollouts (the log-probabilities use the same temperature)
+        top_p=1.0,
+        top_k=0,
+        max_new_tokens=8 if tiny else (256 if paper else 48),  # the demo's OV answers are <= 36 tokens
+        # the prompts the rollouts answer: 'description' (explanations), 'ov' (label answers) or 'both'. The demo
+        # trains on its OV answers (measured: docs/training.md); the paper mixes both, as the explanations are the
+        # product and the format reward keeps them explanations
+        question='description' if tiny else ('both' if paper else 'ov'),
+        rewards=('ov', 'format'),     # registered names (training/rewards.py): ov, wheel, format, length
+        weights=ml_collections.ConfigDict(dict(ov=1.0, wheel=1.0, format=0.2, length=0.1)),
+        wheel='',                     # MER's wheel_mapping.npz (or its JSON form) for the 'wheel' reward
+        synonyms='',                  # synonym groups for 'ov' (as evaluate --synonyms); '': the bundled table
+        length_target=0,              # 'length': no penalty up to this many tokens (0: up to max_new_tokens)
+        augment=False,                # the rollout batches' clips are not augmented
+        log_every=1,
+        checkpoint_every=2 if tiny else (100 if paper else 20),
+        eval_every=0 if tiny else (200 if paper else 10),  # greedy held-out rewards every N steps and at the end (0: never)
+        eval_clips=0 if not paper else 64,                 # held-out clips scored then (0: the whole split)
+    ))
+    return rl
 
 
 def _shrink_to_tiny(c) -> None:

@@ -141,6 +141,26 @@ def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
     return problems
 
 
+def _rl_problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """The stage-3 section ``rl`` beyond ``config_checks``' per-key tables (checked whatever the stage: a config
+    file's defaults must be usable)."""
+    rl = cfg.get('rl')
+    if rl is None:
+        return ["stage=3 needs the config's rl section (see configs/emer.py)"] if cfg.get('stage') == 3 else []
+    problems = []
+    if isinstance(rl.get('group_size'), int) and rl.group_size < 2:
+        problems.append(f"rl.group_size={rl.group_size} must be >= 2: advantages compare the samples of a group")
+    if isinstance(rl.get('steps'), int) and isinstance(rl.get('warmup_steps'), int) \
+            and not rl.warmup_steps < rl.steps:
+        problems.append(f"rl.warmup_steps={rl.warmup_steps} must be below rl.steps={rl.steps}")
+    rewards = rl.get('rewards')
+    if not rewards or not isinstance(rewards, tuple):
+        problems.append(f"rl.rewards={rewards!r} must name at least one reward, e.g. ('ov', 'format')")
+    elif 'wheel' in rewards and not rl.get('wheel'):
+        problems.append("rl.rewards has 'wheel' but rl.wheel names no file (MER's wheel_mapping.npz or its JSON)")
+    return problems
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Cross-field checks that would otherwise fail deep inside model construction or the first step."""
     training = _training_problems(cfg) + value_problems(cfg)  # every choice and bounded number: config_checks.py
@@ -154,8 +174,10 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if d is not None:
         if not isinstance(d.get('align_faces', True), bool):
             problems.append(f"data.align_faces={d.get('align_faces')!r} must be True or False")
-    if cfg.get('stage') not in (1, 2):
-        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment) or 2 (instruction tuning)")
+    if cfg.get('stage') not in (1, 2, 3):
+        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment), 2 (instruction tuning) or 3 "
+                        f"(reinforcement, GRPO)")
+    problems += _rl_problems(cfg)
     for name in ('vision', 'image_qformer', 'video_qformer', 'audio_qformer'):
         sub = m.get(name)
         if sub is not None and sub.hidden_size % sub.num_heads:

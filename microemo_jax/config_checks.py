@@ -34,10 +34,13 @@ CHOICES = {
     'data.sampling': ('uniform', 'random'),                                                       # data/video.py
     'data.question': ('description', 'ov'),                                                      # data/prompt.py
     'data.face_detector': ('blazeface', 'blazeface_full', 'haar'),                            # data/faces/detector.py
-    'data.bench_question': ('benchmark', 'description'),
-    'data.demo_tokenizer': ('llama', 'qwen'),                                                # data/demo_tokenizers.py                                         # data/raw/bench.py
+    'data.bench_question': ('benchmark', 'description'),                                         # data/raw/bench.py
+    'data.demo_tokenizer': ('llama', 'qwen'),                                              # data/demo_tokenizers.py
+    'rl.loss': ('grpo', 'dr_grpo'),                                                             # training/grpo.py
+    'rl.question': ('description', 'ov', 'both'),                                                # runs/rl_data.py
 }
-FREE_TEXT = ('variant', 'data.dir', 'data.demo_cache', 'init.params')
+# rl.rewards names registered rewards (training/rewards.py: pluggable, so not a fixed set; train checks the names)
+FREE_TEXT = ('variant', 'data.dir', 'data.demo_cache', 'init.params', 'rl.wheel', 'rl.synonyms', 'rl.rewards')
 _INF = math.inf
 RANGES = {
     'optim.lr': ((0.0, 1.0), '(]'),
@@ -58,6 +61,23 @@ RANGES = {
     'model.max_utterances': ((1, _INF), '[)'),
     'model.window_size': ((0, _INF), '[)'),
     'model.window_stride': ((0, _INF), '[)'),
+    'rl.steps': ((1, _INF), '[)'),                  # stage 3 (configs/emer.py _stage3, docs/training.md)
+    'rl.batch_size': ((1, _INF), '[)'),
+    'rl.group_size': ((1, _INF), '[)'),
+    'rl.mu': ((1, _INF), '[)'),
+    'rl.lr': ((0.0, 1.0), '(]'),
+    'rl.warmup_steps': ((0, _INF), '[)'),
+    'rl.beta': ((0.0, _INF), '[)'),
+    'rl.epsilon': ((0.0, 1.0), '()'),
+    'rl.temperature': ((0.0, _INF), '()'),
+    'rl.top_p': ((0.0, 1.0), '(]'),
+    'rl.top_k': ((0, _INF), '[)'),
+    'rl.max_new_tokens': ((1, _INF), '[)'),
+    'rl.length_target': ((0, _INF), '[)'),
+    'rl.log_every': ((1, _INF), '[)'),
+    'rl.checkpoint_every': ((1, _INF), '[)'),
+    'rl.eval_every': ((0, _INF), '[)'),
+    'rl.eval_clips': ((0, _INF), '[)'),
 }
 
 

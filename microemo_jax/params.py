@@ -43,6 +43,7 @@ from microemo_jax.safe_paths import inside
 from microemo_jax.sharding import state_shardings
 from microemo_jax.table_keys import load_json
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
+from microemo_jax.training.stages import uses_lora
 
 CONFIG_FILE = 'config.json'
 TRAINING_FILE = 'training.json'
@@ -174,7 +175,7 @@ def load_params(path: str, wanted: dict[str, jax.ShapeDtypeStruct]) -> dict[str,
         extra = sorted(set(flat) - set(wanted))
         if extra:
             raise ValueError(f"{path}: the checkpoint holds {len(extra)} parameters this model lacks "
-                             f"(first: {extra[:3]}); check model.* and stage (LoRA adapters need stage=2)")
+                             f"(first: {extra[:3]}); check model.* and stage (LoRA adapters need stage=2 or 3)")
         bad = [f"{name}: checkpoint {tuple(meta.shape)} vs model {wanted[name].shape}"
                for name, (_, meta) in flat.items() if tuple(meta.shape) != wanted[name].shape]
         if bad:
@@ -328,7 +329,7 @@ def load_model(path: str, cfg, *, mesh=None):
     Nothing is initialised first: at paper scale a random init of 7B parameters would cost minutes.
     """
     params_dir = os.path.join(os.path.abspath(path), 'params')
-    abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=cfg.stage == 2, rngs=nnx.Rngs(0)))
+    abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=uses_lora(cfg.stage), rngs=nnx.Rngs(0)))
     graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
     here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # not the saver's devices: it may be elsewhere
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=here), abstract)

@@ -2,6 +2,7 @@ r"""Plan memory and FLOPs of a training run ahead of time: compile its train ste
 
     python -m microemo_jax.plan --config configs/emer.py:paper --mesh fsdp=8 --memory-gib 80
     python -m microemo_jax.plan --config configs/emer.py:paper --mesh data=2,fsdp=4 --batch 16 --config.stage=2
+    python -m microemo_jax.plan --config configs/emer.py:paper --mesh fsdp=8 --config.stage=3     # GRPO (rl.*)
 
 Nothing is allocated: the train state and the batch are abstract (shapes, dtypes, shardings) and the
 step is compiled with ``jax.jit(...).lower(...).compile()`` (``runs/plan.py``). When the machine has fewer
@@ -12,7 +13,11 @@ fusion differ from GPU/TPU (e.g. bf16 math may be widened): read them as estimat
 Reported per device: arguments (state, frozen weights, batch), outputs, aliased (donated) bytes, temps
 (activations, gradients, workspace), generated code, and the total. FLOPs: the jaxpr count of one step
 (global, scan-aware; ``training/flops.py``) and XLA's own figure (per device; while-loop bodies counted
-once). The largest per-device batch that fits ``--memory-gib`` is found by ``--search``:
+once). Stage 3 (``--config.stage=3``) compiles its rollout (prefill + decode of ``--batch`` clips x
+``rl.group_size`` answers), reference and GRPO-update programs instead and reports each one's memory and the
+peak with the train state, the frozen towers and the reference resident (``runs/plan_rl.py``; ``--batch`` is
+clips per rollout batch, default ``rl.batch_size``; no batch search). The largest per-device batch that fits
+``--memory-gib`` is found by ``--search``:
 ``extrapolate`` (default) compiles at two batch sizes and fits memory = fixed + slope * batch;
 ``binary`` compiles until it brackets the limit (slower, exact for this compiler); ``none`` skips.
 """
@@ -62,6 +67,8 @@ def main(argv=None) -> int:
 
     try:
         mesh = make_mesh({**{'data': 1, 'fsdp': 1, 'tensor': 1}, **sizes}, devices(n))
+        if cfg.stage == 3:
+            return _plan_stage3(cfg, mesh, sizes, args)
         planner = Planner(cfg, mesh)
         batch = args.batch or cfg.data.batch_size
         main_result = planner.compile(batch, flops=True)   # a batch the mesh cannot split: one line, below
@@ -77,6 +84,20 @@ def main(argv=None) -> int:
         with open(args.json, 'w') as f:
             json.dump(dict(mesh=sizes, main=main_result, search=search, compiles=list(planner.results.values())),
                       f, indent=2)
+    return 0
+
+
+def _plan_stage3(cfg, mesh, sizes, args) -> int:
+    """Stage 3: the rollout, reference and update programs (``runs/plan_rl.py``); no batch search."""
+    from microemo_jax.runs.plan_rl import RLPlanner, report  # JAX start-up: imported after the device count is set
+    from microemo_jax.training.rl_config import run_config
+    rl_cfg = run_config(cfg)
+    planner = RLPlanner(rl_cfg, mesh)
+    result = planner.compile(args.batch)
+    report(rl_cfg, mesh, planner, result)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(mesh=sizes, stage=3, main=result), f, indent=2)
     return 0
 
 

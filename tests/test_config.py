@@ -49,8 +49,15 @@ def test_cross_field_validation():
         load_config(CONFIG, ['model.llm.num_kv_heads=3'])
     with pytest.raises(ConfigError, match="model.dtype='float64'"):
         load_config(CONFIG, ['model.dtype=float64'])
-    with pytest.raises(ConfigError, match='stage=3'):
-        load_config(CONFIG, ['stage=3'])
+    with pytest.raises(ConfigError, match='stage=4'):
+        load_config(CONFIG, ['stage=4'])
+    assert load_config(CONFIG, ['stage=3']).stage == 3      # reinforcement (GRPO), with its own rl section
+    for override, message in (('rl.group_size=1', 'rl.group_size=1 must be >= 2: advantages compare'),
+                              ('rl.loss=ppo', "rl.loss='ppo' must be 'grpo', 'dr_grpo'"),
+                              ('rl.epsilon=1.5', 'rl.epsilon=1.5 must be a number in'),
+                              ("rl.rewards=('ov', 'wheel')", "'wheel' but rl.wheel names no file")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(CONFIG, ['stage=3', override])
 
 
 def test_bad_variant_and_file():

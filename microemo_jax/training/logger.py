@@ -12,7 +12,10 @@ metrics at once and reports over the interval:
 * ``mfu`` (model FLOPs: forward + backward, no recompute) and ``hfu`` (hardware FLOPs: remat's
   recomputation included) when the step's FLOPs and the device peak are known (``flops.py``); else
   'n/a' and absent from metrics.jsonl;
-* ``eta``: remaining steps at the current rate.
+* ``eta``: remaining steps at the current rate;
+* each key of ``averaged`` (stage 3: reward_mean, reward_std, each reward_<name>, kl, clip_fraction,
+  response_length, entropy, ...): its mean over the interval's steps where it is finite, as a top-level key of
+  the report (and a TensorBoard scalar), and on the progress line.
 
 ``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per
 validation (``step``, ``val_loss``, ...). Only process 0 writes files; every process prints nothing
@@ -77,10 +80,11 @@ class MetricsLogger:
     def __init__(self, workdir: str, total_steps: int, *, log_every: int = 1,
                  model_flops_per_step: float | None = None, hardware_flops_per_step: float | None = None,
                  peak_flops_per_device: float | None = None, num_devices: int | None = None, stream=None,
-                 resume_step: int | None = None):
+                 resume_step: int | None = None, averaged: tuple[str, ...] = ()):
         """FLOPs per step are global (all devices): ``flops.train_step_flops``; hardware defaults to model.
         ``resume_step``: the step the run restored (0: a fresh run; None: append, cut nothing), see the module
-        docstring."""
+        docstring. ``averaged``: keys reported as their interval mean (stage 3's rewards, KL, ...)."""
+        self.averaged = tuple(averaged)
         self.total_steps, self.log_every = total_steps, max(1, log_every)
         self.model_flops = model_flops_per_step
         self.hardware_flops = hardware_flops_per_step if hardware_flops_per_step is not None else model_flops_per_step
@@ -132,6 +136,9 @@ class MetricsLogger:
                       learning_rate=float(last.get('learning_rate', float('nan'))),
                       steps_per_s=steps_per_s, tokens_per_s=tokens / elapsed if steps_per_s > 0 else float('nan'),
                       nonfinite_steps=len(fetched) - len(finite))
+        for key in self.averaged:
+            values = [float(m[key]) for m in fetched if key in m and math.isfinite(float(m[key]))]
+            record[key] = sum(values) / len(values) if values else float('nan')
         step_time = 1.0 / steps_per_s if steps_per_s > 0 else 0.0
         mfu = estimate_mfu(self.model_flops, step_time, self.num_devices, self.peak)
         hfu = estimate_mfu(self.hardware_flops, step_time, self.num_devices, self.peak)
@@ -146,7 +153,8 @@ class MetricsLogger:
                      f"MFU {pct(mfu)}  HFU {pct(hfu)}  ETA {_fmt_duration(eta)}")
         else:  # only the first step so far: it started timing, so there is no rate to show yet
             speed = 'speed from the next report on (timing starts after the first step)'
-        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}  lr {record['learning_rate']:.3g}  {speed}"
+        extra = ''.join(f"  {k} {record[k]:.4g}" for k in self.averaged)
+        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}{extra}  lr {record['learning_rate']:.3g}  {speed}"
                     + (f"  ({record['nonfinite_steps']} non-finite steps skipped)" if record['nonfinite_steps']
                        else ''))
         self._write(step, record)

@@ -36,3 +36,19 @@ def test_mesh_argument_is_checked():
     for bad in ('fsdp', 'fsdp=-1', 'fsdp=abc', 'model=2', 'fsdp=2,fsdp=2'):
         with pytest.raises(argparse.ArgumentTypeError, match=re.escape(bad)):
             mesh_spec(bad)
+
+
+@pytest.mark.slow  # four ahead-of-time compiles: the rollout's prefill and decode, the reference, the update
+def test_stage3_plan_reports_each_program_and_the_peak_with_the_reference(capsys, tmp_path):
+    argv = [*config_args(*SMALL, 'data.max_seq_len=48', 'stage=3', 'rl.max_new_tokens=8', 'rl.group_size=2'),
+            '--mesh', 'fsdp=2', '--batch', '2', '--json', str(tmp_path / 'plan.json')]
+    assert plan.main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'stage 3 (GRPO)' in out and '2 clips x G=2 = 4 answers' in out and 'peak per device' in out
+    r = json.load(open(tmp_path / 'plan.json'))['main']
+    assert set(r['memory']) == {'prefill', 'decode', 'reference', 'update'}
+    resident = r['resident']
+    assert resident['reference'] > 0 and resident['train state'] > resident['reference']  # + optimiser state
+    # the peak adds the resident arrays to what the hungriest program needs beyond the ones it reads
+    assert r['peak'][r['peak_program']] == max(r['peak'].values()) >= sum(resident.values())
+    assert r['flops']['update'] > r['flops']['reference'] > 0 and r['kv_cache_bytes'] > 0
