@@ -97,11 +97,12 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float = 0.25, max_gap: int = 2,
                   align: bool = True, landmarks: bool = True, verify: bool = True, mesh=None) -> FaceTubelets:
     """Detect on each anchor frame, track the speaker, then per anchor run the face mesh on its K frames
-    (each frame's region from the previous frame's mesh) and cut the crops.
+    (all through one region, settled on the first frame: landmarks.FaceMesh.tubelet) and cut the crops.
 
-    ``align=True``: each crop is the similarity warp that puts that frame's eyes and mouth on the canonical
-    points (align.py); a frame where the mesh lost the face borrows the nearest aligned frame's warp, and a
-    tubelet without any mesh falls back to the box crop below. ``align=False``: the same square box (the
+    ``align=True``: the tubelet's crops share one warp that puts the mean of their eyes and mouth on the
+    canonical points (align.tubelet_matrices): a still face gives equal crops, an expression shows as it
+    is, and head motion between anchors is cancelled; a tubelet without any mesh falls back to the box
+    crop below. ``align=False``: the same square box (the
     tracked face box grown by ``margin`` x its side on each side, 0.25: the crop is 1.5x the face, kept
     inside the frame) for all K frames. ``landmarks=False`` (with ``align=False``) skips the mesh entirely.
     ``verify`` (when the mesh runs): an anchor where the mesh finds no face in any of its K frames is dropped
@@ -152,18 +153,16 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
                 roi = lm_lib.roi_from_detection(box_t, kps[i][match[i]])
             else:
                 roi = lm_lib.roi_from_box(box_t)
-            found, _ = mesh.track([tub[i, j] for j in range(count)], roi)
+            found, _ = mesh.tubelet([tub[i, j] for j in range(count)], roi)
             points = [None if p is None else p[lm_lib.MESH_68, :2] for p in found]
             if verify and all(p is None for p in points):
                 detected[i] = False
                 continue
         boxes[i] = box
-        mats = [align_lib.alignment_matrix(p, crop_size) if (align and p is not None) else None for p in points]
-        valid = [j for j, m in enumerate(mats) if m is not None]
+        mats = align_lib.tubelet_matrices(points, crop_size) if align else [None] * count
         for j in range(count):
-            if valid:
-                near = min(valid, key=lambda v: (abs(v - j), v))
-                m = mats[near]
+            m = mats[j]
+            if m is not None:
                 faces[i, j] = align_lib.warp_face(tub[i, j], m, crop_size)
                 if points[j] is not None:
                     lms[i, j] = align_lib.apply(m, points[j]) / crop_size
