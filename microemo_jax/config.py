@@ -179,6 +179,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             problems.append(f"model.micro_expression.face_encoder={me.face_encoder!r} must be 'shared' or 'separate'")
         if me.hidden_size % me.num_heads:
             problems.append("model.micro_expression.hidden_size is not divisible by num_heads")
+        if me.get('tubelets', 'anchor') not in ('anchor', 'apex'):
+            problems.append(f"model.micro_expression.tubelets={me.get('tubelets')!r} must be 'anchor' or 'apex'")
     fe = m.get('frame_encoder')
     if fe is not None and fe.timestamp_tokenizer not in ('bert', 'llm'):
         problems.append(f"model.frame_encoder.timestamp_tokenizer={fe.timestamp_tokenizer!r} must be 'bert' or 'llm'")

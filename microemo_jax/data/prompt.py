@@ -4,8 +4,12 @@ One prompt per clip, following TimeChat (template, timestamp sentences) and Affe
 subtitle tag, OV answer)::
 
     <s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n<Video>{Nv slots}</Video> <Audio>{Na slots}</Audio> The video
-    contains N frames sampled at t1, t2, ... seconds. Transcribed speech: s - e seconds, text; ... The
-    subtitle of this video is: <Subtitle>{subtitle}</Subtitle>. {question} [/INST] {answer}</s>
+    contains N frames sampled at t1, t2, ... seconds. [Face close-ups start at f1, f2, ... seconds.]
+    Transcribed speech: s - e seconds, text; ... The subtitle of this video is:
+    <Subtitle>{subtitle}</Subtitle>. {question} [/INST] {answer}</s>
+
+The face close-up sentence is there when the face tubelets do not start at the frames (micro-expression
+spotting moves them to each interval's peak of facial motion): the prompt says when everything it shows is.
 
 The ids are built piece by piece (as TimeChat splits at ``<ImageHere>``) so the slots, which the model
 fills with projected video/audio tokens, never merge with neighbouring text. Each piece after the
@@ -149,7 +153,8 @@ class _Part:
 
 def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence[tuple[float, float, str]],
                  subtitle: str, question: str, answer: str | None = None, num_video_tokens: int,
-                 num_audio_tokens: int, max_len: int, system: str = DEFAULT_SYSTEM) -> TokenizedPrompt:
+                 num_audio_tokens: int, max_len: int, system: str = DEFAULT_SYSTEM,
+                 face_times: Sequence[float] | None = None) -> TokenizedPrompt:
     """Tokenize one clip's prompt (and answer, for training) with the LLaMA-2 chat template.
 
     Over ``max_len`` the prompt is shortened in this order: the transcribed speech, the subtitle, then
@@ -178,6 +183,9 @@ def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence
         between, after = [], _encode(tokenizer, "</Video>")
     frames = _encode(tokenizer, f" The video contains {len(times)} frames sampled at "
                                 f"{', '.join(_fmt(t) for t in times)} seconds.")
+    if face_times is not None and len(face_times):
+        frames += _encode(tokenizer, " Face close-ups start at "
+                                     f"{', '.join(_fmt(t) for t in _check_times(face_times, 'face times'))} seconds.")
     spoken = []
     for start, end, text in utterances:
         start, end = _check_times((start, end), 'utterance times')
