@@ -73,6 +73,9 @@ def get_config(arg=None):
                                       # False: per-crop appearance only
         landmarks=False,              # also read each crop's 68 face-mesh landmarks (shape, and its motion between
                                       # crops); off: the paper's branch. Records always carry them (no re-prepare)
+        tubelets='apex',              # where the K crops come from: 'apex', each interval between global frames at
+                                      # its peak of facial motion (micro-expression spotting, in prepare); 'anchor',
+                                      # from each global frame on. Part of prepare's settings (changes the records)
         hidden_size=768 if paper else 64,
         num_layers=2,
         num_heads=12 if paper else 4,
@@ -81,7 +84,9 @@ def get_config(arg=None):
     # 3. Gated global-local attention (tanh gates start at 0: the global pipeline is unchanged at init).
     # enabled=False (with the local branch on): the local tokens are projected and appended to each frame's
     # tokens in the video Q-Former instead, so this ablation removes only the attention mechanism.
-    m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0))
+    # gate_init: the gates' value before tanh (0: a pretrained global pipeline starts unchanged).
+    m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0,
+                                                    gate_init=0.0))
     # 4. Utterance-aware video Q-Former: once over all frames, once per utterance slot (+ optional windows).
     m.video_qformer = _qformer(768, 2, 12, 3072, 1, 32) if paper else _qformer(64, 2, 4, 128, 1, 8)
     m.video_qformer.max_frames = 96 if paper else 16          # size of the frame-position embedding
@@ -165,6 +170,7 @@ def get_config(arg=None):
         b2=0.999,
         eps=1e-8,
         clip_norm=1.0,                # global-norm gradient clipping (0: off)
+        gate_lr_multiplier=1.0,       # the tanh gates (global-local attention) learn this many times faster
         grad_accum_steps=1,           # micro-batches per optimiser update (data.batch_size is split)
     ))
     # Where the parameters come from: '' = fresh init; else a folder written by `python -m microemo_jax.convert`

@@ -128,8 +128,9 @@ class MicroEmo(nnx.Module):
                                                           **trained)
             if cfg.global_local.enabled:
                 self.global_local = GlobalLocalAttention(q_width, me.hidden_size, cfg.global_local.num_heads,
-                                                         neighbours=cfg.global_local.neighbours, attention_impl=impl,
-                                                         rngs=rngs, **trained)
+                                                         neighbours=cfg.global_local.neighbours,
+                                                         gate_init=float(cfg.global_local.get('gate_init', 0.0)),
+                                                         attention_impl=impl, rngs=rngs, **trained)
                 self.local_proj = None
             else:  # the local tokens join each frame's tokens in the video Q-Former instead
                 self.global_local = None

@@ -12,7 +12,9 @@ metrics at once and reports over the interval:
 * ``mfu`` (model FLOPs: forward + backward, no recompute) and ``hfu`` (hardware FLOPs: remat's
   recomputation included) when the step's FLOPs and the device peak are known (``flops.py``); else
   'n/a' and absent from metrics.jsonl;
-* ``eta``: remaining steps at the current rate.
+* ``eta``: remaining steps at the current rate;
+* ``gate/NAME``: tanh of each global-local gate after the last step (``step.gate_values``), when the
+  step reports them: whether the face branch is let in.
 
 ``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per
 validation (``step``, ``val_loss``, ...). Only process 0 writes files; every process prints nothing
@@ -95,6 +97,8 @@ class MetricsLogger:
                       learning_rate=float(last.get('learning_rate', float('nan'))),
                       steps_per_s=steps_per_s, tokens_per_s=tokens / elapsed if steps_per_s > 0 else float('nan'),
                       nonfinite_steps=len(fetched) - len(finite))
+        gates = {k: float(v) for k, v in last.items() if k.startswith('gate/')}
+        record.update(gates)
         step_time = 1.0 / steps_per_s if steps_per_s > 0 else 0.0
         mfu = estimate_mfu(self.model_flops, step_time, self.num_devices, self.peak)
         hfu = estimate_mfu(self.hardware_flops, step_time, self.num_devices, self.peak)
@@ -110,6 +114,7 @@ class MetricsLogger:
         else:  # only the first step so far: it started timing, so there is no rate to show yet
             speed = 'speed from the next report on (timing starts after the first step)'
         self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}  lr {record['learning_rate']:.3g}  {speed}"
+                    + (f"  gates {' '.join(f'{v:.3f}' for v in gates.values())}" if gates else '')
                     + (f"  ({record['nonfinite_steps']} non-finite steps skipped)" if record['nonfinite_steps']
                        else ''))
         self._write(step, record)

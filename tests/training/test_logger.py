@@ -61,3 +61,31 @@ def test_the_first_report_has_no_rate_yet_and_says_so(tmp_path):
     assert 'mfu' not in first and second['steps_per_s'] > 0 and second['mfu'] == second['hfu'] > 0
     first_json = json.loads(open(tmp_path / 'metrics.jsonl').readline())
     assert first_json['steps_per_s'] is None and first_json['loss'] == 2.0
+
+
+def _tensorboard_scalars(folder):
+    """{tag: [(step, value), ...]} from the event file (TFRecord framing: length, crc, data, crc)."""
+    from tensorboardX.proto import event_pb2
+    (name,) = os.listdir(folder)
+    out = {}
+    with open(os.path.join(folder, name), 'rb') as f:
+        while header := f.read(12):
+            data = f.read(int.from_bytes(header[:8], 'little'))
+            f.read(4)
+            event = event_pb2.Event.FromString(data)
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_gates_reach_the_line_the_jsonl_and_tensorboard(tmp_path):
+    out = io.StringIO()
+    with MetricsLogger(str(tmp_path), total_steps=2, log_every=2, stream=out) as logger:
+        logger.log(1, {**_metrics(1.0), 'gate/global_local.attn': np.float32(0.1)})
+        logger.log(2, {**_metrics(1.0), 'gate/global_local.attn': np.float32(0.25),
+                       'gate/global_local.mlp': np.float32(-0.5)})
+    record = json.loads(open(tmp_path / 'metrics.jsonl').readline())
+    assert record['gate/global_local.attn'] == 0.25 and record['gate/global_local.mlp'] == -0.5   # the last step's
+    assert 'gates 0.250 -0.500' in out.getvalue()
+    scalars = _tensorboard_scalars(tmp_path / 'tensorboard')
+    assert scalars['gate/global_local.attn'] == [(2, 0.25)] and scalars['gate/global_local.mlp'] == [(2, -0.5)]
