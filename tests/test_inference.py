@@ -101,6 +101,11 @@ def test_predict_writes_json_and_timeline(corpus, params_dir, tmp_path):
     assert set(r) >= {'name', 'explanation', 'labels', 'utterances', 'timestamps', 'faces_found', 'generation'}
     assert r['utterance_source'] == 'subtitles' and r['utterances'] and all(u['text'] for u in r['utterances'])
     assert len(r['timestamps']) == cfg.model.num_frames and r['faces_found'] > 0
+    # the face close-ups (apex tubelets): consecutive frames from each frame's time up to the next frame's
+    ends = r['timestamps'][1:] + [10.0]
+    for t, end, times, found in zip(r['timestamps'], ends, r['face_times'], r['face_frames']):
+        assert (len(times) == cfg.model.micro_expression.num_crops) == found and times == sorted(times)
+        assert not times or (t - 1e-3 <= times[0] and times[-1] <= end + 1e-3), (t, times, end)
     import cv2
     img = cv2.imread(str(tmp_path / 'demo_00000.timeline.png'))
     assert img is not None and img.shape[0] > 300 and img.std() > 10
