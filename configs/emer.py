@@ -50,6 +50,10 @@ def get_config(arg=None):
     m.scan_layers = True
     m.remat_policy = 'nothing_saveable' if paper else 'none'
     m.attention_impl = ''  # '': JAX's choice (on CPU ours: leaner backward); 'cudnn' on GPUs; 'xla'; 'reference'
+    # Weight matrices of the parts no checkpoint provides (Q-Formers, face branch, global-local attention):
+    # 'bert' N(0, 0.02) (HF practice; the paper's come from checkpoints), 'fan_in' N(0, 1/fan_in), which the
+    # demo's width-64 parts trained from scratch need to see their inputs at all (models/scratch_init.py).
+    m.kernel_init = 'bert'
 
     # 1. Timestamp-bound frame encoder: EVA ViT-g -> image Q-Former reading "This frame is sampled at {t} second."
     m.vision = (_vision(1408, 6144, 39, 16, 14, 224, 1e-6) if paper else _vision(64, 128, 2, 4, 16, 64, 1e-6))
@@ -67,6 +71,8 @@ def get_config(arg=None):
     m.micro_expression = ml_collections.ConfigDict(dict(
         enabled=True,
         face_encoder='shared',        # 'shared': the frozen frame ViT; 'separate': the smaller ViT below
+        face_input='crops',           # 'crops': the aligned crops; 'residuals': each crop minus its clip's mean crop
+                                      # (the expression without the identity: for an encoder trained from scratch)
         face_vision=_vision(64, 128, 2, 4, 16, 64, 1e-6) if not paper else _vision(768, 3072, 12, 12, 16, 224, 1e-6),
         num_crops=4,                  # K
         use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics);

@@ -173,6 +173,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             problems.append(f"model.llm.rope_type={llm.rope_type!r} must be 'default' or 'llama3'")
     if m.get('audio') is not None and m.audio.d_model % m.audio.encoder_attention_heads:
         problems.append("model.audio.d_model is not divisible by encoder_attention_heads")
+    if m.get('kernel_init', 'bert') not in ('bert', 'fan_in'):
+        problems.append(f"model.kernel_init={m.get('kernel_init')!r} must be 'bert' or 'fan_in'")
     me = m.get('micro_expression')
     if me is not None:
         if me.face_encoder not in ('shared', 'separate'):
@@ -181,6 +183,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
             problems.append("model.micro_expression.hidden_size is not divisible by num_heads")
         if me.get('tubelets', 'anchor') not in ('anchor', 'apex'):
             problems.append(f"model.micro_expression.tubelets={me.get('tubelets')!r} must be 'anchor' or 'apex'")
+        if me.get('face_input', 'crops') not in ('crops', 'residuals'):
+            problems.append(f"model.micro_expression.face_input={me.get('face_input')!r} must be 'crops' or "
+                            f"'residuals'")
     fe = m.get('frame_encoder')
     if fe is not None and fe.timestamp_tokenizer not in ('bert', 'llm'):
         problems.append(f"model.frame_encoder.timestamp_tokenizer={fe.timestamp_tokenizer!r} must be 'bert' or 'llm'")

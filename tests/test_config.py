@@ -82,3 +82,13 @@ def test_step_counts_blame_their_own_key(override, blamed):
         load_config(CONFIG + ':demo', [override])
     if override.startswith('total_steps'):
         assert 'warmup_steps' not in str(e.value)  # a bad total_steps is not a warmup problem
+
+
+@pytest.mark.parametrize('override, message', [
+    ('model.micro_expression.tubelets=middle', "tubelets='middle' must be 'anchor' or 'apex'"),
+    ('model.micro_expression.face_input=flow', "face_input='flow' must be 'crops' or 'residuals'"),
+    ('model.kernel_init=xavier', "kernel_init='xavier' must be 'bert' or 'fan_in'"),
+])
+def test_micro_expression_choices_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIG, [override])
