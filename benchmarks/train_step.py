@@ -56,13 +56,13 @@ def main(argv=None) -> int:
     import jax
 
     from microemo_jax.batch import synthetic_batch
-    from microemo_jax.plan import parse_mesh
+    from microemo_jax.cli_checks import mesh_spec
     from microemo_jax.runs.plan import memory
     from microemo_jax.sharding import make_mesh
     from microemo_jax.training import state as state_lib, step as step_lib
     from microemo_jax.training.flops import estimate_mfu, peak_flops_per_device, train_step_flops
 
-    sizes = parse_mesh(args.mesh) if args.mesh else dict(cfg.mesh)
+    sizes = mesh_spec(args.mesh) if args.mesh else dict(cfg.mesh)
     mesh = make_mesh(sizes)
     batch_size = args.batch or cfg.data.batch_size
     if args.count_only:

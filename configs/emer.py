@@ -9,10 +9,25 @@ Variants:
          face branch, a 320-token LLM): every switch, seconds to compile.
   paper  EVA ViT-g/14 224 px, BERT-base Q-Formers (InstructBLIP layout), LLaMA-2-7B-chat, Whisper-large-v3
          encoder, T=32 frames (TimeChat goes to 96), K=4 face crops per anchor, U_max=8 utterances.
+  paper_qwen2_5_7b   the paper model with Qwen2.5-7B-Instruct as the LLM (AffectGPT's base)
+  paper_qwen3_0_6b   the paper model with Qwen3-0.6B as the LLM (Light-MER's)
+  demo_qwen3, tiny_qwen3   demo / tiny with a small Qwen3-style LLM (q/k norms, head_dim apart from
+         hidden/heads, tied head) and a ChatML demo tokenizer with its chat template (docs/qwen.md)
 """
 import ml_collections
 
-VARIANTS = ('demo', 'paper', 'tiny')
+VARIANTS = ('demo', 'paper', 'tiny', 'paper_qwen2_5_7b', 'paper_qwen3_0_6b', 'demo_qwen3', 'tiny_qwen3')
+
+# The Qwen LLMs of the field's systems, as their config.json give them (hf.load_llm checks a checkpoint
+# against these when `convert --llm` loads it).
+QWEN_LLMS = {
+    'qwen2_5_7b': dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_layers=28, num_heads=28,
+                       num_kv_heads=4, head_dim=128, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=32768,
+                       tie_word_embeddings=False, qkv_bias=True),
+    'qwen3_0_6b': dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_layers=28, num_heads=16,
+                       num_kv_heads=8, head_dim=128, rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=40960,
+                       tie_word_embeddings=True, qk_norm=True),
+}
 
 
 def _vision(hidden, intermediate, layers, heads, patch, image, eps):
@@ -34,11 +49,23 @@ def get_config(arg=None):
     variant = arg or 'demo'
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} of configs/emer.py; choose one of {VARIANTS}")
+    base, _, llm_name = variant.partition('_')   # 'paper_qwen2_5_7b' -> 'paper' with the LLM 'qwen2_5_7b'
+    c = _base_config(base, variant)
+    if llm_name in QWEN_LLMS:
+        c.model.llm.update(QWEN_LLMS[llm_name])
+    elif llm_name == 'qwen3':  # a small Qwen3-style LLM trained from scratch with the demo corpus
+        c.model.llm.update(qk_norm=True, tie_word_embeddings=True, rope_theta=1e6,
+                           head_dim=2 * c.model.llm.hidden_size // c.model.llm.num_heads)
+        c.data.demo_tokenizer = 'qwen'
+    return c
+
+
+def _base_config(variant, name):
     paper = variant == 'paper'
     c = ml_collections.ConfigDict()
-    c.variant = variant
+    c.variant = name
     c.seed = 0
-    c.stage = 1  # 1: alignment (LLM frozen); 2: instruction tuning (+ LoRA on the LLM)
+    c.stage = 1  # 1: alignment (LLM frozen); 2: instruction tuning (+ LoRA on the LLM); 3: GRPO (section rl)
     c.total_steps = 20000 if paper else 300
     c.log_every = 50 if paper else 10
     c.checkpoint_every = 1000 if paper else 100
@@ -127,13 +154,17 @@ def get_config(arg=None):
         head_dim=128 if paper else 32,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
-        rope_type='default',          # 'default' or 'llama3' (then the four fields below apply)
+        rope_type='default',          # 'default', 'llama3' (the four fields below), 'linear' or 'dynamic' (factor),
+                                      # 'yarn' (factor, original_max_position_embeddings)
         rope_factor=8.0,
         rope_low_freq_factor=1.0,
         rope_high_freq_factor=4.0,
         rope_original_max_position_embeddings=8192,
         max_position_embeddings=4096 if paper else 1024,
         tie_word_embeddings=False,
+        attention_bias=False,         # biases on q, k, v and o (LLaMA's attention_bias)
+        qkv_bias=False,               # Qwen2/2.5: biases on q, k and v only
+        qk_norm=False,                # Qwen3: RMSNorm over each head of q and k before RoPE
     ))
     # The paper's LLM is pretrained and stays frozen (LoRA in stage 2). The demo's tiny LLM starts from random
     # weights, so the demo trains it too: a frozen random LLM would leave nothing for stage 1 to align to.
@@ -148,10 +179,14 @@ def get_config(arg=None):
         demo_cache='~/.cache/microemo-jax/demo',
         demo_clips=160,
         demo_seed=0,
+        demo_tokenizer='llama',       # the LLM tokenizer prepare trains when given no --tokenizer: 'llama' (<s> </s>,
+                                      # the LLaMA-2 template) or 'qwen' (ChatML specials and chat template)
         sampling='uniform',           # frame sampling: 'uniform' (segment centres) or 'random' (random in segment)
         max_seq_len=2048 if paper else 512,       # the demo's longest prompt with its answer: ~460 tokens
         max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions
         question='description',       # 'description' (EMER explanation) or 'ov' (open-vocabulary labels)
+        bench_question='benchmark',   # what the MER-UniBench sources ask every clip: 'benchmark' (its one question,
+                                      # verbatim) or 'description' (the EMER explanation; not the benchmark's)
         require_faces=False,          # skip clips where no face is found (else they train without the local branch)
         face_detector='blazeface',    # 'blazeface' (MediaPipe short range, talking heads), 'blazeface_full' (small
                                       # faces too, slower) or 'haar' (OpenCV frontal cascade); all offline
@@ -196,6 +231,7 @@ def get_config(arg=None):
 
     if variant == 'tiny':
         c.train.validate_every, c.train.validation_batches = 2, 1
+    c.rl = _stage3(variant)
     # Device mesh and the one table that maps logical parameter/activation axes to mesh axes.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = (
@@ -212,6 +248,43 @@ def get_config(arg=None):
         ('query', None),
     )
     return c
+
+
+def _stage3(variant: str) -> ml_collections.ConfigDict:
+    """Stage 3, reinforcement fine-tuning with GRPO (docs/training.md): with --config.stage=3 these replace
+    total_steps, log_every, checkpoint_every, optim.lr (constant after warmup), optim.warmup_steps,
+    data.batch_size and data.augment; the stage-2 run's params start it (--config.init.params=S2/params)."""
+    paper, tiny = variant == 'paper', variant == 'tiny'
+    rl = ml_collections.ConfigDict(dict(
+        steps=2 if tiny else (1000 if paper else 60),   # rollout batches (each followed by mu optimiser updates)
+        batch_size=4 if tiny else (8 if paper else 4),  # clips per rollout batch (global; over the data axes)
+        group_size=2 if tiny else 8,                    # G answers sampled per clip
+        mu=1,                                           # optimiser updates per rollout batch (GRPO's mu)
+        lr=1e-6 if paper else 5e-5,
+        warmup_steps=0 if tiny else (20 if paper else 5),
+        loss='grpo',                  # 'grpo': std-normalised advantages, per-answer token mean; 'dr_grpo': neither
+        beta=0.04,                    # weight of the k3 KL to the reference (the starting model)
+        epsilon=0.2,                  # ratio clip range [1 - epsilon, 1 + epsilon]
+        temperature=1.0,              # sampling of the rollouts (the log-probabilities use the same temperature)
+        top_p=1.0,
+        top_k=0,
+        max_new_tokens=8 if tiny else (256 if paper else 48),  # the demo's OV answers are <= 36 tokens
+        # the prompts the rollouts answer: 'description' (explanations), 'ov' (label answers) or 'both'. The demo
+        # trains on its OV answers (measured: docs/training.md); the paper mixes both, as the explanations are the
+        # product and the format reward keeps them explanations
+        question='description' if tiny else ('both' if paper else 'ov'),
+        rewards=('ov', 'format'),     # registered names (training/rewards.py): ov, wheel, format, length
+        weights=ml_collections.ConfigDict(dict(ov=1.0, wheel=1.0, format=0.2, length=0.1)),
+        wheel='',                     # MER's wheel_mapping.npz (or its JSON form) for the 'wheel' reward
+        synonyms='',                  # synonym groups for 'ov' (as evaluate --synonyms); '': the bundled table
+        length_target=0,              # 'length': no penalty up to this many tokens (0: up to max_new_tokens)
+        augment=False,                # the rollout batches' clips are not augmented
+        log_every=1,
+        checkpoint_every=2 if tiny else (100 if paper else 20),
+        eval_every=0 if tiny else (200 if paper else 10),  # greedy held-out rewards every N steps and at the end (0: never)
+        eval_clips=0 if not paper else 64,                 # held-out clips scored then (0: the whole split)
+    ))
+    return rl
 
 
 def _shrink_to_tiny(c) -> None:

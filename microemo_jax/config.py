@@ -16,6 +16,8 @@ from typing import Sequence
 
 import ml_collections
 
+from microemo_jax.config_checks import value_problems
+
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong; the message says which and what is accepted."""
@@ -105,7 +107,6 @@ def parse_value(key: str, text: str, current):
     raise ConfigError(f"config key {key!r} holds a {type(current).__name__}, which cannot be set from the command line")
 
 
-DTYPES = ('float32', 'bfloat16', 'float16')
 
 
 def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
@@ -140,9 +141,29 @@ def _training_problems(cfg: ml_collections.ConfigDict) -> list[str]:
     return problems
 
 
+def _rl_problems(cfg: ml_collections.ConfigDict) -> list[str]:
+    """The stage-3 section ``rl`` beyond ``config_checks``' per-key tables (checked whatever the stage: a config
+    file's defaults must be usable)."""
+    rl = cfg.get('rl')
+    if rl is None:
+        return ["stage=3 needs the config's rl section (see configs/emer.py)"] if cfg.get('stage') == 3 else []
+    problems = []
+    if isinstance(rl.get('group_size'), int) and rl.group_size < 2:
+        problems.append(f"rl.group_size={rl.group_size} must be >= 2: advantages compare the samples of a group")
+    if isinstance(rl.get('steps'), int) and isinstance(rl.get('warmup_steps'), int) \
+            and not rl.warmup_steps < rl.steps:
+        problems.append(f"rl.warmup_steps={rl.warmup_steps} must be below rl.steps={rl.steps}")
+    rewards = rl.get('rewards')
+    if not rewards or not isinstance(rewards, tuple):
+        problems.append(f"rl.rewards={rewards!r} must name at least one reward, e.g. ('ov', 'format')")
+    elif 'wheel' in rewards and not rl.get('wheel'):
+        problems.append("rl.rewards has 'wheel' but rl.wheel names no file (MER's wheel_mapping.npz or its JSON)")
+    return problems
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Cross-field checks that would otherwise fail deep inside model construction or the first step."""
-    training = _training_problems(cfg)
+    training = _training_problems(cfg) + value_problems(cfg)  # every choice and bounded number: config_checks.py
     m = cfg.get('model')
     if m is None:
         if training:
@@ -151,16 +172,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     problems = training
     d = cfg.get('data')
     if d is not None:
-        if d.get('face_detector', 'blazeface') not in ('blazeface', 'blazeface_full', 'haar'):
-            problems.append(f"data.face_detector={d.get('face_detector')!r} must be 'blazeface', 'blazeface_full' "
-                            f"or 'haar'")
         if not isinstance(d.get('align_faces', True), bool):
             problems.append(f"data.align_faces={d.get('align_faces')!r} must be True or False")
-    for key in ('dtype', 'param_dtype', 'frozen_param_dtype'):
-        if m.get(key) not in DTYPES:
-            problems.append(f"model.{key}={m.get(key)!r} is not one of {DTYPES}")
-    if cfg.get('stage') not in (1, 2):
-        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment) or 2 (instruction tuning)")
+    if cfg.get('stage') not in (1, 2, 3):
+        problems.append(f"stage={cfg.get('stage')!r} must be 1 (alignment), 2 (instruction tuning) or 3 "
+                        f"(reinforcement, GRPO)")
+    problems += _rl_problems(cfg)
     for name in ('vision', 'image_qformer', 'video_qformer', 'audio_qformer'):
         sub = m.get(name)
         if sub is not None and sub.hidden_size % sub.num_heads:
@@ -169,26 +186,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     if llm is not None:
         if llm.num_heads % llm.num_kv_heads:
             problems.append(f"model.llm.num_heads={llm.num_heads} is not a multiple of num_kv_heads={llm.num_kv_heads}")
-        if llm.rope_type not in ('default', 'llama3'):
-            problems.append(f"model.llm.rope_type={llm.rope_type!r} must be 'default' or 'llama3'")
     if m.get('audio') is not None and m.audio.d_model % m.audio.encoder_attention_heads:
         problems.append("model.audio.d_model is not divisible by encoder_attention_heads")
-    if m.get('kernel_init', 'bert') not in ('bert', 'fan_in'):
-        problems.append(f"model.kernel_init={m.get('kernel_init')!r} must be 'bert' or 'fan_in'")
     me = m.get('micro_expression')
     if me is not None:
-        if me.face_encoder not in ('shared', 'separate'):
-            problems.append(f"model.micro_expression.face_encoder={me.face_encoder!r} must be 'shared' or 'separate'")
         if me.hidden_size % me.num_heads:
             problems.append("model.micro_expression.hidden_size is not divisible by num_heads")
-        if me.get('tubelets', 'anchor') not in ('anchor', 'apex'):
-            problems.append(f"model.micro_expression.tubelets={me.get('tubelets')!r} must be 'anchor' or 'apex'")
-        if me.get('face_input', 'crops') not in ('crops', 'residuals'):
-            problems.append(f"model.micro_expression.face_input={me.get('face_input')!r} must be 'crops' or "
-                            f"'residuals'")
-    fe = m.get('frame_encoder')
-    if fe is not None and fe.timestamp_tokenizer not in ('bert', 'llm'):
-        problems.append(f"model.frame_encoder.timestamp_tokenizer={fe.timestamp_tokenizer!r} must be 'bert' or 'llm'")
     if m.get('num_frames', 1) > m.video_qformer.max_frames:
         problems.append(f"model.num_frames={m.num_frames} exceeds model.video_qformer.max_frames="
                         f"{m.video_qformer.max_frames} (size of the frame-position embedding)")

@@ -4,8 +4,13 @@
         --vision  /ckpt/instructblip-vicuna-7b     # vision_model.* (InstructBLIP/BLIP-2 or Blip2VisionModel)
         --image-qformer /ckpt/instructblip-vicuna-7b   # qformer.* and query_tokens
         --whisper /ckpt/whisper-large-v3           # encoder of WhisperModel / WhisperForConditionalGeneration
-        --llama   /ckpt/llama-2-7b-chat-hf         # LlamaForCausalLM
+        --llm     /ckpt/llama-2-7b-chat-hf         # LlamaForCausalLM (--llama is the same flag)
         --out     /ckpt/microemo-paper-init
+    python -m microemo_jax.convert --config configs/emer.py:paper_qwen2_5_7b ... --llm /ckpt/Qwen2.5-7B-Instruct
+
+``--llm`` takes a LLaMA, Qwen2/2.5 or Qwen3 causal-LM folder (``hf.load_llm``: config.json's model_type picks
+the family); the config's ``model.llm`` must describe it (``configs/emer.py:paper_qwen2_5_7b``,
+``paper_qwen3_0_6b``).
 
 Each tower is loaded in the config's storage dtype and checked against the config (a mismatch names
 the field). Towers not given are initialised randomly, and the report says so. The new parts
@@ -14,14 +19,13 @@ from the config's random initialisation; global-local gates start at 0.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 
 import jax
 from flax import nnx
 
-from microemo_jax import hf
+from microemo_jax import cli_checks, hf
 from microemo_jax.config import ConfigError, config_from_argv
 from microemo_jax.models import microemo as me
 from microemo_jax.params import save_params
@@ -55,11 +59,12 @@ def load_towers(cfg, paths: dict[str, str | None]) -> tuple[dict, dict]:
         wh = hf.load_whisper_encoder(paths['whisper'], **frozen)
         _check('Whisper encoder', wh.cfg, me.whisper_config(m.audio), 'model.audio')
         towers['whisper'] = wh
-    if paths.get('llama'):
-        llm = hf.load_llama(paths['llama'], **frozen)
-        _check('LLaMA', llm.cfg, me.llama_config(m.llm), 'model.llm')
+    if paths.get('llm'):
+        llm = hf.load_llm(paths['llm'], **frozen)
+        _check(f"LLM ({hf.HFCheckpoint(paths['llm']).config.get('model_type')})", llm.cfg, me.llama_config(m.llm),
+               'model.llm')
         towers['llm'] = llm
-    for name in ('vision', 'image_qformer', 'whisper', 'llama'):
+    for name in ('vision', 'image_qformer', 'whisper', 'llm'):
         report[name] = paths.get(name) or 'random initialisation (not given)'
     return towers, report
 
@@ -77,12 +82,13 @@ def convert(cfg, paths: dict[str, str | None], out: str) -> dict:
 
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.convert', description=__doc__.split('\n')[0])
-    parser.add_argument('--vision')
-    parser.add_argument('--image-qformer', dest='image_qformer')
-    parser.add_argument('--whisper')
-    parser.add_argument('--llama')
-    parser.add_argument('--out', required=True)
+    parser = cli_checks.Parser(prog='python -m microemo_jax.convert', description=__doc__.split('\n')[0])
+    parser.add_argument('--vision', type=cli_checks.existing_dir)
+    parser.add_argument('--image-qformer', dest='image_qformer', type=cli_checks.existing_dir)
+    parser.add_argument('--whisper', type=cli_checks.existing_dir)
+    parser.add_argument('--llm', '--llama', dest='llm', type=cli_checks.existing_dir,
+                        help='LLaMA, Qwen2/2.5 or Qwen3 causal-LM folder')
+    parser.add_argument('--out', required=True, type=cli_checks.out_dir)
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
@@ -90,8 +96,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(rest)
     try:
         report = convert(cfg, vars(args), args.out)
-    except (ConfigError, hf.CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, hf.CheckpointError, OSError) as e:   # both errors name the file and the key
+        cli_checks.fail(e)
     for k, v in report.items():
         print(f"{k:14s} {v}")
     print(f"wrote {args.out}")

@@ -3,7 +3,7 @@
     from microemo_jax.generate import generate
     tokens = generate(model, input_ids, attention_mask, max_new_tokens=64, eos_token_id=2)  # (B, 64) int32
 
-``model`` is a :class:`~microemo_jax.models.llama.Llama` (what ``hf.load_llama`` returns) or a
+``model`` is a :class:`~microemo_jax.models.llama.Llama` (what ``hf.load_llm`` returns: LLaMA, Qwen2, Qwen3) or a
 :class:`~microemo_jax.models.microemo.MicroEmo`; then ``batch`` is the batch dict (``data/shapes.py``
 ``MODEL_INPUTS``: frames, faces, audio, utterances, modality_positions, ...) and the prompt embeddings are
 ``model.prompt_embeddings(batch)`` exactly as in training, with the attention mask it returns.
@@ -23,6 +23,9 @@ How it runs:
   cache keeps a validity bit per slot, so left padding, right padding and padding in the middle all give
   what the unpadded row gives alone. Each row's first new token comes from its last attended position.
 * After a row emits ``eos_token_id`` it keeps emitting it (the rest of its row is ``eos_token_id``).
+* ``num_samples=G`` draws G answers per prompt (rows ``i * G + j``); the encoders and the prefill run once per
+  prompt and the cache is repeated. ``return_logprobs`` adds each token's log-probability (GRPO's behaviour
+  log-probabilities); ``sample_placed`` runs the programs on inputs already on the devices (stage 3).
 * Greedy (``temperature == 0``) is the argmax, first index on ties (as transformers). Sampling scales
   the logits by ``1 / temperature``, keeps the ``top_k`` largest (0 = all; ties at the boundary stay),
   then the smallest set of most likely tokens whose probability reaches ``top_p`` (transformers' order
@@ -66,8 +69,10 @@ def bucket_length(n: int) -> int:
 
 def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int, temperature: float = 0.0,
              top_p: float = 1.0, top_k: int = 0, eos_token_id: int | Sequence[int] | None = None, rng=None,
-             batch: dict | None = None, mesh: Mesh | None = None, rules=None) -> jax.Array:
-    """(B, max_new_tokens) int32 tokens generated after each prompt (see the module docstring).
+             batch: dict | None = None, mesh: Mesh | None = None, rules=None, num_samples: int = 1,
+             return_logprobs: bool = False):
+    """(B * num_samples, max_new_tokens) int32 tokens generated after each prompt (see the module docstring);
+    with ``return_logprobs`` also their (B * num_samples, max_new_tokens) float32 log-probabilities.
 
     Args:
       model: a ``Llama`` or a ``MicroEmo``.
@@ -82,6 +87,10 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
       rng: a ``jax.random.key`` (or an int seed) for sampling (default ``jax.random.key(0)``).
       batch: the MicroEmo batch dict (frames, faces, audio, utterances, modality_positions, ...).
       mesh, rules: shard the batch over the mesh with the config's ``sharding_rules`` table.
+      num_samples: answers per prompt; row ``i * num_samples + j`` is prompt i's j-th. The encoders and the
+        prompt's prefill run once per prompt and the cache is repeated (sampling draws a different answer each).
+      return_logprobs: also return each token's log-probability under softmax(logits / temperature), the
+        whole vocabulary (before top-k/top-p; GRPO's behaviour log-probabilities), 0 after end-of-sequence.
     """
     is_llama = isinstance(model, Llama)
     llm = model if is_llama else getattr(model, 'llm', None)
@@ -128,11 +137,9 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
     if mesh is not None and rules is None:
         raise ValueError("generate: pass the config's sharding_rules as `rules` together with `mesh`")
     rules = None if rules is None else tuple((str(k), tuple(v) if isinstance(v, list) else v) for k, v in rules)
-
-    sample = temperature > 0.0
-    mode = (sample, sample and 0 < top_k < vocab, sample and top_p < 1.0)
-    if rng is None or isinstance(rng, (int, np.integer)):
-        rng = jax.random.key(0 if rng is None else int(rng))
+    num_samples = int(num_samples)
+    if num_samples < 1:
+        raise ValueError(f"generate: num_samples must be >= 1, got {num_samples}")
 
     # Pad the prompt to its bucket, on the right: masked slots change nothing, placeholders keep their index.
     sb = bucket_length(s)
@@ -150,21 +157,44 @@ def generate(model, input_ids=None, attention_mask=None, *, max_new_tokens: int,
                 continue
             inputs[name] = value
     inputs = _place(inputs, mesh, rules)
-    settings = (jnp.float32(temperature if sample else 1.0), jnp.int32(top_k), jnp.float32(top_p))
-    # end-of-sequence ids are a runtime input of a fixed size (-1 never matches): no compile per id
-    eos_ids = np.full(max(EOS_SLOTS, len(eos)), -1, np.int32)
-    eos_ids[:len(eos)] = eos
-    eos_ids = (jnp.asarray(eos_ids), jnp.int32(eos[0] if eos else 0))
-
     graphdef, state = nnx.split(model)
     try:
-        cache, logits = _prefill(graphdef, state, inputs, max_len=sb + max_new_tokens, mesh=mesh, rules=rules)
+        return sample_placed(graphdef, state, inputs, max_new_tokens=max_new_tokens, temperature=temperature,
+                             top_p=top_p, top_k=top_k, eos=eos, rng=rng, num_samples=num_samples,
+                             return_logprobs=return_logprobs, mesh=mesh, rules=rules, vocab_size=vocab)
     except KeyError as e:
         if is_llama:
             raise
         raise ValueError(f"generate: the batch lacks {e} (see data/shapes.py MODEL_INPUTS)") from None
-    return _decode(graphdef, state, cache, logits, rng, settings, eos_ids, max_new_tokens=max_new_tokens,
-                   mode=mode, mesh=mesh, rules=rules)
+
+
+def sample_placed(graphdef, state, inputs: dict, *, max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                  top_k: int = 0, eos: Sequence[int] = (), rng=None, num_samples: int = 1,
+                  return_logprobs: bool = False, mesh: Mesh | None = None, rules=None, replicate: bool = True,
+                  vocab_size: int | None = None):
+    """``generate``'s programs on checked, placed ``inputs`` (input_ids, attention_mask, the MicroEmo batch);
+    ``state``: the model's nnx state or a tuple of states ``nnx.merge`` joins (trained + frozen, not copied).
+    ``replicate=False`` keeps the rows sharded over the batch axes (each process reads its own); ``rules``:
+    hashable pairs. A ``top_k`` >= ``vocab_size`` compiles no filter."""
+    sample = temperature > 0.0
+    mode = (sample, sample and 0 < top_k < (vocab_size or top_k + 1), sample and top_p < 1.0)
+    if rng is None or isinstance(rng, (int, np.integer)):
+        rng = jax.random.key(0 if rng is None else int(rng))
+    settings = (jnp.float32(temperature if sample else 1.0), jnp.int32(top_k), jnp.float32(top_p))
+    # end-of-sequence ids are a runtime input of a fixed size (-1 never matches): no compile per id
+    eos = tuple(eos)
+    eos_ids = np.full(max(EOS_SLOTS, len(eos)), -1, np.int32)
+    eos_ids[:len(eos)] = eos
+    eos_ids = (jnp.asarray(eos_ids), jnp.int32(eos[0] if eos else 0))
+    max_len = inputs['input_ids'].shape[1] + max_new_tokens
+    cache, logits = _prefill(graphdef, state, inputs, max_len=max_len, mesh=mesh, rules=rules, repeat=num_samples)
+    tokens, logps = _decode(graphdef, state, cache, logits, rng, settings, eos_ids, max_new_tokens=max_new_tokens,
+                            mode=mode, mesh=mesh, rules=rules, replicate=replicate)
+    return (tokens, logps) if return_logprobs else tokens
+
+
+def _states(state) -> tuple:
+    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
 
 
 def _place(inputs: dict, mesh: Mesh | None, rules) -> dict:
@@ -205,10 +235,12 @@ def _llm(model) -> Llama:
     return model if isinstance(model, Llama) else model.llm
 
 
-@functools.partial(jax.jit, static_argnames=('max_len', 'mesh', 'rules'))
-def _prefill(graphdef, state, inputs, *, max_len, mesh, rules):
-    """The prompt into a fresh cache of ``max_len`` slots; the logits (B, vocab) after each row's last token."""
-    model = nnx.merge(graphdef, state)
+@functools.partial(jax.jit, static_argnames=('max_len', 'mesh', 'rules', 'repeat'))
+def _prefill(graphdef, state, inputs, *, max_len, mesh, rules, repeat=1):
+    """The prompt into a fresh cache of ``max_len`` slots; the logits (B, vocab) after each row's last token.
+    ``repeat`` > 1: each row's cache and logits repeated that many times (rows i * repeat + j), for sampling
+    several answers of one prompt that was encoded and prefilled once."""
+    model = nnx.merge(graphdef, *_states(state))
     llm = _llm(model)
     ctx = _sharded(mesh, rules)
     with ctx:
@@ -221,27 +253,38 @@ def _prefill(graphdef, state, inputs, *, max_len, mesh, rules):
         last = s - 1 - jnp.argmax(mask[:, ::-1], axis=1)  # each row's last attended slot
         cache = _constrain_cache(llm.init_cache(b, max_len), mesh, rules)
         logits, cache = llm(inputs_embeds=embeds, attention_mask=mask, cache=cache, logits_at=last)
-    return _constrain_cache(cache, mesh, rules), logits[:, 0]
+    logits = logits[:, 0]
+    if repeat > 1:
+        cache = KVCache(k=jnp.repeat(cache.k, repeat, axis=1), v=jnp.repeat(cache.v, repeat, axis=1),
+                        valid=jnp.repeat(cache.valid, repeat, axis=0), length=cache.length)
+        logits = jnp.repeat(logits, repeat, axis=0)
+    return _constrain_cache(cache, mesh, rules), logits
 
 
-@functools.partial(jax.jit, static_argnames=('max_new_tokens', 'mode', 'mesh', 'rules'))
-def _decode(graphdef, state, cache, logits, key, settings, eos, *, max_new_tokens, mode, mesh, rules):
-    """Sample the first token from the prefill logits, then ``max_new_tokens - 1`` cached single-token steps."""
-    llm = _llm(nnx.merge(graphdef, state))
+@functools.partial(jax.jit, static_argnames=('max_new_tokens', 'mode', 'mesh', 'rules', 'replicate'))
+def _decode(graphdef, state, cache, logits, key, settings, eos, *, max_new_tokens, mode, mesh, rules,
+            replicate=True):
+    """Sample the first token from the prefill logits, then ``max_new_tokens - 1`` cached single-token steps.
+    Returns the tokens and their log-probabilities (0 after a row's end; XLA drops them when unused)."""
+    llm = _llm(nnx.merge(graphdef, *_states(state)))
     b = logits.shape[0]
     eos_ids, pad = eos
 
     def pick(logits, i, done):
         tok = _sample(logits, jax.random.fold_in(key, i), settings, mode)
         tok = jnp.where(done, pad, tok)
-        return tok, done | (tok[:, None] == eos_ids[None, :]).any(-1)
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32) / settings[0], axis=-1)
+        logp = jnp.where(done, 0.0, jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0])
+        return tok, logp, done | (tok[:, None] == eos_ids[None, :]).any(-1)
 
     out = jnp.full((b, max_new_tokens), pad, jnp.int32)
-    tok, done = pick(logits, 0, jnp.zeros((b,), bool))
+    logps = jnp.zeros((b, max_new_tokens), jnp.float32)
+    tok, logp, done = pick(logits, 0, jnp.zeros((b,), bool))
     out = out.at[:, 0].set(tok)
+    logps = logps.at[:, 0].set(logp)
 
     def cond(carry):
-        i, _, _, _, done = carry
+        i, _, _, _, _, done = carry
         return (i < max_new_tokens) & ~jnp.all(done)
 
     # An unrolled layer stack carries one buffer per layer through the loop: the stack/slice pairs around the
@@ -249,21 +292,25 @@ def _decode(graphdef, state, cache, logits, key, settings, eos, *, max_new_token
     per_layer = not llm.layers.scan
 
     def body(carry):
-        i, tok, cache, out, done = carry
+        i, tok, cache, out, logps, done = carry
         if per_layer:
             cache = KVCache(k=jnp.stack(cache.k), v=jnp.stack(cache.v), valid=cache.valid, length=cache.length)
         with _sharded(mesh, rules):
             logits, cache = llm(tok[:, None], attention_mask=jnp.ones((b, 1), bool), cache=cache)
-        tok, done = pick(logits[:, 0], i, done)
+        tok, logp, done = pick(logits[:, 0], i, done)
         out = jax.lax.dynamic_update_slice(out, tok[:, None], (0, i))
+        logps = jax.lax.dynamic_update_slice(logps, logp[:, None], (0, i))
         cache = _constrain_cache(cache, mesh, rules)
         if per_layer:
             cache = _unstack(cache)
-        return i + 1, tok, cache, out, done
+        return i + 1, tok, cache, out, logps, done
 
-    carry = (jnp.int32(1), tok, _unstack(cache) if per_layer else cache, out, done)
-    out = jax.lax.while_loop(cond, body, carry)[3]
-    return _constrain(out, (None, None), mesh, rules) if mesh is not None else out
+    carry = (jnp.int32(1), tok, _unstack(cache) if per_layer else cache, out, logps, done)
+    _, _, _, out, logps, _ = jax.lax.while_loop(cond, body, carry)
+    if mesh is None:
+        return out, logps
+    axes = (None, None) if replicate else ('batch', None)
+    return _constrain(out, axes, mesh, rules), _constrain(logps, axes, mesh, rules)
 
 
 def _unstack(cache: KVCache) -> KVCache:

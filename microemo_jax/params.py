@@ -11,6 +11,11 @@
     tokenizers/qformer/  keeps working when the prepared data is moved or deleted)
     training.json        where the data came from and what the run did (shown by ``serve``)
 
+Every folder is stamped with ``checksums.json`` (``microemo_jax/checksums.py``: the SHA-256 of every file,
+Orbax's data files included) when it is written, and ``load``, ``load_params`` and ``restore_params`` verify
+every file before reading any: a damaged folder is refused, naming the file; one written before checksums
+were kept loads with a one-line warning (``verify_folder``).
+
 A ``convert`` output has only the first three; it can start training (``init.params``: ``load_params``
 restores it by parameter name onto the run's shardings) but cannot explain a video, and ``load`` says
 so instead of failing later.
@@ -21,17 +26,24 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from microemo_jax import checksums
 from microemo_jax.config import ConfigError, validate
-from microemo_jax.data.tokenizers import load_tokenizer
+from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, read_report, tokenizer_dirs
+from microemo_jax.data.tokenizer_identity import check_same, identities
+from microemo_jax.data.tokenizers import copy_tokenizer, load_tokenizer
 from microemo_jax.models.microemo import MicroEmo
+from microemo_jax.safe_paths import inside
 from microemo_jax.sharding import state_shardings
+from microemo_jax.table_keys import load_json
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
+from microemo_jax.training.stages import uses_lora
 
 CONFIG_FILE = 'config.json'
 TRAINING_FILE = 'training.json'
@@ -58,30 +70,59 @@ def _sharded(abstract, shardings):
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
 
 
+_UNSTAMPED_WARNED: set[str] = set()
+
+
+def verify_folder(path: str) -> None:
+    """Check every file of a parameter folder against its ``checksums.json`` before anything reads it.
+
+    Raises ``ParamsUnreadable`` naming the damaged file; a folder without checksums (written before they were
+    kept) gets a one-line warning on stderr (once per folder) that says how to stamp it.
+    """
+    path = os.path.abspath(path)
+    try:
+        verified = checksums.verify(path)
+    except checksums.ChecksumError as e:
+        raise _unreadable(path, e) from None
+    if not verified and path not in _UNSTAMPED_WARNED:
+        _UNSTAMPED_WARNED.add(path)
+        print(f"warning: {path} has no {checksums.MANIFEST} (written before checksums were kept), so its files are "
+              f"not verified; once it is known good, stamp it: python -c \"from microemo_jax.checksums import "
+              f"stamp; stamp('{path}')\"", file=sys.stderr, flush=True)
+
+
 # ------------------------------------------------------------------------------------------ the weights
-def save_params(path: str, model: nnx.Module, model_config, extra: dict | None = None) -> None:
-    """Write ``params/`` and ``model_config.json`` (and ``extra`` as ``sources.json``); collective."""
+def save_params(path: str, model: nnx.Module, model_config, extra: dict | None = None, *, stamp: bool = True) -> None:
+    """Write ``params/`` and ``model_config.json`` (and ``extra`` as ``sources.json``); collective.
+
+    ``stamp``: write ``checksums.json`` (process 0); ``export_params`` leaves it to ``write_inference_files``,
+    which adds the last files, so the weights are hashed once.
+    """
     path = os.path.abspath(path)
     os.makedirs(path, exist_ok=True)
     state = nnx.state(model, nnx.Param)
-    with ocp.StandardCheckpointer() as ckptr:
+    with ocp.StandardCheckpointer() as ckptr:  # returns once every host's files are committed
         ckptr.save(os.path.join(path, 'params'), state, force=True)
         ckptr.wait_until_finished()
+    if jax.process_index() != 0:  # one writer: the checksums must not hash a file another host is rewriting
+        return
     with open(os.path.join(path, 'model_config.json'), 'w') as f:
         f.write(model_config.to_json_best_effort(indent=2))
     if extra:
         with open(os.path.join(path, 'sources.json'), 'w') as f:
             json.dump(extra, f, indent=2)
+    if stamp:
+        checksums.stamp(path)
 
 
-def export_params(path: str, cfg, graphdef: nnx.GraphDef, state, frozen: nnx.State) -> None:
+def export_params(path: str, cfg, graphdef: nnx.GraphDef, state, frozen: nnx.State, *, stamp: bool = True) -> None:
     """``save_params`` of a run's whole model (``training.state``: trained ``state.params`` + ``frozen``).
 
     Collective (all hosts call it). This is what ``init.params`` of a stage-2 run, ``evaluate`` and
-    ``predict`` read.
+    ``predict`` read. ``train`` passes ``stamp=False`` and stamps in ``write_inference_files``.
     """
     model = nnx.merge(graphdef, state.params, frozen)
-    save_params(path, model, cfg.model, extra={'exported_from_step': int(jax.device_get(state.step))})
+    save_params(path, model, cfg.model, extra={'exported_from_step': int(jax.device_get(state.step))}, stamp=stamp)
 
 
 def restore_params(path: str, model: nnx.Module, shardings=None) -> nnx.Module:
@@ -90,6 +131,7 @@ def restore_params(path: str, model: nnx.Module, shardings=None) -> nnx.Module:
     params_dir = os.path.join(path, 'params')
     if not os.path.isdir(params_dir):
         raise FileNotFoundError(f"{path} is not a microemo-jax parameter checkpoint (no params/ folder)")
+    verify_folder(path)
     target = nnx.state(model, nnx.Param)
     abstract = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype), target)
     if shardings is not None:
@@ -118,6 +160,7 @@ def load_params(path: str, wanted: dict[str, jax.ShapeDtypeStruct]) -> dict[str,
     if not os.path.isdir(params_dir):
         raise FileNotFoundError(f"init.params={path!r} is not a microemo-jax parameter checkpoint (no params/ "
                                 f"folder); make one with `python -m microemo_jax.convert` or export_params")
+    verify_folder(path)
     with ocp.StandardCheckpointer() as ckptr:
         meta, error = read_quietly(ckptr.metadata, params_dir)
         if error is not None:  # a damaged _METADATA or manifest
@@ -132,7 +175,7 @@ def load_params(path: str, wanted: dict[str, jax.ShapeDtypeStruct]) -> dict[str,
         extra = sorted(set(flat) - set(wanted))
         if extra:
             raise ValueError(f"{path}: the checkpoint holds {len(extra)} parameters this model lacks "
-                             f"(first: {extra[:3]}); check model.* and stage (LoRA adapters need stage=2)")
+                             f"(first: {extra[:3]}); check model.* and stage (LoRA adapters need stage=2 or 3)")
         bad = [f"{name}: checkpoint {tuple(meta.shape)} vs model {wanted[name].shape}"
                for name, (_, meta) in flat.items() if tuple(meta.shape) != wanted[name].shape]
         if bad:
@@ -169,53 +212,57 @@ def _get(tree, keys):
 # ------------------------------------------------------------------------- config, tokenizers, provenance
 
 
-def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None = None) -> None:
-    """Add config, tokenizers and provenance to an exported parameter folder (process 0 only).
+def write_inference_files(path: str, cfg, data_dir: str, *, extra: dict | None = None,
+                          expected: dict | None = None) -> None:
+    """Add config, tokenizers and provenance to an exported parameter folder, then stamp it (process 0 only).
 
     The tokenizers are the ones ``prepare`` recorded in ``DATA/prepare_report.json``: the token ids the
-    model learned are only meaningful with them.
+    model learned are only meaningful with them. They replace the folder's (no stale file stays), but only
+    when their identity is the one the report records and, if given, ``expected`` (the identity the run
+    trained on): otherwise ``TokenizerMismatch`` and nothing is written. ``training.json`` records it.
     """
+    try:
+        report_path, report = read_report(data_dir)
+        sources = tokenizer_dirs(data_dir)
+        recorded = dataset_tokenizers(data_dir)
+    except NotPrepared as e:
+        raise ParamsFolderError(f"{e}; cannot tell which tokenizers prepared the training data, so the parameter "
+                                f"folder {path} would not be usable by evaluate/predict") from e
+    found = identities(sources['llm'], sources['qformer'])
+    check_same(recorded, found, report_path, f"the tokenizer folders it names ({sources['llm']}, {sources['qformer']})",
+               hint='the tokenizers were replaced after the data was prepared: prepare the data again')
+    check_same(expected, found, 'the weights this run trained (WORKDIR/tokenizers.json)', report_path,
+               hint='the data was prepared again with other tokenizers while the run trained')
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, CONFIG_FILE), 'w') as f:
         f.write(cfg.to_json_best_effort(indent=2))
-    report_path = find_prepare_report(data_dir)
-    try:
-        with open(report_path) as f:
-            report = json.load(f)
-        tokenizers = report['tokenizers']
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ParamsFolderError(f"{report_path}: cannot tell which tokenizers prepared the training data ({e}); "
-                                f"the parameter folder {path} would not be usable by evaluate/predict") from e
     for key, rel in TOKENIZER_DIRS.items():
-        src = _existing_dir(tokenizers[key], os.path.dirname(report_path))
-        dst = os.path.join(path, rel)
-        if os.path.abspath(src) != os.path.abspath(dst):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
+        dst = inside(path, *rel.split(os.sep))   # a link planted there leading out is refused (safe_paths)
+        if os.path.abspath(sources[key]) != os.path.abspath(dst):
+            shutil.rmtree(dst, ignore_errors=True)
+            copy_tokenizer(sources[key], dst)  # its tokenizer files only: an LLM checkpoint folder keeps its weights
+    copied = identities(*(os.path.join(path, TOKENIZER_DIRS[k]) for k in ('llm', 'qformer')))
+    check_same(found, copied, report_path, f"the copy in {path}", hint='they changed while being copied: export again')
     info = {'data_dir': os.path.abspath(data_dir), 'source': report.get('source'), 'raw': report.get('raw'),
             'splits': report.get('splits'), 'variant': cfg.get('variant'), 'stage': cfg.get('stage'),
-            **(extra or {})}
+            'tokenizers': copied, **(extra or {})}
     with open(os.path.join(path, TRAINING_FILE), 'w') as f:
         json.dump(info, f, indent=2, ensure_ascii=False)
+    checksums.stamp(path)  # last: the folder is complete
 
 
-def find_prepare_report(data_dir: str) -> str:
-    """``prepare_report.json`` of a prepared dataset, given its ``--out`` folder or the TFDS folder inside it."""
-    here = os.path.abspath(data_dir)
-    for _ in range(4):  # OUT, or OUT/tfds/NAME/VERSION
-        if os.path.isfile(os.path.join(here, 'prepare_report.json')):
-            return os.path.join(here, 'prepare_report.json')
-        here = os.path.dirname(here)
-    raise ParamsFolderError(f"{data_dir}: no prepare_report.json in it or above it; was it made by "
-                            f"`python -m microemo_jax.prepare`?")
-
-
-def _existing_dir(recorded: str, out: str) -> str:
-    """A tokenizer folder recorded by prepare (possibly relative to where prepare ran)."""
-    for candidate in (recorded, os.path.join(os.path.dirname(out), recorded),
-                      os.path.join(out, 'tokenizers', os.path.basename(recorded))):
-        if os.path.isdir(candidate):
-            return candidate
-    raise ParamsFolderError(f"the tokenizer folder {recorded!r} recorded in {out}/prepare_report.json is gone")
+def folder_tokenizers(path: str) -> dict | None:
+    """The identity of a parameter folder's tokenizers (None for a weights-only folder, which has none), checked
+    against what ``training.json`` recorded when the folder was written: tokenizers swapped in afterwards would
+    turn the model's answers into gibberish, so they are refused (``TokenizerMismatch``)."""
+    dirs = [os.path.join(path, TOKENIZER_DIRS[k]) for k in ('llm', 'qformer')]
+    if not all(os.path.isdir(d) for d in dirs):
+        return None
+    found = identities(*dirs)
+    check_same(training_info(path).get('tokenizers'), found, f"the weights of {path} ({TRAINING_FILE})",
+               f"the tokenizers in {os.path.join(path, 'tokenizers')}",
+               hint='the tokenizers were replaced after training: restore them, or export the folder again')
+    return found
 
 
 def _tuples(x):
@@ -232,8 +279,7 @@ def load_config(path: str) -> ml_collections.ConfigDict:
     check_folder(path)
     file = os.path.join(path, CONFIG_FILE)
     try:
-        with open(file) as f:
-            raw = json.load(f)
+        raw = load_json(file)  # a key given twice is refused
     except ValueError as e:
         raise ParamsFolderError(f"{file} is not valid JSON: {e}") from e
     if not isinstance(raw, dict):
@@ -271,9 +317,10 @@ def training_info(path: str) -> dict:
     """What ``train`` recorded about the run (empty when absent)."""
     try:
         with open(os.path.join(path, TRAINING_FILE)) as f:
-            return json.load(f)
+            info = json.load(f)
     except (OSError, ValueError):
         return {}
+    return info if isinstance(info, dict) else {}
 
 
 def load_model(path: str, cfg, *, mesh=None):
@@ -282,7 +329,7 @@ def load_model(path: str, cfg, *, mesh=None):
     Nothing is initialised first: at paper scale a random init of 7B parameters would cost minutes.
     """
     params_dir = os.path.join(os.path.abspath(path), 'params')
-    abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=cfg.stage == 2, rngs=nnx.Rngs(0)))
+    abstract_model = nnx.eval_shape(lambda: MicroEmo(cfg.model, use_lora=uses_lora(cfg.stage), rngs=nnx.Rngs(0)))
     graphdef, abstract, rest = nnx.split(abstract_model, nnx.Param, ...)
     here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # not the saver's devices: it may be elsewhere
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=here), abstract)
@@ -313,6 +360,7 @@ class ParamsFolder:
     model: object
     llm_tokenizer: object
     qformer_tokenizer: object
+    tokenizers: dict | None = None   # their identity (``folder_tokenizers``)
 
     @property
     def info(self) -> dict:
@@ -320,7 +368,11 @@ class ParamsFolder:
 
 
 def load(path: str, *, mesh=None) -> ParamsFolder:
+    """A parameter folder, every file verified against its checksums first (``verify_folder``)."""
     path = os.path.abspath(os.path.expanduser(path))
+    check_folder(path)
+    verify_folder(path)
     cfg = load_config(path)
+    ids = folder_tokenizers(path)
     llm_tok, qf_tok = load_tokenizers(path)
-    return ParamsFolder(path, cfg, load_model(path, cfg, mesh=mesh), llm_tok, qf_tok)
+    return ParamsFolder(path, cfg, load_model(path, cfg, mesh=mesh), llm_tok, qf_tok, ids)

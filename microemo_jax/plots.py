@@ -3,6 +3,9 @@ to a file: no pyplot, no display, and the caller's own matplotlib backend is lef
 
 ``draw_curves``: the loss curves of training runs (``python -m microemo_jax.curves`` is its command line).
 
+``draw_rl_curves``: stage 3's curves: the rewards (mean with its spread, each component, the held-out greedy
+reward), the KL to the reference, the clipped fraction, the answer length and the entropy.
+
 ``draw_timeline``: what the model saw of a clip and what it said. The sampled frames sit on a time axis
 at their true timestamps with the tracked face boxes drawn on them, the utterance spans below with
 their text, and the labels and explanation above.
@@ -43,6 +46,54 @@ def draw_curves(runs: dict[str, tuple[list, list]], out: str) -> str:
     ax.set_ylabel('loss')
     ax.grid(alpha=0.3)
     ax.legend(loc='upper right', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out)
+    return out
+
+
+RL_PANELS = (('reward', 'reward (train: sampled; held-out: greedy)'), ('kl', 'KL to the reference (k3)'),
+             ('clip_fraction', 'clipped fraction of tokens'), ('response_length', 'answer tokens'),
+             ('entropy', 'entropy per token (nats)'))
+
+
+def draw_rl_curves(runs: dict[str, dict[str, list]], out: str) -> str:
+    """Write stage 3's curves of ``runs`` (run directory -> ``run_log.read_series``) to the PNG ``out``; return it."""
+    fig = Figure(figsize=(13, 7.5), dpi=100)
+    axes = [fig.add_subplot(2, 3, i + 1) for i in range(len(RL_PANELS) + 1)]
+    drawn = False
+    for r, (name, s) in enumerate(runs.items()):
+        run = os.path.basename(os.path.normpath(name))
+        steps = lambda key: [x for x, _ in s.get(key, [])]  # noqa: E731
+        values = lambda key: np.array([v for _, v in s.get(key, [])])  # noqa: E731
+        if s.get('reward_mean'):
+            drawn = True
+            ax = axes[0]
+            ax.plot(steps('reward_mean'), values('reward_mean'), color=f'C{r}', lw=2, label=f'{run}: train mean')
+            if len(s.get('reward_std', [])) == len(s['reward_mean']):
+                lo, hi = values('reward_mean') - values('reward_std'), values('reward_mean') + values('reward_std')
+                ax.fill_between(steps('reward_mean'), lo, hi, color=f'C{r}', alpha=0.15)
+            if s.get('val_reward_mean'):
+                ax.plot(steps('val_reward_mean'), values('val_reward_mean'), 'o-', color=f'C{r}', ms=6, lw=1,
+                        label=f'{run}: held-out')
+            comp = axes[-1]
+            parts = [k for k in s if k.startswith('reward_') and k not in ('reward_mean', 'reward_std', 'reward_errors')]
+            for j, key in enumerate(sorted(parts)):
+                comp.plot(steps(key), values(key), color=f'C{j}', lw=1.5, ls='-' if r == 0 else '--',
+                          label=f'{run}: {key[len("reward_"):]}')
+                held = f'val_{key}'
+                if s.get(held):
+                    comp.plot(steps(held), values(held), 'o', color=f'C{j}', ms=5)
+        for ax, (key, _) in zip(axes[1:len(RL_PANELS)], RL_PANELS[1:]):
+            if s.get(key):
+                ax.plot(steps(key), values(key), color=f'C{r}', lw=1.5, label=run)
+    if not drawn:
+        raise ValueError('no rewards to draw: none of the runs is a stage-3 run (reward_mean in metrics.jsonl)')
+    for ax, (_, title) in zip(axes, RL_PANELS + (('', 'reward components (dots: held-out)'),)):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel('step')
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out)
     return out

@@ -32,12 +32,13 @@ The work is the library's: ``data/records/build.py`` (the run and its report), `
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
+from microemo_jax import cli_checks
 from microemo_jax.config import ConfigError, config_from_argv
+from microemo_jax.data.raw.bench import BENCH_SOURCES
 from microemo_jax.data.raw.sources import SOURCES
 from microemo_jax.data.records.build import prepare
 from microemo_jax.lock import LockHeld
@@ -47,16 +48,18 @@ def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a == '--config' or a.startswith('--config=') for a in argv):
         argv = ['--config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'emer.py') + ':demo'] + argv
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.prepare', description=__doc__.split('\n')[0])
-    parser.add_argument('--source', required=True, choices=SOURCES)
-    parser.add_argument('--raw', required=True, help='folder of the raw corpus')
-    parser.add_argument('--out', required=True, help='output folder (a re-run redoes only what changed)')
-    parser.add_argument('--tokenizer', help='Hugging Face tokenizer folder of the LLM')
-    parser.add_argument('--qformer-tokenizer', dest='qformer_tokenizer',
+    parser = cli_checks.Parser(prog='python -m microemo_jax.prepare', description=__doc__.split('\n')[0])
+    parser.add_argument('--source', required=True, choices=SOURCES + tuple(BENCH_SOURCES),
+                        help='raw layout; the MER-UniBench datasets prepare their test sets (docs/data.md)')
+    parser.add_argument('--raw', required=True, type=cli_checks.existing_dir, help='folder of the raw corpus')
+    parser.add_argument('--out', required=True, type=cli_checks.out_dir,
+                        help='output folder (a re-run redoes only what changed)')
+    parser.add_argument('--tokenizer', type=cli_checks.existing_dir, help='Hugging Face tokenizer folder of the LLM')
+    parser.add_argument('--qformer-tokenizer', dest='qformer_tokenizer', type=cli_checks.existing_dir,
                         help='BERT tokenizer folder of the image Q-Former (default: TOKENIZER/qformer_tokenizer)')
-    parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 2) - 0))
-    parser.add_argument('--shard-size', dest='shard_size', type=int, default=32)
-    parser.add_argument('--split-file', dest='split_file',
+    parser.add_argument('--workers', type=cli_checks.positive_int, default=max(1, (os.cpu_count() or 2) - 0))
+    parser.add_argument('--shard-size', dest='shard_size', type=cli_checks.positive_int, default=32)
+    parser.add_argument('--split-file', dest='split_file', type=cli_checks.existing_file,
                         help='CSV with columns name,split (train/validation/test): an official split, by video; '
                              'videos it does not list get the default hashed train/validation split')
     parser.add_argument('--asr', help="speech recognition for clips without subtitles or an utterance file: "

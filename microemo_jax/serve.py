@@ -26,10 +26,10 @@ its command line.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from microemo_jax import cli_checks
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.inference.videos import Predictor
 from microemo_jax.params import ParamsFolderError, check_folder
@@ -39,25 +39,24 @@ from microemo_jax.web.upload import Limits, ServeError
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.serve', description=__doc__.split('\n')[0])
-    parser.add_argument('--params', required=True, help='parameter folder written by train (WORKDIR/params)')
+    parser = cli_checks.Parser(prog='python -m microemo_jax.serve', description=__doc__.split('\n')[0])
+    parser.add_argument('--params', required=True,   # checked by check_folder below, with a `make demo` hint
+                        help='parameter folder written by train (WORKDIR/params)')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to bind (default 127.0.0.1: this machine only; 0.0.0.0 serves the network)')
-    parser.add_argument('--port', type=int, default=DEFAULT_PORT)
-    parser.add_argument('--max-upload-mb', dest='max_upload_mb', type=float, default=200.0)
-    parser.add_argument('--max-seconds', dest='max_seconds', type=float, default=300.0,
+    parser.add_argument('--port', type=cli_checks.port, default=DEFAULT_PORT)
+    parser.add_argument('--max-upload-mb', dest='max_upload_mb', type=cli_checks.positive_float, default=200.0)
+    parser.add_argument('--max-seconds', dest='max_seconds', type=cli_checks.positive_float, default=300.0,
                         help='longest clip explained, in seconds')
-    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=int,
+    parser.add_argument('--max-new-tokens', dest='max_new_tokens', type=cli_checks.positive_int,
                         default=GenerationSettings.max_new_tokens)
-    parser.add_argument('--scores', help="evaluate's summary.json (or its folder) for the model panel "
+    parser.add_argument('--scores', type=cli_checks.existing_path, help="evaluate's summary.json (or its folder) for the model panel "
                                          "(default: one found near --params that names it)")
     parser.add_argument('--require-faces', dest='require_faces', action='store_true',
                         help='refuse clips in which no face is found (the config may require it already)')
-    parser.add_argument('--queue-size', dest='queue_size', type=int, default=16,
+    parser.add_argument('--queue-size', dest='queue_size', type=cli_checks.positive_int, default=16,
                         help='requests waiting at most; more get a "queue full" message')
     args = parser.parse_args(argv)
-    if args.max_upload_mb <= 0 or args.max_seconds <= 0 or args.queue_size < 1:
-        parser.error('--max-upload-mb and --max-seconds must be > 0, --queue-size >= 1')
     try:
         check_folder(args.params)
         print(f'loading {args.params} ...', flush=True)

@@ -1,10 +1,12 @@
-"""Train MicroEmo: sharded two-stage instruction tuning with preemption-safe, resumable checkpoints.
+"""Train MicroEmo: sharded three-stage training with preemption-safe, resumable checkpoints.
 
     python -m microemo_jax.train --config configs/emer.py[:VARIANT] --workdir DIR [--config.KEY=VALUE ...]
 
 Stage 1 (``--config.stage=1``) trains the Q-Formers, the micro-expression branch, the global-local
 attention and the projections with the LLM frozen; stage 2 adds LoRA on the LLM and usually starts
-from stage 1's exported parameters (``--config.init.params=STAGE1_DIR/params``).
+from stage 1's exported parameters (``--config.init.params=STAGE1_DIR/params``). Stage 3 is reinforcement
+fine-tuning with GRPO, rewarded by the emotion metrics, from stage 2's (``--config.stage=3
+--config.init.params=STAGE2_DIR/params``; its settings are the config's ``rl`` section, runs/grpo.py).
 
 The run resumes by itself from DIR/checkpoints (same data order, same random numbers; a checkpoint that
 cannot be read is skipped, said so and moved to DIR/checkpoints-corrupt), saves on SIGTERM or a
@@ -15,7 +17,6 @@ DIR/.lock: a second run on the same DIR is refused with a message naming the fir
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -23,10 +24,11 @@ import sys
 import absl.flags
 import jax
 
+from microemo_jax import cli_checks
 from microemo_jax.config import ConfigError, config_from_argv
 from microemo_jax.hf.safetensors_io import CheckpointError
 from microemo_jax.lock import LockHeld
-from microemo_jax.runs.supervised import run
+from microemo_jax.runs import grpo, supervised
 from microemo_jax.runs.workdir import TrainError
 from microemo_jax.sharding import ShardingError
 from microemo_jax.training import distributed
@@ -34,8 +36,9 @@ from microemo_jax.training.checkpointing import CheckpointUnreadable
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.train', description=__doc__.split('\n')[0])
-    parser.add_argument('--workdir', required=True, help='checkpoints, logs and exported params go here')
+    parser = cli_checks.Parser(prog='python -m microemo_jax.train', description=__doc__.split('\n')[0])
+    parser.add_argument('--workdir', required=True, type=cli_checks.out_dir,
+                        help='checkpoints, logs and exported params go here')
     try:
         cfg, rest = config_from_argv(argv)
     except ConfigError as e:
@@ -52,7 +55,7 @@ def main(argv=None) -> None:
     absl.flags.FLAGS.mark_as_parsed()  # Grain's worker processes read absl flags
     cfg, args = parse(argv)
     try:
-        last = run(cfg, args.workdir)
+        last = (grpo.run if cfg.stage == 3 else supervised.run)(cfg, args.workdir)
     except (TrainError, ConfigError, ShardingError, CheckpointError, CheckpointUnreadable, LockHeld,
             FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
         sys.exit(f'error: {e}')

@@ -13,6 +13,7 @@ from tests.support.parity import fixture
 INSTRUCTBLIP = fixture('qformer_instructblip_full')  # vision_model.* + qformer.* + query_tokens
 WHISPER = fixture('whisper_model_full')
 LLAMA = fixture('llama_tied_sharded')
+QWEN3 = fixture('qwen3_qknorm_untied')
 
 # The config fields that describe the fixture towers (the new MicroEmo parts keep demo sizes).
 MATCHING = [
@@ -79,3 +80,29 @@ def test_a_tower_that_does_not_fit_the_config_names_the_field(tmp_path):
         convert_main(_args(tmp_path / 'y', wrong, llama=LLAMA))
     with pytest.raises(SystemExit, match='model_type'):
         convert_main(_args(tmp_path / 'z', MATCHING, llama=WHISPER))
+
+
+# The Qwen3 fixture's LLM as config fields (with MATCHING's other towers).
+QWEN3_LLM = [o for o in MATCHING if not o.startswith('model.llm.')] + [
+    'model.llm.vocab_size=96', 'model.llm.hidden_size=32', 'model.llm.intermediate_size=32', 'model.llm.num_layers=2',
+    'model.llm.num_heads=4', 'model.llm.num_kv_heads=2', 'model.llm.head_dim=16', 'model.llm.rms_norm_eps=1e-6',
+    'model.llm.rope_theta=1e6', 'model.llm.max_position_embeddings=128', 'model.llm.tie_word_embeddings=false',
+    'model.llm.qk_norm=true']
+
+
+def test_a_qwen_folder_is_the_llm(tmp_path, capsys):
+    """--llm takes a Qwen3 folder (q/k norms, head_dim 16 != 32 / 4) when model.llm describes it."""
+    out = tmp_path / 'qwen'
+    convert_main(_args(out, QWEN3_LLM, llm=QWEN3))
+    assert QWEN3 in capsys.readouterr().out
+    cfg = load_config('configs/emer.py:demo', QWEN3_LLM)
+    model = nnx.eval_shape(lambda: MicroEmo(cfg.model, rngs=nnx.Rngs(1)))
+    restore_params(str(out), model)
+    a, b = _flat(model.llm), _flat(hf.load_llm(QWEN3, scan=cfg.model.scan_layers))
+    assert a.keys() == b.keys() and any('q_norm' in str(k) for k in a)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=str(k))
+    no_norm = [o for o in QWEN3_LLM if o != 'model.llm.qk_norm=true']
+    with pytest.raises(SystemExit, match=r"(?s)LLM \(qwen3\).*qk_norm: checkpoint has True, "
+                                         r"config model.llm.qk_norm is False"):
+        convert_main(_args(tmp_path / 'y', no_norm, llm=QWEN3))

@@ -144,6 +144,20 @@ def test_sampling_is_reproducible_and_top_k_1_is_greedy():
     np.testing.assert_array_equal(np.asarray(top1), tokens)
 
 
+def test_each_sampling_step_draws_with_its_own_key():
+    """At a huge temperature every step's distribution is uniform whatever the logits: a step that reused the
+    previous step's key would draw the same token again (same Gumbel noise, nearly equal logits), so a row of
+    NEW tokens would hold one or two distinct ids. With a fresh key per step (``fold_in(rng, step)``) a row of 10
+    draws from the vocabulary repeats hardly any."""
+    ids, mask, _ = case(GQA)
+    out = np.asarray(generate(model(GQA), ids, mask, rng=jax.random.key(7), max_new_tokens=NEW, temperature=1e6))
+    distinct = [len(set(row.tolist())) for row in out]
+    assert min(distinct) >= NEW - 3, distinct
+    # and the draw is reproducible: the same key gives the same tokens
+    again = np.asarray(generate(model(GQA), ids, mask, rng=jax.random.key(7), max_new_tokens=NEW, temperature=1e6))
+    np.testing.assert_array_equal(out, again)
+
+
 @jax.jit
 def _draws(logits, keys, temperature, top_k, top_p):
     """The sampler with every filter compiled in (top_k = vocab and top_p = 1 switch them off)."""

@@ -26,7 +26,9 @@ ENTRY_POINTS = ('microemo_jax.train', 'microemo_jax.prepare', 'microemo_jax.eval
 # Bottom first. A prefix ending in '.' covers a whole package; the longest matching prefix wins.
 LAYERS = (
     ('foundations', ('microemo_jax', 'microemo_jax.config', 'microemo_jax.sharding', 'microemo_jax.pixels',
-                     'microemo_jax.lock', 'microemo_jax.plots')),
+                     'microemo_jax.lock', 'microemo_jax.plots', 'microemo_jax.safe_paths',
+                     'microemo_jax.csv_cells', 'microemo_jax.cli_checks', 'microemo_jax.checksums',
+                     'microemo_jax.table_keys', 'microemo_jax.config_checks')),
     ('models and metrics', ('microemo_jax.models.', 'microemo_jax.metrics.')),
     ('weights import and data', ('microemo_jax.hf.', 'microemo_jax.data.', 'microemo_jax.demo.')),
     ('training', ('microemo_jax.training.',)),

@@ -1,11 +1,11 @@
-"""Notebooks stay in step with the code: valid JSON, code cells compile, the configs they use load."""
-import ast
+"""Notebooks stay in step with the code: valid JSON, code cells compile, the ablation configs they run load,
+and the ablation notebook runs end to end (on the session's tiny ablation run, which it resumes)."""
 import json
 import os
 
 import pytest
 
-from microemo_jax.config import load_config
+from microemo_jax.runs.ablations import VARIANTS, AblationSettings, variant_config
 
 NOTEBOOKS = [os.path.join('notebooks', n) for n in sorted(os.listdir('notebooks')) if n.endswith('.ipynb')]
 
@@ -17,44 +17,38 @@ def test_notebook_code_compiles_and_its_ablation_configs_load(path):
     assert sources
     for src in sources:
         compile(src, path, 'exec')
-    namespace = {'os': os}
-    for src in sources:
-        tree = ast.parse(src)
-        for node in tree.body:  # pick up the ABLATIONS table without running training
-            if isinstance(node, ast.Assign) and any(getattr(t, 'id', '') in ('ABLATIONS', 'STEPS') for t in node.targets):
-                exec(compile(ast.Module([node], []), path, 'exec'), namespace)
-    for overrides in namespace.get('ABLATIONS', {}).values():
-        load_config('configs/emer.py:demo', overrides + [f"total_steps={namespace['STEPS']}"])
+    for name in VARIANTS:
+        for stage in (1, 2):
+            cfg = variant_config(AblationSettings(), name, stage)
+            assert cfg.stage == stage
+    assert not variant_config(AblationSettings(), 'no_micro').model.micro_expression.enabled
 
 
-from tests.support.inference import corpus  # noqa: E402,F401  (a session-wide tiny prepared corpus)
-from tests.support.tiny import as_demo_overrides  # noqa: E402
+from tests.support.ablations import NEW_TOKENS, VARIANTS as RUN, overrides, tiny_ablation  # noqa: E402,F401
 
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(corpus, tmp_path, monkeypatch):
-    """Executes every code cell in order (one ablation, the tiny config's 4 steps, a tiny corpus): the table it
-    prints has the ablation's validation loss and OV scores and the baseline row. The notebook loads the demo
-    config: the overrides make it the tiny one, whose train step tests/test_train.py has compiled already."""
+def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(tiny_ablation, monkeypatch):
+    """Executes every code cell in order with the settings of the session's tiny ablation run (two variants,
+    the tiny config as overrides of the demo config): it finds both variants done, trains nothing, and prints
+    and draws the table."""
     import contextlib
     import io
 
-    _, root = corpus
-    monkeypatch.setenv('MICROEMO_ABLATIONS', 'full model')
-    monkeypatch.setenv('MICROEMO_STEPS', '4')
-    monkeypatch.setenv('MICROEMO_NEW_TOKENS', '8')
-    monkeypatch.setenv('MICROEMO_RUNS', str(tmp_path / 'runs'))
-    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(as_demo_overrides(f'data.dir={root / "prepared"}')))
+    out, root, _ = tiny_ablation
+    monkeypatch.setenv('MICROEMO_ABLATIONS', RUN)
+    monkeypatch.setenv('MICROEMO_NEW_TOKENS', str(NEW_TOKENS))
+    monkeypatch.setenv('MICROEMO_RUNS', str(out))
+    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(overrides(root)))
     nb = json.load(open(os.path.join('notebooks', 'ablations.ipynb')))
     namespace, printed = {}, io.StringIO()
     with contextlib.redirect_stdout(printed):
         for cell in nb['cells']:
             if cell['cell_type'] == 'code':
                 exec(compile(''.join(cell['source']), 'ablations.ipynb', 'exec'), namespace)
-    table = printed.getvalue()
-    assert list(namespace['results']) == ['full model']
-    row = next(line for line in table.splitlines() if line.startswith('full model'))
-    assert len(row.split()) == 7 and 'majority label' in table
-    assert os.path.isfile(tmp_path / 'runs' / 'curves.png')
-    assert os.path.isfile(tmp_path / 'runs' / 'full_model' / 'evaluate' / 'per_sample.csv')
+    text = printed.getvalue()
+    assert list(namespace['results']) == RUN.split(',')
+    assert text.count('done before') == 2 and '$ ' not in text
+    assert '| full model |' in text and '| full model, faces shuffled between clips |' in text
+    assert os.path.isfile(namespace['paths']['png'])

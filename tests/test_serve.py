@@ -164,7 +164,8 @@ def test_api_explain_returns_predicts_json(server, clips):
     assert result['labels'] == ['happy', 'surprised']
     assert result['utterance_source'] == 'subtitles'
     assert [u['text'] for u in result['utterances']] == _subtitle_texts(clips.srt)
-    assert result['faces_found'] > 0 and os.path.isfile(result['timeline'])
+    assert result['faces_found'] > 0 and result['timeline'] == 'my_clip.mp4.timeline.png'   # names, not server paths
+    assert result['video'] == 'my_clip.mp4' and '/' not in result['params']
     # the same as predict gives for the same file (same model, greedy decoding)
     direct, = server.service.predictor.explain_clips(find_videos(clips.video, clips.srt))
     for key in ('explanation', 'labels', 'utterances', 'timestamps', 'faces_found', 'face_frames', 'generation'):
@@ -218,7 +219,8 @@ def test_model_panel_and_held_out_clips(server, corpus, tmp_path):  # noqa: F811
     from microemo_jax.web.model_facts import find_scores, load_summary, model_markdown
     from microemo_jax.web.upload import Limits, ServeError
     service = server.service
-    assert 'Trained on' in service.model_markdown and str(corpus[1] / 'raw') in service.model_markdown
+    assert 'Trained on' in service.model_markdown and '`raw`' in service.model_markdown
+    assert str(corpus[1]) not in service.model_markdown                # names, never server paths
     # (other test modules may have evaluated this session's shared folder: the panel without scores is built here)
     assert 'no evaluation found' in model_markdown(service.predictor.folder.path, service.predictor.folder.cfg,
                                                    service.info, None, {}, Limits())

@@ -120,8 +120,9 @@ def test_sigterm_saves_exits_0_and_resumes_exactly_and_the_workdir_is_locked(str
     moved = workdir / 'checkpoints-corrupt' / '4'
     assert 'skipped the checkpoint at step 4' in out and str(moved) in out and 'resumed from' in out, out[-3000:]
     assert 'at step 2' in out and os.path.isdir(moved) and sorted(os.listdir(workdir / 'checkpoints')) == ['1', '2', '4']
-    again = {r['step']: r['loss'] for r in map(json.loads, open(workdir / 'metrics.jsonl')) if 'loss' in r}
-    assert again[4] == pytest.approx(a[4], rel=1e-6)                        # steps 3 and 4 redone identically
+    logged = [r for r in map(json.loads, open(workdir / 'metrics.jsonl')) if 'loss' in r]
+    assert [r['step'] for r in logged] == [1, 2, 3, 4]                      # cut back to step 2, then 3 and 4 redone:
+    assert logged[3]['loss'] == pytest.approx(a[4], rel=1e-6)               # one curve, each step once, identical
 
 
 def _saved_params(folder):
@@ -186,6 +187,29 @@ def test_non_finite_loss_stops_with_step_and_clip_names(straight, data_dir, tmp_
         train_main(['--workdir', str(tmp_path / 'w')] +
                    config_args(f'data.dir={data_dir}', f'init.params={tmp_path / "poisoned"}'))
     assert not os.path.isdir(tmp_path / 'w' / 'checkpoints' / '2')  # nothing saved after the bad step
+
+
+def test_a_run_never_mixes_tokenizers(straight, data_dir, tmp_path):
+    """Re-running prepare with other tokenizers (one label edited is enough for the demo's) must not resume a run
+    on other token ids, start stage 2 from weights that learned other ids, or re-export a finished run's
+    parameters with the new tokenizers beside the old weights."""
+    import shutil
+
+    from microemo_jax.data.tokenizer_identity import TokenizerMismatch, identities
+    from tests.support.retokenize import retokenized_copy
+    other = retokenized_copy(data_dir, tmp_path / 'reprepared', tiny_config())
+    finished = tmp_path / 'finished'
+    shutil.copytree(straight[0], finished)
+    tokenizers = [str(finished / 'params' / 'tokenizers' / k) for k in ('llm', 'qformer')]
+    before = identities(*tokenizers)
+    with pytest.raises(TokenizerMismatch, match=rf'tokenizer mismatch: the checkpoints in {finished} .* the dataset '
+                                                rf'{other}'):
+        run(cfg_for(other), str(finished))
+    assert identities(*tokenizers) == before                                # the export was not redone
+    with pytest.raises(TokenizerMismatch, match=rf'init.params={straight[0] / "params"} uses .* the dataset {other}'):
+        run(cfg_for(other, 'stage=2', f'init.params={straight[0] / "params"}'), str(tmp_path / 's2'))
+    with pytest.raises(SystemExit, match='error: tokenizer mismatch'):    # the command line: one line
+        train_main(['--workdir', str(finished)] + config_args(f'data.dir={other}'))
 
 
 def test_two_processes_with_two_devices_each(data_dir, tmp_path):

@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 
-KINDS = ('llama', 'llama_generate', 'blip2_vision', 'qformer', 'whisper', 'whisper_asr')
+KINDS = ('llama', 'llama_generate', 'qwen', 'blip2_vision', 'qformer', 'whisper', 'whisper_asr')
 
 
 def main(argv=None) -> None:

@@ -37,6 +37,7 @@ under ``absl.app.run`` must call ``absl.flags.FLAGS.mark_as_parsed()`` (or ``FLA
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -94,6 +95,10 @@ def _check_fits(rec: dict, s: DataShapes, name: str) -> None:
     if rec['timestamp_tokenizer'] != s.timestamp_tokenizer:
         raise ValueError(f"clip {name!r} has timestamp ids from the {rec['timestamp_tokenizer']!r} tokenizer, the model "
                          f"reads model.frame_encoder.timestamp_tokenizer={s.timestamp_tokenizer!r} ids; {other}")
+    if s.tokenizer and rec['tokenizer'] != s.tokenizer:
+        raise ValueError(f"clip {name!r} was tokenized by the tokenizer {rec['tokenizer']} (files and chat template), "
+                         f"but this run's tokenizer is {s.tokenizer}: its token ids would be read as another "
+                         f"vocabulary's. Re-run prepare with the tokenizer of this run")
     if rec['timestamp_ids'].shape[1] > s.timestamp_tokens:
         raise ValueError(f"clip {name!r} has {rec['timestamp_ids'].shape[1]} timestamp tokens, "
                          f"model.frame_encoder.max_timestamp_tokens={s.timestamp_tokens}; {other}")
@@ -246,13 +251,15 @@ def per_process_batch_size(cfg, process_count: int | None = None) -> int:
 
 def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None = None,
                   process_index: int | None = None, process_count: int | None = None,
-                  num_workers: int | None = None, read_options: grain.ReadOptions | None = None
-                  ) -> grain.DatasetIterator:
+                  num_workers: int | None = None, read_options: grain.ReadOptions | None = None,
+                  tokenizer: str | None = None) -> grain.DatasetIterator:
     """Grain iterator of this process's numpy batches: the ``batch_contract`` arrays plus ``names`` (B,) str.
 
     train: shuffled with ``seed`` (default cfg.seed), repeated forever, augmented when cfg.data.augment.
     eval: in order, once, padded with repeated clips (``names == ''``, no loss) to whole batches.
     ``process_index/count`` default to JAX's; ``num_workers`` to cfg.data.num_workers (0: in-process).
+    ``tokenizer``: the LLM tokenizer identity (``data.tokenizers.tokenizer_identity``) every record must carry;
+    a record made by another tokenizer or chat template is refused, naming both.
     """
     if process_index is None or process_count is None:
         import jax  # JAX start-up: as in per_process_batch_size
@@ -263,7 +270,7 @@ def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None 
     batch = per_process_batch_size(cfg, process_count)
     workers = cfg.data.num_workers if num_workers is None else num_workers
     seed = cfg.seed if seed is None else seed
-    shapes = DataShapes.from_config(cfg)
+    shapes = dataclasses.replace(DataShapes.from_config(cfg), tokenizer=tokenizer or '')
     batch_contract(shapes)   # a prompt too short for its placeholders fails here
     n = len(source)
     if n == 0:

@@ -1,4 +1,5 @@
-"""The instruction prompt: LLaMA-2 chat template, modality placeholders, timestamps, loss mask.
+"""The instruction prompt: the tokenizer's chat template (or LLaMA-2's), modality placeholders, timestamps,
+loss mask.
 
 One prompt per clip, following TimeChat (template, timestamp sentences) and AffectGPT (questions,
 subtitle tag, OV answer)::
@@ -11,6 +12,13 @@ subtitle tag, OV answer)::
 The face close-up sentence is there when the face tubelets do not start at the frames (micro-expression
 spotting moves them to each interval's peak of facial motion): the prompt says when everything it shows is.
 
+That is the LLaMA-2 template TimeChat uses, for a tokenizer without a chat template (the demo's). A tokenizer
+with one (a Qwen2.5/Qwen3 instruct folder: ``chat_template.jinja`` or ``tokenizer_config.json``) gets its own
+around the same user text, as the model was instruction-tuned on it (``data/chat_template.py`` renders it in a
+sandbox): for ChatML, ``<|im_start|>system ...<|im_end|> <|im_start|>user\\n<Video>... {question}<|im_end|>
+<|im_start|>assistant\\n{answer}<|im_end|>``. The answer's loss covers the tokens the template writes after it up
+to the first end-of-sequence id (``eos_token_ids``, from generation_config.json), so the model learns to stop.
+
 The ids are built piece by piece (as TimeChat splits at ``<ImageHere>``) so the slots, which the model
 fills with projected video/audio tokens, never merge with neighbouring text. Each piece after the
 first starts with the template's space, which byte-level BPE and SentencePiece/Metaspace tokenizers
@@ -20,10 +28,13 @@ subtitle that says ``</s>`` stays text.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from microemo_jax.data.chat_template import ChatFrame, chat_frame
 
 DESCRIPTION_QUESTION = "Please infer the person's emotional state and provide your reasoning process."
 OV_QUESTION = "Please recognize all possible emotional states of the character."
@@ -139,6 +150,36 @@ def _encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True))
 
 
+def _encode_template(tokenizer, text: str) -> list[int]:
+    """Template text: its special tokens (``<|im_start|>``, ``<s>``) are the special ids."""
+    return list(tokenizer.encode(text, add_special_tokens=False, split_special_tokens=False)) if text else []
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_frame(template: str, bos: str, eos: str) -> ChatFrame:
+    return chat_frame(template, bos_token=bos, eos_token=eos)
+
+
+def chat_frame_of(tokenizer) -> ChatFrame | None:
+    """The frame of the tokenizer's own chat template, or None when it has none (then LLaMA-2's is used)."""
+    template = getattr(tokenizer, 'chat_template', None)
+    if isinstance(template, dict):  # several named templates: the default one
+        template = template.get('default')
+    if not template:
+        return None
+    return _cached_frame(template, tokenizer.bos_token or '', tokenizer.eos_token or '')
+
+
+def _answer_end(tokenizer, after_answer: str, eos_ids: Sequence[int]) -> list[int]:
+    """What the template writes after an answer, up to and including the first end-of-sequence id (generation
+    stops there); the first eos id appended when the template writes none."""
+    ids = _encode_template(tokenizer, after_answer)
+    for i, token in enumerate(ids):
+        if token in eos_ids:
+            return ids[:i + 1]
+    return ids + [int(eos_ids[0])]
+
+
 @dataclasses.dataclass
 class _Part:
     """A shortenable piece: prefix + body + suffix; dropped whole when the body would go."""
@@ -154,8 +195,12 @@ class _Part:
 def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence[tuple[float, float, str]],
                  subtitle: str, question: str, answer: str | None = None, num_video_tokens: int,
                  num_audio_tokens: int, max_len: int, system: str = DEFAULT_SYSTEM,
-                 face_times: Sequence[float] | None = None) -> TokenizedPrompt:
-    """Tokenize one clip's prompt (and answer, for training) with the LLaMA-2 chat template.
+                 face_times: Sequence[float] | None = None,
+                 eos_token_ids: Sequence[int] | None = None) -> TokenizedPrompt:
+    """Tokenize one clip's prompt (and answer, for training) with the tokenizer's chat template, or LLaMA-2's
+    when it has none (``system`` is the LLaMA-2 system text; a chat template brings its own).
+    ``eos_token_ids``: the ids that end generation (default: the tokenizer's eos); ``face_times``: when the
+    face close-ups start, said in the prompt when they are not the frames' times.
 
     Over ``max_len`` the prompt is shortened in this order: the transcribed speech, the subtitle, then
     the answer's tail (its eos first: a cut answer does not teach the model to stop there; at least one
@@ -169,13 +214,16 @@ def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence
         raise ValueError("build_prompt needs at least one frame timestamp")
     if answer is not None and not answer.strip():
         raise ValueError("answer is empty: pass answer=None for an inference prompt")
-    eos = tokenizer.eos_token_id
-    if answer is not None and eos is None:
+    eos_ids = list(eos_token_ids or ([] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]))
+    if answer is not None and not eos_ids:
         raise ValueError("the LLM tokenizer has no eos token; training prompts end with it")
     slot = placeholder_id(tokenizer)
-    bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
-
-    head = _encode(tokenizer, f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n<Video>")
+    frame = chat_frame_of(tokenizer)
+    if frame is None:  # LLaMA-2 / TimeChat
+        bos = [] if tokenizer.bos_token_id is None else [int(tokenizer.bos_token_id)]
+        head = _encode(tokenizer, f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n<Video>")
+    else:  # the template writes its own bos (or none)
+        bos, head = [], _encode_template(tokenizer, frame.before_user + "<Video>")
     if num_audio_tokens:
         between = _encode(tokenizer, "</Video> <Audio>")
         after = _encode(tokenizer, "</Audio>")
@@ -197,8 +245,14 @@ def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence
     subtitle = _collapse(subtitle or '')
     sub = _Part('subtitle', _encode(tokenizer, " The subtitle of this video is: <Subtitle>"),
                 _encode(tokenizer, subtitle), _encode(tokenizer, "</Subtitle>.")) if subtitle else None
-    tail = _encode(tokenizer, f" {question.strip()} [/INST]")
-    target = [] if answer is None else _encode(tokenizer, ' ' + answer.strip()) + [int(eos)]
+    if frame is None:
+        tail = _encode(tokenizer, f" {question.strip()} [/INST]")
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else eos_ids[0]
+        target = [] if answer is None else _encode(tokenizer, ' ' + answer.strip()) + [int(eos)]
+    else:
+        tail = _encode(tokenizer, f" {question.strip()}") + _encode_template(tokenizer, frame.before_answer)
+        target = [] if answer is None else (_encode(tokenizer, frame.answer_prefix + answer.strip())
+                                            + _answer_end(tokenizer, frame.after_answer, eos_ids))
 
     fixed = (len(bos) + len(head) + num_video_tokens + len(between) + num_audio_tokens + len(after) + len(frames)
              + len(tail))

@@ -43,6 +43,7 @@ class DataShapes:
     video_tokens: int
     audio_tokens: int
     timestamp_tokenizer: str = 'bert'   # which tokenizer's ids the model's image Q-Former reads
+    tokenizer: str = ''                 # the LLM tokenizer identity records must carry ('': not checked)
 
     @classmethod
     def from_config(cls, cfg) -> 'DataShapes':

@@ -13,7 +13,6 @@ single-threaded with fixed settings, so equal inputs give byte-identical files.
 from __future__ import annotations
 
 import functools
-import os
 from fractions import Fraction
 
 import av
@@ -23,6 +22,7 @@ import numpy as np
 from microemo_jax.data.video import sample_times
 from microemo_jax.demo import face as demo_face, script, tts
 from microemo_jax.demo.script import FPS
+from microemo_jax.safe_paths import inside
 
 SAMPLE_RATE = tts.SAMPLE_RATE
 MIN_SECONDS, MAX_SECONDS = 2.0, 4.0
@@ -46,8 +46,8 @@ def make_clip(out_dir: str, seed: int, index: int, size: int = 160, engine: str 
         _place_micro(truth, rng, n_frames)
     frames = _render(truth, audio, rng, size)
     truth['reason'] = script.explain(truth, np.random.default_rng([seed, index, 2]))
-    write_video(os.path.join(out_dir, truth['name'] + '.mp4'), frames, audio)
-    write_srt(os.path.join(out_dir, truth['name'] + '.srt'), utterances)
+    write_video(inside(out_dir, truth['name'] + '.mp4'), frames, audio)
+    write_srt(inside(out_dir, truth['name'] + '.srt'), utterances)
     truth.pop('sentences')
     truth.pop('fillers')
     return truth

@@ -25,6 +25,8 @@ def _fingerprint(cfg) -> str:
                     split='by_video',  # copies made with the old per-record split are not reused
                     corpus=demo_corpus.GENERATOR_VERSION, detector=d.get('face_detector', 'blazeface'),
                     align=bool(d.get('align_faces', True)), tubelets=m.micro_expression.get('tubelets', 'anchor'))
+    if d.get('demo_tokenizer', 'llama') != 'llama':  # (the LLaMA-style copies keep their names)
+        relevant['tokenizer'] = d.demo_tokenizer
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 

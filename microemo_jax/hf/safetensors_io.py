@@ -12,6 +12,7 @@ Every error is a ``CheckpointError`` naming the file (or directory), the tensor 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Iterable, NamedTuple
 
@@ -19,6 +20,8 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
+
+from microemo_jax.hf.config_values import config_problem
 
 SINGLE_FILE = 'model.safetensors'
 INDEX_FILE = 'model.safetensors.index.json'
@@ -88,7 +91,7 @@ def read_header(file: str) -> dict[str, _Entry]:
             raise CheckpointError(f"{where}: its bytes end at {offsets[1]} but the file holds only {data_size} "
                                   f"bytes of tensor data (truncated file?)")
         if dtype in _DTYPES:
-            expected = int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize
+            expected = math.prod(shape) * _DTYPES[dtype].itemsize   # Python ints: a huge shape cannot wrap
             if offsets[1] - offsets[0] != expected:
                 raise CheckpointError(f"{where}: {offsets[1] - offsets[0]} bytes in the file, but dtype {dtype} "
                                       f"and shape {tuple(shape)} need {expected}")
@@ -154,6 +157,9 @@ class HFCheckpoint:
         if not os.path.isfile(config_path):
             raise CheckpointError(f"{self.path}: no config.json")
         self.config = _read_json(config_path, 'config.json')
+        problem = config_problem(self.config, config_path)   # sizes, ids, eps, dropouts: type and range
+        if problem:
+            raise CheckpointError(problem)
         self._file_of, self._headers = _tensor_files(self.path)
         self.prefix = prefix
 

@@ -7,6 +7,8 @@ does it (``pipeline.BatchAssembler``, no augmentation), and a fixed-size batch g
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Sequence
 
 import jax
@@ -14,8 +16,10 @@ import numpy as np
 
 from microemo_jax.data import pipeline
 from microemo_jax.data.shapes import DataShapes
+from microemo_jax.data.tokenizers import eos_token_ids, tokenizer_identity
 from microemo_jax.generate import generate
 from microemo_jax.inference.settings import GenerationSettings
+from microemo_jax.params import TOKENIZER_DIRS
 
 
 def strip_answer(example: dict) -> dict:
@@ -31,9 +35,10 @@ def strip_answer(example: dict) -> dict:
     return out
 
 
-def prompt_examples(records: Sequence[dict], cfg) -> list[dict]:
-    """Decoded, padded, answer-free examples (numpy, no batch axis) for prepared records."""
-    shapes = DataShapes.from_config(cfg)
+def prompt_examples(records: Sequence[dict], cfg, tokenizer: str = '') -> list[dict]:
+    """Decoded, padded, answer-free examples (numpy, no batch axis) for prepared records; with ``tokenizer``
+    (an identity, ``data.tokenizers.tokenizer_identity``) records made by another tokenizer are refused."""
+    shapes = dataclasses.replace(DataShapes.from_config(cfg), tokenizer=tokenizer)
     return [strip_answer(pipeline.example_from_record(rec, shapes)) for rec in records]
 
 
@@ -46,12 +51,13 @@ def stack(examples: Sequence[dict], batch_size: int) -> tuple[dict, int]:
     return {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != 'names'}, n
 
 
-def decode_answer(tokenizer, ids) -> str:
-    """Generated ids -> text, cut at the first end-of-sequence token."""
+def decode_answer(tokenizer, ids, eos_ids: Sequence[int] | None = None) -> str:
+    """Generated ids -> text, cut at the first end-of-sequence token (``eos_ids``, default the tokenizer's)."""
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
-    eos = tokenizer.eos_token_id
-    if eos is not None and eos in ids:
-        ids = ids[:ids.index(eos)]
+    eos_ids = set(eos_ids) if eos_ids is not None else {tokenizer.eos_token_id} - {None}
+    ends = [i for i, token in enumerate(ids) if token in eos_ids]
+    if ends:
+        ids = ids[:ends[0]]
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
@@ -67,6 +73,10 @@ class Explainer:
                              f"data.max_seq_len={cfg.data.max_seq_len} of the LLM's "
                              f"{cfg.model.llm.max_position_embeddings} positions (at most {room} new tokens)")
         self._calls = 0  # batches generated so far: each gets its own sampling key
+        # the ids that end an answer: generation_config.json's (an instruct model ends a turn with its own token)
+        llm_dir = os.path.join(folder.path, TOKENIZER_DIRS['llm'])
+        self.eos_ids = eos_token_ids(llm_dir, folder.llm_tokenizer)
+        self.tokenizer_identity = tokenizer_identity(llm_dir)  # records must come from the folder's tokenizer
         if settings.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {settings.max_new_tokens}")
 
@@ -86,7 +96,7 @@ class Explainer:
         rng = jax.random.fold_in(jax.random.key(s.seed), rng_index) if s.temperature > 0 else None
         out = generate(self.folder.model, batch['input_ids'], batch['attention_mask'],
                        max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
-                       eos_token_id=self.folder.llm_tokenizer.eos_token_id, rng=rng, batch=batch)
+                       eos_token_id=self.eos_ids or None, rng=rng, batch=batch)
         return np.asarray(jax.device_get(out))
 
     def explain_examples(self, examples: Sequence[dict], *, progress=None) -> list[str]:
@@ -95,7 +105,7 @@ class Explainer:
             batch, n = stack(examples[i:i + self.batch_size], self.batch_size)
             ids = self.generate_batch(batch, rng_index=self._calls)
             self._calls += 1
-            texts += [decode_answer(self.folder.llm_tokenizer, row) for row in ids[:n]]
+            texts += [decode_answer(self.folder.llm_tokenizer, row, self.eos_ids) for row in ids[:n]]
             if progress is not None:
                 progress.update(n)
         return texts
@@ -104,6 +114,6 @@ class Explainer:
         """Decodes one batch of records at a time: a split never sits decoded in memory at once."""
         texts = []
         for i in range(0, len(records), self.batch_size):
-            texts += self.explain_examples(prompt_examples(records[i:i + self.batch_size], self.cfg),
-                                           progress=progress)
+            texts += self.explain_examples(prompt_examples(records[i:i + self.batch_size], self.cfg,
+                                                           self.tokenizer_identity), progress=progress)
         return texts

@@ -1,5 +1,10 @@
 """Raw videos -> explanations: the preprocessing of ``prepare`` on each clip, then generation, then the labels,
 the utterances and the timeline picture (what ``predict``, ``serve`` and the demo report share).
+
+Outputs are named after the video's whole file name, extension included (``a.mp4`` -> ``a.mp4.json`` and
+``a.mp4.timeline.png``): file names in one folder are unique, so ``a.mp4`` and ``a.avi`` get one JSON each, and
+the name does not depend on which other files are there. A clip's ``name`` stays its stem (the corpus name).
+A ``Predictor`` also refuses to write one output path twice in a run, whatever names it is given.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics import extract_labels
 from microemo_jax.plots import draw_timeline
+from microemo_jax.safe_paths import inside
 
 
 class PredictError(RuntimeError):
@@ -45,6 +51,11 @@ def find_videos(path: str, subtitles: str | None):
         files = [path]
     return [RawClip(name=os.path.splitext(os.path.basename(video))[0], video=video,
                     subtitle_file=subtitles if subtitles is not None else subtitles_beside(video)) for video in files]
+
+
+def output_name(video: str) -> str:
+    """The stem of a clip's output files: the video's file name with its extension (``a.mp4``)."""
+    return os.path.basename(video)
 
 
 def subtitles_beside(video: str) -> str | None:
@@ -82,6 +93,7 @@ class Predictor:
         self.processor = ClipProcessor(settings)
         self.generation = GenerationSettings(**generation)
         self.explainer = Explainer(self.folder, self.generation, batch_size=batch_size)
+        self._written: dict[str, str] = {}  # output path -> the video that wrote it (this run)
 
     def preprocess(self, clip) -> tuple[dict, dict]:
         """(record, media) of a raw clip, or PredictError naming its path and what is wrong with it."""
@@ -93,7 +105,8 @@ class Predictor:
     def result(self, clip, rec: dict, media: dict, explanation: str) -> dict:
         found = media['face_mask'].any(axis=1)
         return {
-            'name': clip.name, 'video': os.path.abspath(clip.video), 'explanation': explanation,
+            'name': clip.name, 'file': output_name(clip.video), 'video': os.path.abspath(clip.video),
+            'explanation': explanation,
             'labels': extract_labels(explanation),
             'utterances': [{'start': round(float(s), 3), 'end': round(float(e), 3), 'text': t}
                            for s, e, t in media['utterance_texts']],
@@ -133,15 +146,20 @@ class Predictor:
             yield result
 
     def write(self, result: dict, media: dict, out: str) -> str:
-        """NAME.json and NAME.timeline.png in ``out``; returns the picture's path."""
+        """FILE.json and FILE.timeline.png in ``out`` (FILE: the video's file name); returns the picture's path."""
         os.makedirs(out, exist_ok=True)
+        base = os.path.join(os.path.abspath(out), output_name(result['video']))
+        earlier = self._written.get(base)
+        if earlier is not None and earlier != result['video']:
+            raise PredictError(f"{result['video']} and {earlier} would both write {base}.json: refusing to overwrite")
+        self._written[base] = result['video']
         info = video_lib.probe(result['video'])
         frames = [_rgb(j) for j in record_lib.split_jpegs(media['frames_jpeg'], media['frame_offsets'])]
-        picture = os.path.join(out, f"{result['name']}.timeline.png")
+        picture = inside(out, os.path.basename(base) + '.timeline.png')   # never outside --out (safe_paths)
         draw_timeline(picture, frames=frames, timestamps=result['timestamps'], face_boxes=media['face_boxes'],
                       face_found=result['face_frames'], source_size=(info.width, info.height),
                       duration=info.duration, utterances=result['utterances'], labels=result['labels'],
                       explanation=result['explanation'], title=result['name'], face_times=result['face_times'])
-        with open(os.path.join(out, f"{result['name']}.json"), 'w') as f:
+        with open(inside(out, os.path.basename(base) + '.json'), 'w') as f:
             json.dump({**result, 'timeline': picture}, f, indent=2, ensure_ascii=False)
         return picture

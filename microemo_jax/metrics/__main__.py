@@ -17,6 +17,7 @@ import json
 import pickle
 import sys
 
+from microemo_jax import cli_checks
 from microemo_jax.metrics.bench_cli import run_benchmark
 from microemo_jax.metrics.benchmark import DATASETS
 from microemo_jax.metrics.ov import score_ov
@@ -36,7 +37,8 @@ ABOUT = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m microemo_jax.metrics', description=__doc__.split('\n\n')[0])
+    # Files are checked by the readers (each message names the file and what is wrong; exit status 2).
+    p = cli_checks.Parser(prog='python -m microemo_jax.metrics', description=__doc__.split('\n\n')[0])
     p.add_argument('--gold', required=True, help='gold CSV (name, openset); with --dataset: name,emo | name,val | '
                                                  'name,openset, or the official label .npz')
     p.add_argument('--pred', required=True, help='predicted CSV (name, openset); with --dataset: '

@@ -13,8 +13,10 @@ import csv
 import math
 import os
 
+from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.emotion_wheel import PANDAS_NA
 from microemo_jax.metrics.official_files import load_label_npz, load_prediction_cache
+from microemo_jax.table_keys import checked_header
 
 GOLD_COLUMN = {'hit_rate': 'emo', 'waf': 'val', 'fs': 'openset'}
 
@@ -36,10 +38,7 @@ def _rows(path, reader, required, optional):
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path}: empty file; expected a header with columns {', '.join(required)}")
-        fields = [h.strip().lower() for h in header]
-        for c in set(fields):
-            if c and fields.count(c) > 1:
-                raise ValueError(f"{path}: column {c!r} appears {fields.count(c)} times in the header {header}")
+        fields = [h.lower() for h in checked_header(path, header)]
         missing = [c for c in required if c not in fields]
         if missing:
             raise ValueError(f"{path}: no column {', '.join(missing)} in the header {header}; expected columns "
@@ -48,7 +47,7 @@ def _rows(path, reader, required, optional):
         at = {c: fields.index(c) for c in (*required, *present)}
         rows, first_line, line = {}, {}, reader.line_num
         for row in reader:
-            start, line = line + 1, reader.line_num
+            row, start, line = unescape_row(row), line + 1, reader.line_num   # our writers' escape (csv_cells)
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(fields):

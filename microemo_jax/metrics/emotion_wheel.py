@@ -27,6 +27,7 @@ import openpyxl
 
 from microemo_jax.metrics.labels import split_list_string
 from microemo_jax.metrics.wheel import LEVELS, Wheel, load_wheel
+from microemo_jax.table_keys import checked_header
 
 WHEELS = ('wheel1', 'wheel2', 'wheel3', 'wheel4', 'wheel5')
 SYNONYM_RUNS = tuple(f'run{k}' for k in range(1, 9))
@@ -137,7 +138,7 @@ def read_formats(path: str) -> dict[str, tuple[str, ...]]:
             rows = list(csv.reader(f))
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
-    header = [h for h in (rows[0] if rows else [])]
+    header = checked_header(path, rows[0]) if rows else []
     for c in ('name', 'format'):
         if header.count(c) != 1:
             raise ValueError(f"{path}: {'no' if c not in header else 'a repeated'} column {c!r} in the header "

@@ -17,6 +17,7 @@ import numpy as np
 
 from microemo_jax.metrics.labels import normalise, parse_groups
 from microemo_jax.metrics.lexicon import SYNONYM_GROUPS
+from microemo_jax.table_keys import load_json
 
 
 def groups_to_table(groups, where: str = 'synonym groups') -> dict[str, str]:
@@ -76,9 +77,8 @@ def bundled() -> Synonyms:
 
 def _from_json(path: str) -> Synonyms:
     try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
+        data = load_json(path)  # a sample or key given twice is refused
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:   # both name the file, never a bare codec error
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if isinstance(data, list):
         return Synonyms(f'JSON groups {path}', shared=groups_to_table(data, path))

@@ -9,7 +9,9 @@ import csv
 import dataclasses
 import os
 
+from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.labels import parse_labels
+from microemo_jax.table_keys import checked_header
 
 COLUMNS = ('name', 'openset')
 
@@ -21,16 +23,26 @@ class LabelTable:
 
 
 def read_label_csv(path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) -> LabelTable:
-    """Reads ``path``; raises only when the file itself is unusable (missing, no such columns)."""
+    """Reads ``path``; raises only when the file itself is unusable (missing, not UTF-8, no such columns)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return _read(path, columns)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason}, byte 0x{e.object[e.start]:02x} at offset "
+                         f"{e.start}); save it as UTF-8") from None
+    except csv.Error as e:                       # e.g. a NUL byte: not a text file
+        raise ValueError(f"{path}: not a readable CSV ({e})") from None
+
+
+def _read(path: str, columns: tuple[str, str]) -> LabelTable:
     with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path}: empty file; expected a header with columns {', '.join(columns)}")
-        fields = [h.strip().lower() for h in header]
+        fields = [h.lower() for h in checked_header(path, header)]
         missing = [c for c in columns if c not in fields]
         if missing:
             raise ValueError(f"{path}: no column {', '.join(missing)} in the header {header}; "
@@ -38,7 +50,7 @@ def read_label_csv(path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) 
         i_name, i_labels = (fields.index(c) for c in columns)
         labels, malformed, first_line, line = {}, [], {}, reader.line_num
         for row in reader:
-            start, line = line + 1, reader.line_num
+            row, start, line = unescape_row(row), line + 1, reader.line_num   # our writers' escape (csv_cells)
             if not any(cell.strip() for cell in row):
                 continue                                   # blank line
             bad = lambda reason: malformed.append({'file': path, 'line': start, 'reason': reason})  # noqa: E731

@@ -18,6 +18,7 @@ import numpy as np
 
 from microemo_jax.metrics.labels import normalise
 from microemo_jax.metrics.safe_npz import load_npz_objects
+from microemo_jax.table_keys import load_json
 
 LEVELS = ('level1', 'level2')
 _KEYS = ('format_mapping', 'raw_mapping', 'wheel_map_whole')
@@ -79,9 +80,8 @@ def load_wheel(path: str | os.PathLike) -> Wheel:
         raise FileNotFoundError(f"wheel {path}: no such file")
     if path.endswith('.json'):
         try:
-            with open(path, encoding='utf-8') as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
+            data = load_json(path)  # a key given twice is refused
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:   # both name the file, never a bare codec error
             raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object with keys {_KEYS}")

@@ -1,5 +1,7 @@
-"""LLaMA-family decoder (transformers' ``LlamaForCausalLM``): GQA, RoPE (default or LLaMA-3 scaling),
-RMSNorm, SwiGLU, tied or untied head, optional LoRA, and a static-shape KV cache for generation.
+"""LLaMA-family decoder (transformers' ``LlamaForCausalLM``, ``Qwen2ForCausalLM``, ``Qwen3ForCausalLM``): GQA,
+RoPE (plain or scaled, ``models/rope.py``), RMSNorm, SwiGLU, tied or untied head, optional LoRA, and a
+static-shape KV cache for generation. The Qwen families are config switches of this one module (q/k/v
+biases; per-head q/k RMSNorm; ``head_dim`` apart from hidden/heads), see ``LlamaConfig``.
 
 Padding is a mask, never a shift: positions default to ``cumsum(attention_mask) - 1`` so that masked
 slots (left padding, empty utterance slots spliced into a prompt) do not move the positions of the
@@ -18,19 +20,31 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from microemo_jax.models import rope
 from microemo_jax.models.layers import Dense, Embed, RMSNorm, attention, cache_attention, split_rng
 from microemo_jax.models.lora import LoRAConfig, lora_config_for
 from microemo_jax.models.stack import LayerStack
 
 LORA_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
-LLAMA3_ROPE_KEYS = ('factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings')
+LLAMA3_ROPE_KEYS = rope.ROPE_TYPES['llama3'][0]
 
 
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
-    """Architecture of a LLaMA decoder. ``rope_scaling`` is None (plain RoPE) or the LLaMA-3 parameters
-    (rope_type 'llama3', factor, low_freq_factor, high_freq_factor, original_max_position_embeddings),
-    given as a mapping or pairs and stored as sorted pairs so the config stays hashable."""
+    """Architecture of a LLaMA-family decoder; the Qwen families are the same module with a few switches.
+
+    * ``attention_bias``: biases on q, k, v and o (LLaMA's ``attention_bias``, Qwen3's); ``qkv_bias``: biases on
+      q, k and v only (Qwen2/2.5); ``mlp_bias``: biases in the MLP.
+    * ``qk_norm``: an RMSNorm over each head's ``head_dim`` on q and k before RoPE (Qwen3). ``head_dim`` is its
+      own field, not ``hidden_size / num_heads``.
+    * ``rope_scaling``: None (plain RoPE) or the parameters of a scaled RoPE (``rope_type`` 'linear', 'dynamic',
+      'yarn' or 'llama3' and its keys, see ``models/rope.py``), given as a mapping or pairs and stored as sorted
+      pairs so the config stays hashable.
+    * ``sliding_window``: the attention window of the checkpoint's sliding-window layers (``sliding_layers``;
+      None: every layer attends to all earlier positions). Full attention equals windowed attention while a
+      call holds at most ``sliding_window`` positions, so the model computes full attention and refuses a call
+      over more (it does not implement the window itself).
+    """
     vocab_size: int
     hidden_size: int
     intermediate_size: int
@@ -45,53 +59,45 @@ class LlamaConfig:
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     mlp_bias: bool = False
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    sliding_layers: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads {self.num_heads} is not a multiple of num_kv_heads {self.num_kv_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim {self.head_dim} must be even for RoPE")
-        scaling = self.rope_scaling
-        if scaling is not None:
-            scaling = dict(scaling)
-            if scaling.get('rope_type', 'llama3') != 'llama3':
-                raise ValueError(f"rope_scaling type {scaling.get('rope_type')!r} is not supported "
-                                 f"(only None = default RoPE, or 'llama3')")
-            scaling['rope_type'] = 'llama3'
-            missing = [k for k in LLAMA3_ROPE_KEYS if k not in scaling]
-            if missing:
-                raise ValueError(f"llama3 rope_scaling lacks {missing}")
-            object.__setattr__(self, 'rope_scaling', tuple(sorted(scaling.items())))
+        if self.rope_scaling is not None:
+            scaling = dict(self.rope_scaling)
+            scaling.setdefault('rope_type', scaling.pop('type', 'llama3'))  # the LLaMA-3 dict of older configs
+            object.__setattr__(self, 'rope_scaling', rope.check_rope_params(scaling))
+        layers = tuple(sorted(int(i) for i in self.sliding_layers))
+        object.__setattr__(self, 'sliding_layers', layers)
+        if (self.sliding_window is None) != (not layers):
+            raise ValueError(f"sliding_window {self.sliding_window} and sliding_layers {layers} go together")
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise ValueError(f"sliding_window must be >= 1, got {self.sliding_window}")
 
     @property
     def rope_params(self) -> dict | None:
         return None if self.rope_scaling is None else dict(self.rope_scaling)
 
+    @property
+    def q_bias(self) -> bool:
+        """Whether q, k and v carry biases."""
+        return self.attention_bias or self.qkv_bias
+
 
 def rope_inv_freq(cfg: LlamaConfig) -> np.ndarray:
     """Inverse RoPE frequencies (head_dim/2,), float32, following transformers' operation order."""
-    dim = cfg.head_dim
-    exponent = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
-    inv_freq = np.float32(1.0) / (np.float32(cfg.rope_theta) ** exponent)
-    p = cfg.rope_params
-    if p is None:
-        return inv_freq.astype(np.float32)
-    factor, low, high = float(p['factor']), float(p['low_freq_factor']), float(p['high_freq_factor'])
-    old_len = float(p['original_max_position_embeddings'])
-    low_freq_wavelen, high_freq_wavelen = old_len / low, old_len / high
-    wavelen = 2 * np.pi / inv_freq  # python scalars stay weak (NEP 50): float32 throughout, as in torch
-    scaled = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
-    smooth = (old_len / wavelen - low) / (high - low)
-    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
-    medium = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
-    return np.where(medium, smoothed, scaled).astype(np.float32)
+    return rope.inv_freq(cfg.rope_theta, cfg.head_dim, cfg.rope_params)
 
 
 def rope_tables(cfg: LlamaConfig, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
     """cos/sin of shape (B, S, head_dim) in float32 for integer ``positions`` (B, S)."""
-    freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(cfg))
-    emb = jnp.concatenate([freqs, freqs], axis=-1)
-    return jnp.cos(emb), jnp.sin(emb)
+    return rope.tables(cfg.rope_theta, cfg.head_dim, cfg.rope_params, cfg.max_position_embeddings, positions)
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
@@ -125,19 +131,26 @@ class LlamaAttention(nnx.Module):
         self.attention_impl = attention_impl
         q_dim, kv_dim = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
 
-        def dense(name, i, o, axes):
-            return Dense(i, o, axes=axes, use_bias=cfg.attention_bias, dtype=dtype, param_dtype=param_dtype,
+        def dense(name, i, o, axes, bias):
+            return Dense(i, o, axes=axes, use_bias=bias, dtype=dtype, param_dtype=param_dtype,
                          lora=lora_config_for(name, lora, lora_targets), rngs=rngs)
-        self.q_proj = dense('q_proj', cfg.hidden_size, q_dim, ('embed', 'heads'))
-        self.k_proj = dense('k_proj', cfg.hidden_size, kv_dim, ('embed', 'kv_heads'))
-        self.v_proj = dense('v_proj', cfg.hidden_size, kv_dim, ('embed', 'kv_heads'))
-        self.o_proj = dense('o_proj', q_dim, cfg.hidden_size, ('heads', 'embed'))
+        self.q_proj = dense('q_proj', cfg.hidden_size, q_dim, ('embed', 'heads'), cfg.q_bias)
+        self.k_proj = dense('k_proj', cfg.hidden_size, kv_dim, ('embed', 'kv_heads'), cfg.q_bias)
+        self.v_proj = dense('v_proj', cfg.hidden_size, kv_dim, ('embed', 'kv_heads'), cfg.q_bias)
+        self.o_proj = dense('o_proj', q_dim, cfg.hidden_size, ('heads', 'embed'), cfg.attention_bias)
+        if cfg.qk_norm:  # Qwen3: one RMSNorm over head_dim, shared by all heads, on q and k before RoPE
+            self.q_norm = RMSNorm(cfg.head_dim, eps=cfg.rms_norm_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+            self.k_norm = RMSNorm(cfg.head_dim, eps=cfg.rms_norm_eps, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        else:
+            self.q_norm = self.k_norm = None
 
     def __call__(self, x, *, cos, sin, mask, cache_kv=None, cache_index=None, rngs=(None,) * 4):
         b, s, _ = x.shape
         q = self.q_proj(x, dropout_rng=rngs[0]).reshape(b, s, self.num_heads, self.head_dim)
         k = self.k_proj(x, dropout_rng=rngs[1]).reshape(b, s, self.num_kv_heads, self.head_dim)
         v = self.v_proj(x, dropout_rng=rngs[2]).reshape(b, s, self.num_kv_heads, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         new_kv = None
         if cache_kv is not None:
@@ -260,6 +273,7 @@ class Llama(nnx.Module):
             causal = jnp.arange(cache.max_len)[None, :] <= (cache_index + jnp.arange(s))[:, None]
             mask = causal[None, None] & key_valid[:, None, None, :]
             xs['k'], xs['v'] = cache.k, cache.v
+        self._check_window(s if cache is None else cache.max_len)
         if positions is None:
             positions = chunk_pos
         else:
@@ -299,6 +313,16 @@ class Llama(nnx.Module):
         if not ok:
             raise ValueError(f"Llama: {what} must have shape ({b}, {s}) like the input, got {tuple(arr.shape)}")
         return arr
+
+    def _check_window(self, key_slots: int) -> None:
+        """Refuse a call whose attention span could exceed the sliding window (see ``LlamaConfig``)."""
+        window = self.cfg.sliding_window
+        if window is not None and key_slots > window:
+            raise ValueError(
+                f"Llama: this call attends over {key_slots} positions, but the checkpoint's config.json sets "
+                f"use_sliding_window: true with sliding_window {window} on layers {list(self.cfg.sliding_layers)}; "
+                f"sliding-window attention is not implemented, so inputs (prompt + generated tokens) are limited to "
+                f"{window} positions")
 
     def _check_cache(self, cache: KVCache, b: int, s: int) -> None:
         c = self.cfg

@@ -1,4 +1,4 @@
-"""MicroEmo assembled: video, face and audio tokens spliced into a LLaMA prompt.
+"""MicroEmo assembled: video, face and audio tokens spliced into the LLM's prompt (LLaMA, Qwen2.5 or Qwen3).
 
     frames --ViT--> image Q-Former(+timestamp text) --global-local attn <-- micro-expression branch <-- faces
            --> utterance-aware video Q-Former --> Linear --> LLM prompt slots
@@ -72,16 +72,20 @@ def whisper_config(c) -> WhisperEncoderConfig:
 
 
 def llama_config(c) -> LlamaConfig:
+    """The LLM of ``model.llm``: LLaMA by default; ``qkv_bias`` (Qwen2/2.5), ``qk_norm`` (Qwen3) and the RoPE type
+    select the other families (fields an older config lacks read as LLaMA's)."""
+    rope_type = c.get('rope_type', 'default')
     rope_scaling = None
-    if c.rope_type == 'llama3':
-        rope_scaling = (('rope_type', 'llama3'), ('factor', c.rope_factor),
-                        ('low_freq_factor', c.rope_low_freq_factor), ('high_freq_factor', c.rope_high_freq_factor),
-                        ('original_max_position_embeddings', c.rope_original_max_position_embeddings))
+    if rope_type != 'default':
+        keys = {'linear': ('factor',), 'dynamic': ('factor',), 'yarn': ('factor', 'original_max_position_embeddings'),
+                'llama3': ('factor', 'low_freq_factor', 'high_freq_factor', 'original_max_position_embeddings')}
+        rope_scaling = {'rope_type': rope_type, **{k: c[f'rope_{k}'] for k in keys.get(rope_type, ())}}
     return LlamaConfig(vocab_size=c.vocab_size, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
                        num_layers=c.num_layers, num_heads=c.num_heads, num_kv_heads=c.num_kv_heads,
                        head_dim=c.head_dim, rms_norm_eps=c.rms_norm_eps, rope_theta=c.rope_theta,
                        rope_scaling=rope_scaling, max_position_embeddings=c.max_position_embeddings,
-                       tie_word_embeddings=c.tie_word_embeddings)
+                       tie_word_embeddings=c.tie_word_embeddings, attention_bias=c.get('attention_bias', False),
+                       qkv_bias=c.get('qkv_bias', False), qk_norm=c.get('qk_norm', False))
 
 
 def lora_config(c) -> LoRAConfig:

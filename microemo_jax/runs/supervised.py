@@ -15,10 +15,10 @@ import jax
 from microemo_jax.data import pipeline
 from microemo_jax.data.records.tfds_builder import splits
 from microemo_jax.params import export_params, load_params, write_inference_files
-from microemo_jax.runs.workdir import TrainError, resolve_data_dir, workdir_lock
+from microemo_jax.runs.workdir import TrainError, check_tokenizers, resolve_data_dir, workdir_lock
 from microemo_jax.sharding import make_mesh, split_batch
 from microemo_jax.training import distributed
-from microemo_jax.training.checkpointing import Checkpointer
+from microemo_jax.training.checkpointing import Checkpointer, saved_steps
 from microemo_jax.training.flops import human, peak_flops_per_device, train_step_flops
 from microemo_jax.training.logger import MetricsLogger
 from microemo_jax.training.preemption import PreemptionGuard
@@ -41,9 +41,10 @@ def _run(cfg, workdir: str) -> dict:
                 accum_steps=cfg.optim.grad_accum_steps, mesh=mesh)  # here, not deep inside the first compile
     data_dir = resolve_data_dir(cfg)
     train_source = pipeline.open_split(data_dir, 'train')
-    train_iter = pipeline.make_iterator(train_source, cfg, train=True)
+    tokenizers = check_tokenizers(cfg, workdir, data_dir, resuming=bool(saved_steps(workdir)))
+    # every record must come from the LLM tokenizer the dataset's report names
+    train_iter = pipeline.make_iterator(train_source, cfg, train=True, tokenizer=tokenizers['llm'])
     val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
-
     abstract = abstract_train_state(cfg, mesh)
     # init.params is checked against the model (names, shapes) before anything compiles
     start = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
@@ -52,7 +53,7 @@ def _run(cfg, workdir: str) -> dict:
     # processes whose init compiled (or hit the compile cache) minutes apart meet here first.
     distributed.barrier('microemo: train state initialised')
     ckpt = Checkpointer.from_config(workdir, cfg)
-    restored, _, _ = ckpt.restore_latest(abstract.state, train_iter, report=lambda line: print(line, flush=True))
+    restored, resumed_at, _ = ckpt.restore_latest(abstract.state, train_iter, report=lambda line: print(line, flush=True))
     if restored is not None:
         state = restored
         print(f'resumed from {ckpt.directory} at step {int(jax.device_get(state.step))}', flush=True)
@@ -77,7 +78,8 @@ def _run(cfg, workdir: str) -> dict:
     print(f"FLOPs per step: {human(flops['model'])} model (forward + backward, for MFU), "
           f"{human(flops['hardware'])} hardware (remat recomputation included, for HFU)", flush=True)
     logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, model_flops_per_step=flops['model'],
-                           hardware_flops_per_step=flops['hardware'], peak_flops_per_device=peak_flops_per_device())
+                           hardware_flops_per_step=flops['hardware'], peak_flops_per_device=peak_flops_per_device(),
+                           resume_step=step)  # metrics.jsonl is cut back to the restored step: one curve
     last, pending = {}, None  # ``pending``: (step, metrics, names) whose finiteness is checked one step late
     with PreemptionGuard() as guard:
         while step < cfg.total_steps:
@@ -85,17 +87,18 @@ def _run(cfg, workdir: str) -> dict:
             state, metrics = compiled(state, frozen, device_batch(batch, mesh, rules))
             step += 1
             if pending is not None:
-                _check_finite(*pending, ckpt)
+                _check_finite(*pending, ckpt, resumed_at)
             pending = (step, metrics, names)
             last = logger.log(step, metrics) or last
             # the one place that decides to save: the interval, the last step, a stop (signal or max_steps_per_run)
             stop = (guard.should_stop(step) or step == stop_at) and step < cfg.total_steps
             if stop or ckpt.due(step) or step == cfg.total_steps:
-                _check_finite(*pending, ckpt)
+                _check_finite(*pending, ckpt, resumed_at)
                 ckpt.save(step, state, train_iter, force=True, finite=metrics['finite'])
             if eval_fn is not None and cfg.train.validate_every and step % cfg.train.validate_every == 0:
                 val = validation_loss(eval_fn, state, frozen, itertools.islice(pipeline.make_iterator(
-                    val_source, cfg, train=False, num_workers=0), cfg.train.validation_batches), mesh, rules)
+                    val_source, cfg, train=False, num_workers=0, tokenizer=tokenizers['llm']), cfg.train.validation_batches),
+                    mesh, rules)
                 logger.log_eval(step, val)
                 last = {**last, **val}
             if stop:
@@ -106,12 +109,12 @@ def _run(cfg, workdir: str) -> dict:
                 return last
             if step < cfg.total_steps:
                 batch = next(train_iter)
-    _check_finite(*pending, ckpt) if pending else None
+    _check_finite(*pending, ckpt, resumed_at) if pending else None
     ckpt.wait()
     logger.close()
-    export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen)
+    export_params(os.path.join(workdir, 'params'), cfg, graphdef, state, frozen, stamp=False)  # stamped below
     if jax.process_index() == 0:  # config, tokenizers, provenance: what evaluate/predict/serve need besides weights
-        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir,
+        write_inference_files(os.path.join(workdir, 'params'), cfg, data_dir, expected=tokenizers,
                               extra={'steps': step, 'last_metrics': {k: float(v) for k, v in last.items()
                                                                      if isinstance(v, (int, float))}})
     ckpt.close()
@@ -119,12 +122,17 @@ def _run(cfg, workdir: str) -> dict:
     return last
 
 
-def _check_finite(step, metrics, names, ckpt) -> None:
+def _check_finite(step, metrics, names, ckpt, resumed_at=None) -> None:
     if bool(jax.device_get(metrics['finite'])):
         return
     ckpt.wait()
     kept = ckpt.latest_step()
     clips = ', '.join(str(n) for n in names if n) or '(padding only)'
+    # the first step after a resume may fail because of the checkpoint, not the batch (one written before
+    # checksums were kept cannot be verified): say so, instead of sending every re-run into the same loop
+    suspect = (f" This is the first step after resuming from the checkpoint of step {resumed_at}: if these clips "
+               f"trained before, that checkpoint may be damaged; move {ckpt.directory}/{resumed_at} aside to resume "
+               f"from an older one." if resumed_at is not None and step == resumed_at + 1 else '')
     raise TrainError(f"non-finite loss or gradient at step {step} (loss {float(jax.device_get(metrics['loss']))}) "
                      f"on the batch of clips: {clips}. The update was not applied; the last good checkpoint "
-                     f"({'step ' + str(kept) if kept is not None else 'none yet'}) is kept.")
+                     f"({'step ' + str(kept) if kept is not None else 'none yet'}) is kept.{suspect}")

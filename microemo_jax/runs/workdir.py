@@ -1,15 +1,19 @@
-"""What a training run holds while it runs: its workdir (one run at a time, ``.lock``) and its data folder
-(the demo's made on first use)."""
+"""What a training run holds while it runs: its workdir (one run at a time, ``.lock``), its data folder
+(the demo's made on first use) and the tokenizers its weights learned (``WORKDIR/tokenizers.json``)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 
 import jax
 from jax.experimental import multihost_utils
 
+from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, find_prepare_report
+from microemo_jax.data.tokenizer_identity import check_same
 from microemo_jax.demo.first_use import demo_paths, ensure_demo_data
 from microemo_jax.lock import DirLock, LockHeld
+from microemo_jax.params import folder_tokenizers
 from microemo_jax.training import distributed
 
 
@@ -20,7 +24,7 @@ class TrainError(RuntimeError):
 def resolve_data_dir(cfg) -> str:
     if cfg.data.dir:
         return os.path.expanduser(cfg.data.dir)
-    if cfg.variant != 'demo':
+    if cfg.variant not in ('demo', 'demo_qwen3'):  # the demo variants make their data on first use
         raise TrainError("set --config.data.dir to a dataset made by `python -m microemo_jax.prepare`")
     if jax.process_index() == 0:
         path = ensure_demo_data(cfg)
@@ -53,3 +57,44 @@ def workdir_lock(workdir: str):
     finally:
         if lock is not None:
             lock.release()
+
+
+RUN_TOKENIZERS = 'tokenizers.json'
+
+
+def check_tokenizers(cfg, workdir: str, data_dir: str, resuming: bool) -> dict:
+    """The identity of the data's tokenizers, refused (``TokenizerMismatch``) unless it is the one the run's weights
+    learned: the checkpoints' (``WORKDIR/tokenizers.json``, when resuming) and ``init.params``'s (when it has
+    tokenizers; a ``convert`` output has none). A fresh run records it. Called before anything compiles.
+
+    Without this a re-prepared dataset (one label edited: the demo's tokenizers are trained on the corpus text)
+    would resume a run on other token ids, and a finished run's re-export would put the new tokenizers beside
+    the old weights."""
+    try:
+        report = find_prepare_report(data_dir)
+        ids = dataset_tokenizers(data_dir)
+    except NotPrepared as e:
+        raise TrainError(f"{e}: train needs the prepared dataset's report (which tokenizers made its token ids)") from None
+    data_what = f"the dataset {data_dir} ({report})"
+    if cfg.init.params:
+        check_same(folder_tokenizers(cfg.init.params), ids, f"init.params={cfg.init.params}", data_what,
+                   hint='prepare the data with the tokenizers of init.params (prepare --tokenizer '
+                        'INIT/tokenizers/llm --qformer-tokenizer INIT/tokenizers/qformer)')
+    path = os.path.join(workdir, RUN_TOKENIZERS)
+    recorded = None
+    if resuming and os.path.isfile(path):
+        try:
+            with open(path) as f:
+                recorded = json.load(f)['tokenizers']
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise TrainError(f"{path}: cannot be read ({e}); it records which tokenizers the checkpoints in "
+                             f"{workdir} learned") from None
+        check_same(recorded, ids, f"the checkpoints in {workdir} ({path})", data_what,
+                   hint='resume on data prepared with the run\'s tokenizers, or use a new --workdir')
+    elif resuming:
+        print(f"warning: {workdir} has checkpoints but no {RUN_TOKENIZERS} (written before tokenizer identities were "
+              f"kept): assuming they learned {data_what}'s tokenizers", flush=True)
+    if recorded is None and jax.process_index() == 0:
+        with open(path, 'w') as f:
+            json.dump({'tokenizers': ids, 'data_dir': os.path.abspath(data_dir)}, f, indent=2)
+    return ids

@@ -12,6 +12,13 @@ truncated or damaged file) is skipped with its reason and, once an older one res
 (the config changed) is not damage: that stops the run with a ``CheckpointMismatch`` naming what differs,
 and nothing is moved. If no checkpoint restores, nothing is moved either and the error lists each reason.
 
+Every checkpoint is stamped with ``checksums.json`` (the SHA-256 of each of its files but
+``_CHECKPOINT_METADATA``, which Orbax rewrites at commit; ``microemo_jax/checksums.py``) when Orbax
+finalises it, before it is renamed into place, so no finished step lacks one. ``restore_latest``
+verifies a step's files before restoring it and treats a mismatch (a flipped bit that Orbax would read
+without complaint) as damage: skipped, said and moved aside like a truncated file. A step without
+``checksums.json`` (written before checksums were kept) is restored with a one-line warning.
+
 Only good states are written: ``save(..., finite=False)`` refuses (the step that produced the state had
 a non-finite loss), so the latest checkpoint is always the last good one. All processes must call
 ``save``/``restore`` (Orbax coordinates the hosts).
@@ -23,6 +30,7 @@ policy is consulted), so a resumed run finds exactly the steps the loop chose.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -33,10 +41,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from microemo_jax.training.distributed import barrier
+from microemo_jax import checksums
+from microemo_jax.safe_paths import inside
+from microemo_jax.training.distributed import barrier, share_from_first
 from microemo_jax.training.orbax_reads import is_mismatch, read_quietly, short
 
 log = logging.getLogger(__name__)
+# Rewritten by Orbax after the stamp (the commit time goes into it), so not checksummed; the restored state does
+# not depend on it (a step whose _CHECKPOINT_METADATA is garbage restores the same arrays).
+_REWRITTEN = ('_CHECKPOINT_METADATA',)
 
 
 def _grain_args(kind: str, data_iter):
@@ -60,8 +73,14 @@ class Checkpointer:
         self.save_interval_steps = save_interval_steps
         # No save policy here: ``save`` decides and calls the manager with force=True, which skips Orbax's
         # policies (interval, preemption, "initial save") and its "not after the latest step" check.
+        # Async saves are stamped in Orbax's finalisation (primary host, after every host wrote its files, before
+        # the step folder is renamed into place); synchronous ones right after ``save`` returns.
+        self.async_save = async_save
+        self._pending: int | None = None
+        self._checks = 0
+        async_options = ocp.AsyncOptions(post_finalization_callback=self._stamp_pending) if async_save else None
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
-                                               create=True)
+                                               create=True, async_options=async_options)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=('state', 'data_iter'))
 
     @classmethod
@@ -93,7 +112,36 @@ class Checkpointer:
         items = dict(state=ocp.args.StandardSave(state))
         if data_iter is not None:
             items['data_iter'] = _grain_args('CheckpointSave', data_iter)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+        self.manager.wait_until_finished()  # the previous save is stamped before ``_pending`` moves on
+        self._pending = step
+        started = self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+        if started and not self.async_save and jax.process_index() == 0:
+            checksums.stamp(os.path.join(self.directory, str(step)), unchecked=_REWRITTEN)
+        return started
+
+    def _stamp_pending(self) -> None:
+        """Orbax's post-finalisation callback (primary host): stamp the step being committed, in its temporary
+        folder (``STEP.orbax-checkpoint-tmp*``) when it has one, else in place (object stores commit in place)."""
+        step = self._pending
+        try:
+            tmp = glob.glob(os.path.join(glob.escape(self.directory), f'{step}.orbax-checkpoint-tmp*'))
+            folder = tmp[0] if len(tmp) == 1 else os.path.join(self.directory, str(step))
+            checksums.stamp(folder, unchecked=_REWRITTEN)
+        except OSError as e:  # never fail the save itself: the step is then restored unverified, with a warning
+            log.warning("checkpoint %s: could not write checksums.json (%s)", step, e)
+
+    def integrity(self, step: int) -> str | None:
+        """None when checkpoint ``step``'s files match its checksums; 'unstamped' when it has none; else why not.
+
+        Process 0 reads the files; every process gets its verdict (collective)."""
+        verdict = None
+        if jax.process_index() == 0:
+            try:
+                verdict = None if checksums.verify(os.path.join(self.directory, str(step))) else 'unstamped'
+            except checksums.ChecksumError as e:
+                verdict = f"checksum mismatch: {e.file} {e.why}"
+        self._checks += 1
+        return share_from_first(f'microemo: checkpoint {step} integrity {self._checks}', verdict) or None
 
     def restore(self, step: int | None, abstract_state, data_iter=None):
         """The state saved at ``step`` (default: latest) on the shardings of ``abstract_state``.
@@ -120,6 +168,14 @@ class Checkpointer:
         """
         failed = []
         for step in sorted(self.all_steps(), reverse=True):
+            problem = self.integrity(step)
+            if problem == 'unstamped':
+                report(f"checkpoint at step {step} has no {checksums.MANIFEST} (written before checksums were kept): "
+                       f"restoring it without verifying its files")
+            elif problem is not None:
+                failed.append((step, problem))
+                report(f"checkpoint at step {step} could not be restored ({problem}); trying an older one")
+                continue
             state, error = read_quietly(self.restore, step, abstract_state, data_iter)
             error = _agree(error)
             if error is not None and is_mismatch(error):
@@ -146,11 +202,12 @@ class Checkpointer:
     def quarantine(self, step: int) -> str:
         """Move checkpoint ``step`` to ``WORKDIR/checkpoints-corrupt/STEP`` (kept, not deleted); returns where."""
         source = os.path.join(self.directory, str(step))
-        root = os.path.join(os.path.dirname(self.directory), 'checkpoints-corrupt')
-        target = os.path.join(root, str(step))
+        workdir = os.path.dirname(self.directory)
+        root = inside(workdir, 'checkpoints-corrupt')   # a link there leading out is refused (safe_paths)
+        target = inside(workdir, 'checkpoints-corrupt', str(step))
         n = 1
-        while os.path.exists(target):  # an earlier run moved this step aside already: keep both
-            target = os.path.join(root, f'{step}.{n}')
+        while os.path.lexists(target):  # an earlier run moved this step aside already: keep both
+            target = inside(workdir, 'checkpoints-corrupt', f'{step}.{n}')
             n += 1
         if jax.process_index() == 0:
             os.makedirs(root, exist_ok=True)
@@ -172,6 +229,16 @@ class Checkpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def saved_steps(workdir: str) -> list[int]:
+    """The finished checkpoint steps in ``workdir/checkpoints``, from the listing alone (no Orbax manager, no
+    collective): what a run can tell before its processes meet."""
+    try:
+        names = os.listdir(os.path.join(os.path.abspath(workdir), 'checkpoints'))
+    except OSError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
 
 
 def _agree(error: BaseException | None) -> BaseException | None:

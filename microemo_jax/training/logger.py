@@ -15,10 +15,19 @@ metrics at once and reports over the interval:
 * ``eta``: remaining steps at the current rate;
 * ``gate/NAME``: tanh of each global-local gate after the last step (``step.gate_values``), when the
   step reports them: whether the face branch is let in.
+* each key of ``averaged`` (stage 3: reward_mean, reward_std, each reward_<name>, kl, clip_fraction,
+  response_length, entropy, ...): its mean over the interval's steps where it is finite, as a top-level key of
+  the report (and a TensorBoard scalar), and on the progress line.
 
 ``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per
 validation (``step``, ``val_loss``, ...). Only process 0 writes files; every process prints nothing
 but process 0 either, to keep multi-host logs readable.
+
+A run resumed at step N (``resume_step=N``) first cuts ``metrics.jsonl`` back to the records of steps <= N
+(those after N were logged by the interrupted run after its last checkpoint and are about to be redone), so
+the file holds one curve, each step once; TensorBoard hides the events of steps > N the same way
+(tensorboardX's ``purge_step``: the new event file starts with a marker that makes TensorBoard drop the
+earlier files' events from step N + 1 on; the old files are not rewritten).
 """
 from __future__ import annotations
 
@@ -44,12 +53,40 @@ def _fmt_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def truncate_jsonl(path: str, step: int) -> None:
+    """Keep only the records of steps <= ``step`` in a metrics.jsonl (rewritten atomically; a torn last line,
+    from a process killed mid-write, goes too)."""
+    if not os.path.isfile(path):
+        return
+    kept, dropped = [], 0
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+                keep = isinstance(record, dict) and int(record.get('step', 0)) <= step and line.endswith('\n')
+            except (ValueError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+    if dropped:
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            f.writelines(kept)
+        os.replace(tmp, path)
+
+
 class MetricsLogger:
 
     def __init__(self, workdir: str, total_steps: int, *, log_every: int = 1,
                  model_flops_per_step: float | None = None, hardware_flops_per_step: float | None = None,
-                 peak_flops_per_device: float | None = None, num_devices: int | None = None, stream=None):
-        """FLOPs per step are global (all devices): ``flops.train_step_flops``; hardware defaults to model."""
+                 peak_flops_per_device: float | None = None, num_devices: int | None = None, stream=None,
+                 resume_step: int | None = None, averaged: tuple[str, ...] = ()):
+        """FLOPs per step are global (all devices): ``flops.train_step_flops``; hardware defaults to model.
+        ``resume_step``: the step the run restored (0: a fresh run; None: append, cut nothing), see the module
+        docstring. ``averaged``: keys reported as their interval mean (stage 3's rewards, KL, ...)."""
+        self.averaged = tuple(averaged)
         self.total_steps, self.log_every = total_steps, max(1, log_every)
         self.model_flops = model_flops_per_step
         self.hardware_flops = hardware_flops_per_step if hardware_flops_per_step is not None else model_flops_per_step
@@ -64,7 +101,11 @@ class MetricsLogger:
         self._jsonl = None
         if self.is_main:
             os.makedirs(workdir, exist_ok=True)
-            self._writer = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+            purge = None
+            if resume_step is not None:
+                truncate_jsonl(os.path.join(workdir, 'metrics.jsonl'), resume_step)
+                purge = resume_step + 1
+            self._writer = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=purge)
             self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
 
     def should_report(self, step: int) -> bool:
@@ -97,6 +138,9 @@ class MetricsLogger:
                       learning_rate=float(last.get('learning_rate', float('nan'))),
                       steps_per_s=steps_per_s, tokens_per_s=tokens / elapsed if steps_per_s > 0 else float('nan'),
                       nonfinite_steps=len(fetched) - len(finite))
+        for key in self.averaged:
+            values = [float(m[key]) for m in fetched if key in m and math.isfinite(float(m[key]))]
+            record[key] = sum(values) / len(values) if values else float('nan')
         gates = {k: float(v) for k, v in last.items() if k.startswith('gate/')}
         record.update(gates)
         step_time = 1.0 / steps_per_s if steps_per_s > 0 else 0.0
@@ -113,7 +157,8 @@ class MetricsLogger:
                      f"MFU {pct(mfu)}  HFU {pct(hfu)}  ETA {_fmt_duration(eta)}")
         else:  # only the first step so far: it started timing, so there is no rate to show yet
             speed = 'speed from the next report on (timing starts after the first step)'
-        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}  lr {record['learning_rate']:.3g}  {speed}"
+        extra = ''.join(f"  {k} {record[k]:.4g}" for k in self.averaged)
+        self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}{extra}  lr {record['learning_rate']:.3g}  {speed}"
                     + (f"  gates {' '.join(f'{v:.3f}' for v in gates.values())}" if gates else '')
                     + (f"  ({record['nonfinite_steps']} non-finite steps skipped)" if record['nonfinite_steps']
                        else ''))

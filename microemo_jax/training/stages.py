@@ -3,7 +3,9 @@
 Stage 1 (alignment): the LLM and the pretrained encoders (frame ViT, Whisper) are frozen; the
 Q-Formers, query tokens, micro-expression branch (and a separate face ViT), global-local attention,
 position/slot embeddings and projections train. Stage 2 (instruction tuning) adds the LoRA adapters.
-Frozen parameters are not differentiated and hold no optimizer state.
+Stage 3 (reinforcement, GRPO) trains what stage 2 trains; its reference model is the frozen starting copy
+of exactly those parameters, and the frozen towers are one copy that policy and reference share
+(``runs/grpo.py``). Frozen parameters are not differentiated and hold no optimizer state.
 
 ``train_llm`` (config ``model.train_llm``) also trains the LLM's base weights. The paper model never
 does (its LLM is pretrained); the ``demo`` config does, because its tiny LLM starts from random weights
@@ -14,6 +16,12 @@ from __future__ import annotations
 from flax import nnx
 
 FROZEN_TOWERS = (('frame_encoder', 'vit'), ('audio', 'encoder'), ('llm',))
+STAGES = (1, 2, 3)
+
+
+def uses_lora(stage: int) -> bool:
+    """Whether the model of ``stage`` carries LoRA adapters (stage 2 adds them; stage 3 keeps training them)."""
+    return stage >= 2
 
 
 def _in_frozen_tower(path) -> bool:
@@ -22,13 +30,13 @@ def _in_frozen_tower(path) -> bool:
 
 
 def trainable_filter(stage: int, *, train_llm: bool = False):
-    """An nnx filter selecting the trainable parameters of ``stage`` (1 or 2)."""
-    if stage not in (1, 2):
-        raise ValueError(f"stage must be 1 or 2, got {stage!r}")
+    """An nnx filter selecting the trainable parameters of ``stage`` (1, 2, or 3: the same as 2)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
 
     def is_trainable(path, value) -> bool:
         if isinstance(value, nnx.LoRAParam):
-            return stage == 2
+            return uses_lora(stage)
         if train_llm and str(path[0]) == 'llm':
             return isinstance(value, nnx.Param)
         return isinstance(value, nnx.Param) and not _in_frozen_tower(path)

@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
 from microemo_jax.training.optimizer import make_optimizer
-from microemo_jax.training.stages import trainable_filter
+from microemo_jax.training.stages import trainable_filter, uses_lora
 
 
 @struct.dataclass
@@ -60,7 +60,7 @@ def _stage(cfg, stage):
 
 
 def _build(cfg, stage: int, key) -> MicroEmo:
-    return MicroEmo(cfg.model, use_lora=stage == 2, rngs=nnx.Rngs(params=key))
+    return MicroEmo(cfg.model, use_lora=uses_lora(stage), rngs=nnx.Rngs(params=key))
 
 
 def _init_fn(cfg, stage: int):

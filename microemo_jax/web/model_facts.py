@@ -6,12 +6,15 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 
 from microemo_jax.data import pipeline
+from microemo_jax.data.tokenizer_identity import TokenizerMismatch, check_same
 from microemo_jax.inference.scoring import plan_videos
 from microemo_jax.inference.videos import raw_video, subtitles_beside
 from microemo_jax.metrics.per_sample import read_per_sample
-from microemo_jax.web.upload import Limits, ServeError
+from microemo_jax.table_keys import load_json
+from microemo_jax.web.upload import Limits, ServeError, public_name
 
 SCORE_KEYS = (('accuracy_s', 'Accuracy_s'), ('recall_s', 'Recall_s'), ('avg', 'avg'),
               ('ew_level1_f', 'wheel F (level 1)'), ('ew_level2_f', 'wheel F (level 2)'), ('ew_mean', 'wheel F (mean)'))
@@ -57,13 +60,28 @@ def load_summary(path: str | None) -> dict | None:
     if not path:
         return None
     try:
-        with open(path) as f:
-            summary = json.load(f)
+        summary = load_json(path)  # a key given twice is refused
     except (OSError, ValueError) as e:
         raise ServeError(f"--scores {path}: cannot read evaluate's summary ({e})") from e
     if not isinstance(summary, dict) or not isinstance(summary.get('scores'), dict):
         raise ServeError(f"--scores {path}: not a summary.json written by `python -m microemo_jax.evaluate`")
     summary['path'] = os.path.abspath(path)
+    return summary
+
+
+def same_tokenizers(summary: dict | None, tokenizers: dict | None, *, explicit: bool) -> dict | None:
+    """``summary`` unless it was scored with other tokenizers than the folder's (``evaluate`` records them): such
+    scores belong to other weights. Refused when given with --scores, else left out with a warning."""
+    if summary is None:
+        return None
+    try:
+        check_same(tokenizers, summary.get('tokenizers'), 'the parameter folder', f"the scores in {summary['path']}",
+                   hint='evaluate this folder again')
+    except TokenizerMismatch as e:
+        if explicit:
+            raise ServeError(f"--scores: {e}") from None
+        print(f"warning: not showing {summary['path']}: {e}", file=sys.stderr, flush=True)
+        return None
     return summary
 
 
@@ -93,11 +111,12 @@ def held_out_clips(info: dict, summary: dict | None, limit: int = 50) -> list[He
 
 def model_markdown(params_path: str, cfg, info: dict, summary: dict | None, generation: dict,
                    limits: Limits) -> str:
-    """The model panel: the folder, the architecture in a line, what it trained on, its validation scores."""
+    """The model panel: the folder, the architecture in a line, what it trained on, its validation scores.
+    Folders and files by name only: the page never shows a server path."""
     m = cfg.model
     stage = {1: 'stage 1 (alignment, LLM frozen)', 2: 'stage 2 (instruction tuning with LoRA)'}.get(
         cfg.get('stage'), f"stage {cfg.get('stage')}")
-    lines = [f"**Parameter folder** `{params_path}`  ",
+    lines = [f"**Parameter folder** `{public_name(params_path)}`  ",
              f"**Variant** {cfg.get('variant') or 'custom'}, {stage}"
              + (f", {info['steps']} steps" if info.get('steps') else ''),
              '',
@@ -108,8 +127,8 @@ def model_markdown(params_path: str, cfg, info: dict, summary: dict | None, gene
     if info:
         splits = info.get('splits') or {}
         split_text = ', '.join(f"{k}: {v} records" for k, v in sorted(splits.items())) or 'unknown'
-        lines += [f"**Trained on** {info.get('source') or '?'} corpus `{info.get('raw') or '?'}`, prepared in "
-                  f"`{info.get('data_dir') or '?'}` ({split_text}; the splits share no video)", '']
+        lines += [f"**Trained on** {info.get('source') or '?'} corpus `{public_name(info.get('raw'))}`, prepared "
+                  f"in `{public_name(info.get('data_dir'))}` ({split_text}; the splits share no video)", '']
     else:
         lines += ['**Trained on** not recorded (no training.json in the parameter folder)', '']
     if summary:
@@ -123,10 +142,10 @@ def model_markdown(params_path: str, cfg, info: dict, summary: dict | None, gene
                   '|---|' + '---:|' * len(keys)]
         for label, scores in rows:
             lines.append(f'| {label} | ' + ' | '.join(f"{scores[k]:.3f}" for k, _ in keys) + ' |')
-        lines += ['', f"from `{summary['path']}`"]
+        lines += ['', f"from evaluate's `{public_name(summary['path'])}`"]
     else:
         lines += ['**Scores** no evaluation found for this folder: run `python -m microemo_jax.evaluate --params '
-                  f'{params_path} --data PREPARED --out DIR` and serve with `--scores DIR/summary.json`.']
+                  'PARAMS --data PREPARED --out DIR` and serve with `--scores DIR/summary.json`.']
     lines += ['', f"**Generation** {', '.join(f'{k}={v}' for k, v in generation.items())}  ",
               f"**Limits** uploads up to {limits.max_upload_mb:g} MB and {limits.max_seconds:g} s"
               + ('; a face must be found' if limits.require_faces else '')]

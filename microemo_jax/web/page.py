@@ -8,10 +8,12 @@ import traceback
 
 from microemo_jax.web.model_facts import HeldOut
 from microemo_jax.web.service import KEEP_OUTPUTS_S, Service
-from microemo_jax.web.upload import ServeError
+from microemo_jax.web.upload import ServeError, public_result, public_text
 
 DEFAULT_PORT = 7860
 ERROR_TOAST_S = 30  # how long a per-user error stays on the page
+INTERNAL_ERROR = ('The model failed on this clip (an internal error; the server log has the details). The server '
+                  'is still running; try another clip.')
 
 CSS = """
 #labels .chip { display: inline-block; margin: 2px 6px 2px 0; padding: 3px 12px; border-radius: 999px;
@@ -56,24 +58,28 @@ def build_app(service: Service):
             return gr.update(), gr.update()
         return clip.video, clip.subtitles
 
-    def explain_json(video, subtitles=None, progress=gr.Progress()):
-        """Explain one clip: the JSON `python -m microemo_jax.predict --out` writes (explanation, labels,
-        utterances, timestamps, faces_found, ...)."""
+    def explain(video, subtitles, progress):
+        """The result with server paths (for the page's own picture); a user sees only messages, never
+        internals: an upload's problem in its own words, anything else as INTERNAL_ERROR (details in the log)."""
         try:
             return service.explain(video, subtitles, progress=lambda f, text: progress(f, desc=text))
         except ServeError as e:
             print(f'refused: {e}', file=sys.stderr, flush=True)
-            raise gr.Error(str(e), duration=ERROR_TOAST_S, print_exception=False) from None
-        except Exception as e:  # noqa: BLE001  one request fails, the server keeps serving
+            raise gr.Error(public_text(e), duration=ERROR_TOAST_S, print_exception=False) from None
+        except Exception:  # noqa: BLE001  one request fails, the server keeps serving
             traceback.print_exc()
-            raise gr.Error(f'The model failed on this clip ({type(e).__name__}: {e}). The server is still '
-                           f'running; try another clip.', duration=ERROR_TOAST_S, print_exception=False) from None
+            raise gr.Error(INTERNAL_ERROR, duration=ERROR_TOAST_S, print_exception=False) from None
+
+    def explain_json(video, subtitles=None, progress=gr.Progress()):
+        """Explain one clip: the JSON `python -m microemo_jax.predict --out` writes (explanation, labels,
+        utterances, timestamps, faces_found, ...), its files named without their server paths."""
+        return public_result(explain(video, subtitles, progress))
 
     def explain_page(video, subtitles=None, progress=gr.Progress()):
-        result = explain_json(video, subtitles, progress)
+        result = explain(video, subtitles, progress)
         rows = [[u['start'], u['end'], u['text']] for u in result['utterances']]
         return (result['explanation'], labels_html(result['labels']), result['timeline'], rows,
-                details_markdown(result, service.held_out.get(result['name'])), result)
+                details_markdown(result, service.held_out.get(result['name'])), public_result(result))
 
     with gr.Blocks(title='MicroEmo: explain the emotions in a video', analytics_enabled=False,
                    delete_cache=(KEEP_OUTPUTS_S, KEEP_OUTPUTS_S)) as app:
@@ -129,6 +135,6 @@ def launch(service: Service, *, host: str = '127.0.0.1', port: int | None = DEFA
     allowed = [p for c in service.held_out.values() for p in (c.video, c.subtitles) if p]
     app.launch(server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, mcp_server=False,
                max_file_size=f'{service.limits.max_upload_mb:g}mb' if service.limits.max_upload_mb else None,
-               allowed_paths=allowed, prevent_thread_lock=not block, quiet=quiet, show_error=True,
+               allowed_paths=allowed, prevent_thread_lock=not block, quiet=quiet, show_error=False,
                theme=gr.themes.Default(), css=CSS, enable_monitoring=False)
     return app

@@ -25,6 +25,7 @@ class Service:
         folder = predictor.folder
         self.info = folder.info
         self.summary = model_facts.load_summary(model_facts.find_scores(folder.path, scores))
+        self.summary = model_facts.same_tokenizers(self.summary, folder.tokenizers, explicit=bool(scores))
         self.held_out = {c.name: c for c in model_facts.held_out_clips(self.info, self.summary)}
         self.require_faces = limits.require_faces or bool(folder.cfg.data.get('require_faces'))
         self.workdir = workdir or tempfile.mkdtemp(prefix='microemo-serve-')

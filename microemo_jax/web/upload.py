@@ -71,10 +71,39 @@ def _path(value) -> str | None:
     return getattr(value, 'path', None) or getattr(value, 'name', None) or os.fspath(value)
 
 
+# An absolute path (POSIX, ~/, or a drive), not one inside a URL or a relative path; and an object's repr.
+_ABS_PATH = re.compile(r"(?<![\w.:/\\~])(?:~|[A-Za-z]:)?(?:[/\\][^\s'\"`,;:()\[\]{}<>|/\\]*)+")
+_OBJECT_REPR = re.compile(r"<[^<>\n]*? at 0x[0-9a-fA-F]+>")
+PUBLIC_TEXT_CHARS = 500
+
+
+def public_text(message) -> str:
+    """What a web user may read of a message: its text without a traceback, without server paths (a file's
+    name instead), without an object's repr, on one line and not too long."""
+    text = str(message).split('Traceback (most recent call last)', 1)[0]
+    text = _OBJECT_REPR.sub('<object>', text)
+    text = _ABS_PATH.sub(lambda m: re.split(r'[/\\]', m.group(0).rstrip('/\\'))[-1] or 'a folder', text)
+    text = ' '.join(text.split())
+    return text if len(text) <= PUBLIC_TEXT_CHARS else text[:PUBLIC_TEXT_CHARS - 3] + '...'
+
+
+def public_name(path) -> str:
+    """A file or folder as the page names it: its name, never the server path to it."""
+    return os.path.basename(os.path.normpath(str(path))) if path else '?'
+
+
+PATH_KEYS = ('video', 'timeline', 'params', 'subtitles')   # what predict's JSON holds as server paths
+
+
+def public_result(result: dict) -> dict:
+    """predict's JSON as the page and the /explain API show it: its files by name, not by server path."""
+    return {k: public_name(v) if k in PATH_KEYS and isinstance(v, str) else v for k, v in result.items()}
+
+
 def readable(message: str, video: str | None, subtitles: str | None) -> str:
     """predict's messages name server paths and CLI flags; the web user knows the uploaded file names."""
     for path in (video, subtitles):
         if path:
             message = message.replace('file:' + path, path).replace(path, os.path.basename(path))
     message = re.sub(r'\[Errno -?\d+\] ', '', message)  # FFmpeg's error numbers mean nothing to a web user
-    return message.replace('--subtitles ', 'subtitles ').replace('--video ', '')
+    return public_text(message.replace('--subtitles ', 'subtitles ').replace('--video ', ''))

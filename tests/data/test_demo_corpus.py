@@ -77,8 +77,8 @@ def test_layout_files_decode_and_match_the_truth(corpus_dir, truth):
     names = [c['name'] for c in truth['clips']]
     assert names == [f'demo_{i:05d}' for i in range(NUM)]
     assert truth['seed'] == 0 and truth['num'] == NUM and truth['version'] == demo_corpus.GENERATOR_VERSION
-    assert sorted(os.listdir(corpus_dir)) == sorted(['labels.csv', 'corpus.json'] + [n + e for n in names
-                                                                                       for e in ('.mp4', '.srt')])
+    assert sorted(os.listdir(corpus_dir)) == sorted(['labels.csv', 'corpus.json', 'groups.csv']
+                                                    + [n + e for n in names for e in ('.mp4', '.srt')])
     for clip in truth['clips']:
         info, frames, audio = _decode(os.path.join(corpus_dir, clip['name'] + '.mp4'))
         assert info == dict(vcodec='h264', acodec='aac', fps=25, width=SIZE, height=SIZE, pix_fmt='yuv420p',
@@ -183,7 +183,21 @@ def test_output_folder_rules(tmp_path):
     out = tmp_path / 'regen'
     demo_corpus.write_corpus(str(out), 2, seed=4, size=64, progress=False, speech='synthetic')
     demo_corpus.write_corpus(str(out), 1, seed=4, size=64, progress=False, speech='synthetic')
-    assert sorted(os.listdir(out)) == ['corpus.json', 'demo_00000.mp4', 'demo_00000.srt', 'labels.csv']
+    assert sorted(os.listdir(out)) == ['corpus.json', 'demo_00000.mp4', 'demo_00000.srt', 'groups.csv', 'labels.csv']
+
+
+def test_groups_file_names_each_clip_its_scenario_and_whether_a_micro_expression_decides_it(corpus_dir, truth,
+                                                                                            tmp_path):
+    with open(os.path.join(corpus_dir, 'groups.csv'), encoding='utf-8', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [(r['name'], r['group'], r['micro']) for r in rows] == [
+        (c['name'], c['scenario'], 'other' if c['micro'] is None else 'micro') for c in truth['clips']]
+    assert {r['micro'] for r in rows} == {'micro', 'other'}
+    # an older corpus without the file: write_groups makes the same one, where it is told to
+    again = demo_corpus.write_groups(corpus_dir, str(tmp_path / 'g.csv'))
+    assert open(again, encoding='utf-8').read() == open(os.path.join(corpus_dir, 'groups.csv'), encoding='utf-8').read()
+    with pytest.raises(FileNotFoundError, match='no corpus.json'):
+        demo_corpus.write_groups(str(tmp_path))
 
 
 def test_scenario_mixture_gives_each_branch_its_own_clips():

@@ -13,9 +13,8 @@ from microemo_jax.batch import batch_spec
 from microemo_jax.config import load_config
 from microemo_jax.data import pipeline
 from microemo_jax.data.augment import ClipAugment
-from microemo_jax.data.records import record
 from microemo_jax.data.shapes import DataShapes
-from tests.support.records import make_record
+from tests.support.records import TOKENIZER, make_record
 
 CFG = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0'])
 SHAPES = DataShapes.from_config(CFG)
@@ -239,6 +238,11 @@ def test_errors_name_the_clip_or_the_setting(source):
     llm_ids = dict(source[0], name='llm ids', timestamp_tokenizer='llm')   # ids of the other tokenizer
     msg = _first_error([llm_ids] + source[:3])
     assert 'llm ids' in msg and "timestamp_tokenizer='bert'" in msg and "'llm' tokenizer" in msg
+    other_tokenizer = dict(source[0], name='other tokens', tokenizer='sha256:ffffffffffffffff')
+    msg = _first_error(source[:2] + [other_tokenizer], tokenizer=TOKENIZER)  # a run whose tokenizer is TOKENIZER
+    assert 'other tokens' in msg and 'tokenizer sha256:ffffffffffffffff' in msg and TOKENIZER in msg
+    assert len(_take(pipeline.make_iterator(source, CFG, train=False, process_index=0, process_count=1,
+                                            tokenizer=TOKENIZER), 2)) == 2
     msg = _first_error(source, process_count=3)
     assert 'data.batch_size=4' in msg and '3 processes' in msg
     bad = dict(source[0], name='broken jpeg', frames_jpeg=np.zeros_like(source[0]['frames_jpeg']))
@@ -248,16 +252,19 @@ def test_errors_name_the_clip_or_the_setting(source):
 
 # ----------------------------------------------------------------------------------------------- TFDS
 def _write_tfds(out_dir, splits):
+    """A TFDS folder with our spec (``dataset_spec``: a folder with another one is refused), written by TFDS itself."""
     import tensorflow_datasets as tfds
-    features = {k: tfds.features.Tensor(shape=(None,) * rank, dtype=dtype, encoding='bytes' if rank > 1 else 'none')
-                for k, (dtype, rank) in record.FIELDS.items()}
-    features.update({k: tfds.features.Text() for k in record.TEXT_FIELDS})
 
-    class Clips(tfds.core.GeneratorBasedBuilder):
-        VERSION = tfds.core.Version('1.0.0')
+    from microemo_jax.data.records import dataset_spec
+    first = next(iter(splits.values()))[0]
+    features = dataset_spec.features(first['face_mask'].shape[1], first['timestamp_ids'].shape[1],
+                                     first['audio_mel'].shape[1])
+
+    class MicroemoClips(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version(dataset_spec.VERSION)
 
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features))
+            return tfds.core.DatasetInfo(builder=self, features=features)
 
         def _split_generators(self, dl_manager):
             return {name: self._generate_examples(recs) for name, recs in splits.items()}
@@ -266,7 +273,7 @@ def _write_tfds(out_dir, splits):
             for r in recs:
                 yield r['name'], r
 
-    builder = Clips(data_dir=str(out_dir), file_format='array_record')
+    builder = MicroemoClips(data_dir=str(out_dir), file_format='array_record')
     builder.download_and_prepare()
     return builder.data_dir
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from microemo_jax.data import prompt
+from microemo_jax.data.demo_tokenizers import train_demo_tokenizers
 from microemo_jax.data.prompt import PromptTooLong, build_prompt
-from microemo_jax.data.tokenizers import load_tokenizer, train_demo_tokenizers
+from microemo_jax.data.tokenizers import load_tokenizer
 
 ANSWER = "She smiles, yet her brows knit briefly: a micro-expression of worry."
 UTTERANCES = [(0.0, 1.24, 'I am  fine,\nreally.'), (1.3, 1.9, '   '), (2.0, 3.55, 'Do not worry about me.')]

@@ -216,14 +216,13 @@ def test_folder_layout(tmp_path):
         ['b', '', 'He is calm.'],
         ['c', 'sad', ''],
         ['ghost', "['sad']", ''],                         # no video
-        ['d', "os.system('x')", ''],                      # bad openset -> skipped row, video still a clip
+        ['d', "os.system('x')", ''],                      # bad openset -> skipped row, and its video is not a clip
     ])
     clips, skips = read_source('folder', d)
     got = {c.name: (c.answer_kind, c.openset, c.reason) for c in clips}
     assert got == {
         'b': ('description', None, 'He is calm.'),
         'c': ('ov', ['sad'], None),
-        'd': (None, None, None),
         'e': (None, None, None),
         'happy talk': ('description', ['happy', 'excited'], 'She beams.'),
         'happy talk#ov': ('ov', ['happy', 'excited'], 'She beams.'),
@@ -237,6 +236,25 @@ def test_folder_layout(tmp_path):
     assert c['e'][0].video == f'{d}/e.MOV'
     code = codes(skips)
     assert code == {'ghost': 'video_missing', 'd': 'malformed_row', '.hidden': 'unsafe_name', 'b': 'duplicate_video'}
+    assert [s.reason.split(':')[0] for s in by_name(skips)['d']] == ['malformed_row', 'no_label']
+
+
+def test_a_refused_label_row_never_leaves_its_video_as_an_answerless_clip(tmp_path):
+    """A row that fails to parse is counted and skipped, and so is its video: without the fix the video trained
+    as a record with no answer (folder layout, or any layout with include_unlabeled), without a word."""
+    d = str(tmp_path)
+    for n in ('good', 'bad', 'empty', 'free'):
+        touch(f'{d}/video/{n}.mp4')
+    write_csv(f'{d}/check-openset.csv', ['name', 'openset'], [['good', "['sad']"], ['bad', "['sad'"]])
+    write_csv(f'{d}/gt-eng.csv', ['names', 'emotions', 'subtitles', 'reasons'],
+              [['good', 'sad', '', 'Tears.'], ['empty', 'sad', '', '']])
+    clips, skips = read_source('mer_ov', d, include_unlabeled=True)
+    assert sorted(c.name for c in clips) == ['empty', 'free', 'good']      # 'empty' has no mer_ov row: unlabeled
+    assert [s.reason.split(':')[0] for s in by_name(skips)['bad']] == ['malformed_row', 'no_label']
+    clips, skips = read_source('emer_v1', d, include_unlabeled=True)
+    assert sorted(c.name for c in clips) == ['bad', 'free', 'good']
+    assert [s.reason.split(':')[0] for s in by_name(skips)['empty']] == ['empty_label', 'no_label']
+    assert 'was refused' in by_name(skips)['empty'][1].reason
 
 
 def test_folder_without_labels_and_name_collisions(tmp_path):

@@ -109,3 +109,51 @@ def test_shards_are_read_without_pickle(tmp_path):
     with pytest.raises(ValueError, match='pickled objects: refused'):
         tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16)
     assert not os.path.exists(marker)
+
+
+PLANTED = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+
+
+@pytest.mark.parametrize('where', ['features.json', 'dataset_info.json'])
+def test_a_folder_never_chooses_the_code_that_reads_it(tmp_path, monkeypatch, capsys, where):
+    """A class name planted in features.json (or a feature spec in dataset_info.json) is refused by name, and the
+    module it names, importable from the working directory, never runs: the spec is built from our code."""
+    out, marker, planted = str(tmp_path / 'out'), tmp_path / 'RAN', tmp_path / 'cwd'
+    planted.mkdir()
+    module = 'planted_' + where.split('.')[0]                     # a fresh name per case: never cached
+    (planted / f'{module}.py').write_text(PLANTED.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(planted))
+    monkeypatch.chdir(planted)
+    write_shards(out, [make_record('a'), make_record('b', seed=1)])
+    folder = tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16, validation_fraction=0.0)
+    with open(os.path.join(folder, 'features.json')) as f:
+        spec = json.load(f)
+    spec['featuresDict']['features']['answer']['pythonClassName'] = f'{module}.Text'
+    if where == 'features.json':
+        with open(os.path.join(folder, 'features.json'), 'w') as f:
+            json.dump(spec, f)
+    else:
+        with open(os.path.join(folder, 'dataset_info.json')) as f:
+            info = json.load(f)
+        info['features'] = spec
+        with open(os.path.join(folder, 'dataset_info.json'), 'w') as f:
+            json.dump(info, f)
+    with pytest.raises(ValueError, match=f"{folder}.*(answer|features)"):
+        tfds_builder.open_dataset(out, 'train')
+    with pytest.raises(SystemExit, match='refused'):
+        describe_cli.main([out])
+    assert not marker.exists()
+
+
+def test_a_folder_whose_spec_differs_is_refused_by_name(tmp_path):
+    out = str(tmp_path)
+    write_shards(out, [make_record('a')])
+    folder = tfds_builder.build(out, num_crops=2, timestamp_tokens=5, num_mel_bins=16, validation_fraction=0.0)
+    path = os.path.join(folder, 'features.json')
+    with open(path) as f:
+        spec = json.load(f)
+    spec['featuresDict']['features']['input_ids']['tensor']['dtype'] = 'int64'
+    with open(path, 'w') as f:
+        json.dump(spec, f)
+    with pytest.raises(ValueError, match=r"features\.json.*input_ids.*int64.*int32"):
+        tfds_builder.splits(out)

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from microemo_jax.data import prompt
-from microemo_jax.data.tokenizers import load_tokenizer, train_demo_tokenizers
+from microemo_jax.data.demo_tokenizers import train_demo_tokenizers
+from microemo_jax.data.tokenizers import load_tokenizer
 
 TEXTS = [
     "The person smiles while saying goodbye, but the voice trembles.",

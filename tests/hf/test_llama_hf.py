@@ -69,8 +69,8 @@ def test_config_spellings():
               if k not in ('rope_parameters', 'num_key_value_heads', 'head_dim')}
     legacy['rope_scaling'] = None
     assert llama_config_from_hf(legacy) == tied
-    with pytest.raises(CheckpointError, match="rope_type 'yarn' is not supported"):
-        llama_config_from_hf({**old, 'rope_scaling': {'rope_type': 'yarn', 'factor': 4.0}})
+    with pytest.raises(CheckpointError, match="rope_type 'longrope' is not supported"):
+        llama_config_from_hf({**old, 'rope_scaling': {'rope_type': 'longrope', 'factor': 4.0}})
     with pytest.raises(CheckpointError, match="lacks 'hidden_size'"):
         llama_config_from_hf({k: v for k, v in old.items() if k != 'hidden_size'})
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from microemo_jax.metrics import protocol
-from microemo_jax.metrics.extractors import LLM_PENDING, make_extractor
+from microemo_jax.metrics import extractors, protocol
+from microemo_jax.metrics.extractors import LLM_UNREGISTERED, make_extractor
 from microemo_jax.metrics.labels import split_list_string
 from microemo_jax.metrics.lexicon import LEXICON
 from microemo_jax.metrics.valence import polarity, sentiment_of
@@ -69,7 +69,7 @@ def test_sentiment_of(labels, sentiment):
     assert sentiment_of(labels) == sentiment
 
 
-def test_extractors(tmp_path):
+def test_extractors(tmp_path, monkeypatch):
     lexicon = make_extractor()
     assert lexicon.name == 'lexicon' and lexicon.labels('a', 'She stays calm despite being furious inside.') == \
         ['furious']
@@ -84,8 +84,18 @@ def test_extractors(tmp_path):
     assert cache.sentiment_name == 'cache' and cache.sentiment('a') == 'mixed' and cache.sentiment('b') is None
     with pytest.raises(ValueError, match='needs the official'):
         make_extractor('cache')
+    monkeypatch.setattr(extractors, '_FACTORIES', {})      # metrics alone (no JAX): llm: is offered from above
     with pytest.raises(ValueError) as e:
         make_extractor('llm:/models/qwen2.5-7b-instruct')
-    assert str(e.value) == LLM_PENDING and '#21' in LLM_PENDING
+    assert str(e.value) == LLM_UNREGISTERED
+    with pytest.raises(ValueError, match='needs the checkpoint folder'):
+        make_extractor('llm:')
+    made = []
+    extractors.register_extractor('llm', lambda path, **options: made.append((path, options)) or 'built')
+    assert make_extractor('llm:/ckpt/Qwen2.5-7B-Instruct', batch_size=4) == 'built'
+    assert made == [('/ckpt/Qwen2.5-7B-Instruct', {'batch_size': 4})]
+    texts = ['He is furious.', 'She is happy but hides it.']
+    one_by_one = [(lexicon.labels(n, t), lexicon.sentiment(n, lexicon.labels(n, t))) for n, t in zip('ab', texts)]
+    assert [(e.labels, e.sentiment) for e in lexicon.extract_batch(['a', 'b'], texts)] == one_by_one
     with pytest.raises(ValueError, match='unknown extractor'):
         make_extractor('gpt')

@@ -1,4 +1,5 @@
-"""LLaMA decoder on tiny random weights: shapes, axes, LoRA, KV-cache decoding, padding, input checks."""
+"""LLaMA decoder (and its Qwen2/Qwen3 switches) on tiny random weights: shapes, axes, sharding, LoRA, KV-cache
+decoding, the chunked loss, padding, input checks."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from configs.emer import get_config
 from microemo_jax.models.layers import attention, cache_attention
 from microemo_jax.models.llama import Llama, LlamaConfig
-from microemo_jax.models.lora import LoRAAdapter, LoRAConfig
+from microemo_jax.models.lora import LoRAAdapter, LoRAConfig, merge_lora
+from microemo_jax.sharding import make_mesh, state_shardings
+from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 
 CFG = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4, num_kv_heads=2,
                   head_dim=8, rms_norm_eps=1e-5, rope_theta=10000.0,
@@ -20,6 +24,12 @@ CFG = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_layer
                   max_position_embeddings=128, tie_word_embeddings=False)
 TIED = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4, num_kv_heads=4,
                    head_dim=8, tie_word_embeddings=True, attention_bias=True, mlp_bias=True)
+# Qwen2: q/k/v biases (not o), tied head, rope theta 1e6. Qwen3: q/k norms, head_dim 16 != 32 / 4, YaRN RoPE.
+QWEN2 = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4, num_kv_heads=2,
+                    head_dim=8, rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True)
+QWEN3 = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4, num_kv_heads=1,
+                    head_dim=16, rope_theta=1e6, qk_norm=True, max_position_embeddings=64,
+                    rope_scaling={'rope_type': 'yarn', 'factor': 4.0, 'original_max_position_embeddings': 16})
 ALL_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')
 
 
@@ -50,7 +60,7 @@ def forward(model, x, mask=None):
     return model(x, attention_mask=mask)
 
 
-@pytest.mark.parametrize('cfg', [CFG, TIED], ids=['untied', 'tied'])
+@pytest.mark.parametrize('cfg', [CFG, TIED, QWEN2, QWEN3], ids=['untied', 'tied', 'qwen2', 'qwen3'])
 def test_shapes_axes_and_embeds_path(cfg):
     model = make(cfg)
     x = ids(2, 7)
@@ -92,9 +102,9 @@ def test_lora_at_init_is_identity_and_trained_lora_is_not():
     assert np.abs(dropped - trained).max() > 1e-4  # adapter dropout acts only when given a key
 
 
-@pytest.mark.parametrize('scan', [False, True])
-def test_kv_cache_greedy_decode_matches_full_forward(scan):
-    model = make(scan=scan)
+@pytest.mark.parametrize('cfg,scan', [(CFG, False), (CFG, True), (QWEN3, True)], ids=['llama', 'scan', 'qwen3-scan'])
+def test_kv_cache_greedy_decode_matches_full_forward(cfg, scan):
+    model = make(cfg, scan=scan)
     graphdef, state = nnx.split(model)
 
     @jax.jit
@@ -113,6 +123,7 @@ def test_kv_cache_greedy_decode_matches_full_forward(scan):
         logits, cache = step(state, nxt, jnp.ones((2, 1), jnp.int32), cache)
         step_logits.append(logits)
     assert int(cache.length) == prompt_len + new_tokens
+    assert cache.k.shape == (cfg.num_layers, 2, cfg.num_kv_heads, prompt_len + new_tokens + 5, cfg.head_dim)
     full_mask = jnp.concatenate([prompt_mask, jnp.ones((2, new_tokens), jnp.int32)], axis=1)
     full = forward(model, jnp.concatenate(tokens, axis=1), full_mask)
     incremental = jnp.concatenate(step_logits, axis=1)
@@ -201,3 +212,65 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match='multiple of num_kv_heads'):
         LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_layers=1, num_heads=4, num_kv_heads=3,
                     head_dim=2)
+
+
+def test_qwen_switches_build_their_parameters_and_shard_by_the_rules_table():
+    """Biases on q/k/v only (Qwen2), q/k norms of head_dim (Qwen3), stacked on 'layers' when scanned; the
+    config's one rules table places every parameter on a 2x2 (fsdp, tensor) mesh."""
+    q2, q3 = make(QWEN2), make(QWEN3, scan=True)
+    attn2 = q2.layers.blocks[0].self_attn
+    assert all(getattr(attn2, p).bias is not None for p in ('q_proj', 'k_proj', 'v_proj'))
+    assert attn2.o_proj.bias is None and attn2.q_norm is None and q2.lm_head is None
+    attn3 = q3.layers.blocks.self_attn
+    assert attn3.q_proj.bias is None and attn3.q_norm.scale.get_value().shape == (2, 16)
+    assert attn3.k_norm.scale.get_metadata()['axes'] == ('layers', 'norm')
+    rules = get_config('tiny').sharding_rules
+    mesh = make_mesh({'data': 1, 'fsdp': 2, 'tensor': 2})
+    for model in (q2, q3):
+        shardings = state_shardings(nnx.state(model, nnx.Param), mesh, rules)
+        assert len(jax.tree.leaves(shardings)) == len(jax.tree.leaves(nnx.state(model, nnx.Param)))
+    specs = state_shardings(nnx.state(q3, nnx.Param), mesh, rules)
+    assert tuple(specs['layers']['blocks']['self_attn']['q_proj']['kernel'].spec) == (None, 'fsdp', 'tensor')
+
+
+def test_lora_on_every_projection_merges_into_a_qwen_model():
+    """LoRA on all seven projections of a Qwen3 (q/k norm after the adapted q/k) and a Qwen2 (biased q/k/v):
+    merging the adapters into the kernels computes what the adapted model computes."""
+    for cfg in (QWEN2, QWEN3):
+        build = lambda c=cfg: Llama(c, lora=LoRAConfig(rank=4, alpha=8, dropout=0.0),  # noqa: E731
+                                    lora_targets=ALL_TARGETS, rngs=nnx.Rngs(0))
+        model = randomise(nnx.eval_shape(build), seed=1)
+        randomise(model, seed=2, std=0.1, kind=nnx.LoRAParam)
+        x = ids(2, 6)
+        adapted = np.asarray(forward(model, x))
+        assert np.abs(adapted - np.asarray(forward(make(cfg, seed=1), x))).max() > 1e-3
+        merged = np.asarray(forward(merge_lora(model), x))
+        np.testing.assert_allclose(merged, adapted, atol=1e-5 * np.abs(adapted).max(), rtol=0)
+
+
+def test_chunked_loss_with_a_tied_qwen_head_matches_the_plain_loss():
+    model = make(QWEN2)
+    x, mask = ids(2, 9), jnp.ones((2, 9), jnp.int32).at[:, :3].set(0)
+
+    @nnx.jit
+    def both(model, x, mask):
+        plain = next_token_loss(model(x), x, mask)
+        chunked = chunked_next_token_loss(model(x, hidden_only=True), model.head_kernel(), x, mask, chunk=5)
+        return plain, chunked
+    (plain, n), (chunked, m) = both(model, x, mask)
+    assert float(n) == float(m) == 12
+    np.testing.assert_allclose(float(chunked), float(plain), rtol=1e-5)
+
+
+def test_a_sliding_window_limits_the_positions_a_call_may_use():
+    cfg = dataclasses.replace(QWEN2, sliding_window=8, sliding_layers=(1,))
+    model = make(cfg)
+    assert forward(model, ids(1, 8)).shape == (1, 8, 96)
+    with pytest.raises(ValueError, match=r'sliding_window 8 on layers \[1\].*limited to 8 positions'):
+        model(ids(1, 9))
+    with pytest.raises(ValueError, match='sliding_window 8'):
+        model(ids(1, 2), cache=model.init_cache(1, 9))
+    with pytest.raises(ValueError, match='go together'):
+        dataclasses.replace(QWEN2, sliding_window=8)
+    with pytest.raises(ValueError, match="rope_type 'ntk' is not supported"):
+        dataclasses.replace(QWEN2, rope_scaling={'rope_type': 'ntk', 'factor': 2.0})

@@ -27,8 +27,8 @@ def write_small_corpus(raw) -> None:
 
 def fixed_tokenizers(cfg, folder) -> dict:
     """Demo tokenizers trained on two fixed sentences (not on the corpus), as keyword arguments of ``prepare``."""
-    from microemo_jax.data import tokenizers as tokenizers_lib
-    llm, qf = tokenizers_lib.train_demo_tokenizers(
+    from microemo_jax.data.demo_tokenizers import train_demo_tokenizers
+    llm, qf = train_demo_tokenizers(
         ['She smiles at the camera. happy She frowns.', 'This frame is sampled at 0.1 second.'],
         str(folder), llm_vocab_size=cfg.model.llm.vocab_size, qformer_vocab_size=cfg.model.image_qformer.vocab_size)
     return dict(tokenizer=llm, qformer_tokenizer=qf)

@@ -27,6 +27,9 @@ def smooth_image(rng, size: int, t: float = 0) -> np.ndarray:
     return (img * 255).astype(np.uint8)
 
 
+TOKENIZER = 'sha256:0123456789abcdef'   # the tokenizer identity the records say made them
+
+
 def make_record(name: str, *, shapes=None, num_frames=3, num_crops=2, faces_per_frame=None, image_size=32,
                 face_size=None, mel_frames=10, num_mel_bins=16, utterances=1, timestamp_tokens=5, seq_len=40,
                 answer_tokens=5, num_modality=None, seed=0, same_image=False, with_images=False):
@@ -68,7 +71,7 @@ def make_record(name: str, *, shapes=None, num_frames=3, num_crops=2, faces_per_
     loss_mask = np.zeros(seq_len, bool)
     loss_mask[seq_len - answer_tokens:] = True
     rec = dict(
-        name=name, source='folder', utterance_source='subtitles', timestamp_tokenizer='bert',
+        name=name, source='folder', utterance_source='subtitles', timestamp_tokenizer='bert', tokenizer=TOKENIZER,
         subtitle='I am fine.', answer='The character is calm.', openset='["calm"]',
         timestamps=np.arange(num_frames, dtype=np.float32) * 0.5,
         frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,

@@ -122,3 +122,46 @@ def test_a_damaged_latest_checkpoint_is_skipped_said_and_moved_aside(setup, tmp_
         with pytest.raises(CheckpointUnreadable, match=r'(?s)nothing was moved.*step 2: .*step 1: '):
             ckpt.restore_latest(setup.abstract.state, report=lines.append)
         assert ckpt.all_steps() == [1, 2]
+
+
+def _flip_bits(folder, offset_fraction=0.5):
+    """Flip one bit in the middle of the largest file under ``folder``: a damaged disk or copy that keeps the size."""
+    files = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
+    victim = max(files, key=os.path.getsize)
+    with open(victim, 'r+b') as f:
+        f.seek(int(os.path.getsize(victim) * offset_fraction))
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0x10]))
+    return victim
+
+
+@pytest.mark.parametrize('async_save', [False, True])
+def test_a_bit_flipped_latest_checkpoint_is_caught_by_its_checksums_and_skipped(setup, tmp_path, async_save):
+    """Orbax reads a flipped bit without complaint; the checksums written at save catch it at restore."""
+    later = setup.state.replace(step=setup.state.step + 7)
+    with Checkpointer(str(tmp_path), max_to_keep=3, async_save=async_save) as ckpt:
+        ckpt.save(1, setup.state)
+        ckpt.save(2, later)
+    for step in ('1', '2'):                                                # stamped when written, async or not
+        assert os.path.isfile(tmp_path / 'checkpoints' / step / 'checksums.json')
+    victim = _flip_bits(tmp_path / 'checkpoints' / '2')
+    lines = []
+    with Checkpointer(str(tmp_path), max_to_keep=3, async_save=False) as ckpt:
+        state, step, skipped = ckpt.restore_latest(setup.abstract.state, report=lines.append)
+    assert step == 1, lines
+    _assert_same(state, setup.state)
+    [(bad, why, moved)] = skipped
+    assert bad == 2 and 'checksum' in why and os.path.basename(victim) in why
+    assert os.path.isdir(moved)
+
+
+def test_a_checkpoint_without_checksums_restores_with_a_warning(setup, tmp_path):
+    with Checkpointer(str(tmp_path), max_to_keep=3, async_save=False) as ckpt:
+        ckpt.save(1, setup.state)
+    os.remove(tmp_path / 'checkpoints' / '1' / 'checksums.json')           # as written before checksums were kept
+    lines = []
+    with Checkpointer(str(tmp_path), max_to_keep=3, async_save=False) as ckpt:
+        _, step, skipped = ckpt.restore_latest(setup.abstract.state, report=lines.append)
+    assert step == 1 and not skipped
+    assert len(lines) == 1 and 'no checksums.json' in lines[0] and 'without verifying' in lines[0]

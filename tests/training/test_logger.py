@@ -63,19 +63,43 @@ def test_the_first_report_has_no_rate_yet_and_says_so(tmp_path):
     assert first_json['steps_per_s'] is None and first_json['loss'] == 2.0
 
 
-def _tensorboard_scalars(folder):
-    """{tag: [(step, value), ...]} from the event file (TFRecord framing: length, crc, data, crc)."""
+def _events(folder):
+    """Every Event in the TensorBoard files of ``folder`` (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
     from tensorboardX.proto import event_pb2
-    (name,) = os.listdir(folder)
-    out = {}
-    with open(os.path.join(folder, name), 'rb') as f:
-        while header := f.read(12):
-            data = f.read(int.from_bytes(header[:8], 'little'))
-            f.read(4)
-            event = event_pb2.Event.FromString(data)
-            for v in event.summary.value:
-                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    out = []
+    for name in sorted(os.listdir(folder)):
+        data = open(os.path.join(folder, name), 'rb').read()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack('<Q', data[at:at + 8])
+            out.append(event_pb2.Event.FromString(data[at + 12:at + 12 + length]))
+            at += 12 + length + 4
     return out
+
+
+def test_a_resumed_run_cuts_its_logs_back_to_the_restored_step(tmp_path):
+    """Killed after logging step 5 but before saving it, resumed from the checkpoint of step 3: steps 4 and 5 are
+    redone, and the logs must hold each step once (one curve), not 4 and 5 twice."""
+    with MetricsLogger(str(tmp_path), total_steps=6, log_every=1, stream=io.StringIO(), resume_step=0) as logger:
+        for step in range(1, 6):
+            logger.log(step, _metrics(10.0 - step))
+        logger.log_eval(4, {'val_loss': np.float32(3.0)})
+    with open(tmp_path / 'metrics.jsonl', 'a') as f:
+        f.write('{"step": 6, "loss"')                                     # the killed process's torn last line
+    with MetricsLogger(str(tmp_path), total_steps=6, log_every=1, stream=io.StringIO(), resume_step=3) as logger:
+        for step in (4, 5, 6):
+            logger.log(step, _metrics(1.0))
+    records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+    assert [r['step'] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert [r['loss'] for r in records[3:]] == [1.0, 1.0, 1.0]            # the redone steps, not the lost ones
+    purges = [e.step for e in _events(tmp_path / 'tensorboard') if e.session_log.status == 1]  # SessionLog.START
+    assert 4 in purges                                                    # TensorBoard drops older events from step 4 on
+    # without resume_step (another caller): nothing is cut
+    with MetricsLogger(str(tmp_path), total_steps=6, log_every=1, stream=io.StringIO()) as logger:
+        logger.log(6, _metrics(0.5))
+    assert [json.loads(line)['step'] for line in open(tmp_path / 'metrics.jsonl')] == [1, 2, 3, 4, 5, 6, 6]
 
 
 def test_gates_reach_the_line_the_jsonl_and_tensorboard(tmp_path):
@@ -87,5 +111,6 @@ def test_gates_reach_the_line_the_jsonl_and_tensorboard(tmp_path):
     record = json.loads(open(tmp_path / 'metrics.jsonl').readline())
     assert record['gate/global_local.attn'] == 0.25 and record['gate/global_local.mlp'] == -0.5   # the last step's
     assert 'gates 0.250 -0.500' in out.getvalue()
-    scalars = _tensorboard_scalars(tmp_path / 'tensorboard')
-    assert scalars['gate/global_local.attn'] == [(2, 0.25)] and scalars['gate/global_local.mlp'] == [(2, -0.5)]
+    scalars = {(v.tag, e.step): v.simple_value for e in _events(tmp_path / 'tensorboard') for v in e.summary.value}
+    assert scalars[('gate/global_local.attn', 2)] == 0.25 and scalars[('gate/global_local.mlp', 2)] == -0.5
+    assert ('gate/global_local.attn', 1) not in scalars                   # one report, at step 2

@@ -1,9 +1,12 @@
 """plan: ahead-of-time compile of the train step for a mesh, with memory, FLOPs and a batch-size search."""
+import argparse
 import json
+import re
 
 import pytest
 
 from microemo_jax import plan
+from microemo_jax.cli_checks import mesh_spec
 from tests.support.tiny import config_args
 from tests.support.training import SMALL
 
@@ -29,11 +32,23 @@ def test_plan_prints_memory_flops_and_the_largest_batch(capsys, tmp_path):
 
 
 def test_mesh_argument_is_checked():
-    assert plan.parse_mesh('data=2,fsdp=4') == {'data': 2, 'fsdp': 4}
-    for bad in ('fsdp', 'fsdp=-1'):
-        try:
-            plan.parse_mesh(bad)
-        except ValueError as e:
-            assert 'mesh' in str(e)
-        else:
-            raise AssertionError(bad)
+    assert mesh_spec('data=2,fsdp=4') == {'data': 2, 'fsdp': 4}
+    for bad in ('fsdp', 'fsdp=-1', 'fsdp=abc', 'model=2', 'fsdp=2,fsdp=2'):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(bad)):
+            mesh_spec(bad)
+
+
+@pytest.mark.slow  # four ahead-of-time compiles: the rollout's prefill and decode, the reference, the update
+def test_stage3_plan_reports_each_program_and_the_peak_with_the_reference(capsys, tmp_path):
+    argv = [*config_args(*SMALL, 'data.max_seq_len=48', 'stage=3', 'rl.max_new_tokens=8', 'rl.group_size=2'),
+            '--mesh', 'fsdp=2', '--batch', '2', '--json', str(tmp_path / 'plan.json')]
+    assert plan.main(argv) == 0
+    out = capsys.readouterr().out
+    assert 'stage 3 (GRPO)' in out and '2 clips x G=2 = 4 answers' in out and 'peak per device' in out
+    r = json.load(open(tmp_path / 'plan.json'))['main']
+    assert set(r['memory']) == {'prefill', 'decode', 'reference', 'update'}
+    resident = r['resident']
+    assert resident['reference'] > 0 and resident['train state'] > resident['reference']  # + optimiser state
+    # the peak adds the resident arrays to what the hungriest program needs beyond the ones it reads
+    assert r['peak'][r['peak_program']] == max(r['peak'].values()) >= sum(resident.values())
+    assert r['flops']['update'] > r['flops']['reference'] > 0 and r['kv_cache_bytes'] > 0

@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import re
 import unicodedata
+
+from microemo_jax.safe_paths import MAX_NAME_BYTES, unsafe_name_reason  # noqa: F401 (re-exported: sources)
 
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mkv', '.webm', '.mov')
 SUBTITLE_EXTENSIONS = ('.srt', '.vtt')
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.mp3', '.m4a', '.ogg')
 UTTERANCE_EXTENSIONS = ('.json', '.csv', '.tsv', '.txt')
-MAX_NAME_BYTES = 200
 
 
 @dataclasses.dataclass
@@ -29,29 +29,6 @@ class Skip:
 
 
 # ---------------------------------------------------------------------------------------------- names
-def unsafe_name_reason(name: str) -> str | None:
-    """Why ``name`` could not be used as a file name inside an output directory (None: it is safe)."""
-    if not name:
-        return 'empty name'
-    if '\x00' in name:
-        return 'contains NUL'
-    if any(unicodedata.category(c) == 'Cc' for c in name):
-        return 'contains control characters'
-    if any(unicodedata.category(c) == 'Cs' for c in name):
-        return 'contains bytes that are not UTF-8'
-    if '/' in name or '\\' in name or (os.sep in name) or (os.altsep and os.altsep in name):
-        return 'contains a path separator'
-    if name in ('.', '..'):
-        return "is '.' or '..'"
-    if name.startswith('.'):
-        return "starts with '.'"
-    if os.path.isabs(name) or re.match(r'^[A-Za-z]:', name):
-        return 'is an absolute path or drive'
-    if len(name.encode('utf-8', 'surrogatepass')) > MAX_NAME_BYTES:
-        return f'is longer than {MAX_NAME_BYTES} bytes'
-    return None
-
-
 def _is_dir(entry) -> bool:
     try:
         return entry.is_dir()
@@ -202,9 +179,9 @@ class Finder:
         self.used.add(found[0])
         return found[0], self.side_files(name, found[0])
 
-    def leftovers(self, label_file: str, make_clip, taken: set[str]) -> tuple[list, list[Skip]]:
+    def leftovers(self, label_file: str, make_clip, taken: set[str], rejected=frozenset()) -> tuple[list, list[Skip]]:
         """(RawClips, Skips): account for every video file no label used: duplicate, unsafe, unlabeled (clip or
-        skip)."""
+        skip). ``rejected``: name keys whose label row was refused; their videos are skipped, never clips."""
         clips, skips = [], []
         chosen: dict[str, str] = {}
         for stem, path in self.all_videos():
@@ -217,6 +194,9 @@ class Finder:
                 skips.append(Skip(stem, f'unsafe_name: video file {path!r}: name {why}'))
             elif first != path:
                 skips.append(Skip(stem, f'duplicate_video: {path} has the same name as {first}, which is used instead'))
+            elif name_key(stem) in rejected:
+                skips.append(Skip(stem, f'no_label: video {path}: its row in {label_file} was refused (see that '
+                                        f'row\'s skip), so it is not used'))
             elif make_clip is not None and stem in taken:
                 skips.append(Skip(stem, f'duplicate_name: video {path} is named like a clip made from {label_file}'))
             elif make_clip is not None:

@@ -12,9 +12,20 @@ import dataclasses
 import os
 import re
 
+from microemo_jax.csv_cells import unescape_row
 from microemo_jax.data.raw.files import Skip, name_key
+from microemo_jax.table_keys import checked_header
 
 _MAX_OPENSET_CHARS = 10_000
+SUBTITLE_NOT_USED = ' (its subtitle is not used)'
+ROW_REJECTIONS = ('malformed_row', 'empty_label')  # Skip codes of a label row that was read but refused
+
+
+def rejected_rows(skips: list[Skip]) -> set[str]:
+    """Name keys of the label rows refused so far (a malformed or empty label; not a subtitle row): their videos
+    must not turn into answer-less clips as if they had no row."""
+    return {name_key(s.name) for s in skips
+            if s.reason.split(':', 1)[0] in ROW_REJECTIONS and not s.reason.endswith(SUBTITLE_NOT_USED)}
 
 
 # ---------------------------------------------------------------------------------------------- openset
@@ -77,14 +88,14 @@ def read_csv(path: str, required: tuple[str, ...]):
             header = next(reader, None)
             if header is None:
                 raise ValueError(f"{path} is empty: expected a header with columns {', '.join(required)}")
-            header = [h.strip() for h in header]
+            header = checked_header(path, header)  # a column named twice: refused, naming it
             missing = [c for c in required if c not in header]
             if missing:
                 raise ValueError(f"{path} lacks column(s) {', '.join(missing)} (header: {header}); expected "
                                  f"{', '.join(required)}")
             rows, skips = [], []
             for cells in reader:
-                line = reader.line_num
+                cells, line = unescape_row(cells), reader.line_num   # what our writers escaped (csv_cells)
                 if not cells or all(not c.strip() for c in cells):
                     continue                       # blank line: no data
                 name = cells[header.index(required[0])].strip() if len(cells) > header.index(required[0]) else ''
@@ -112,7 +123,7 @@ def read_subtitles(raw_dir: str, *, required: bool = False) -> tuple[dict[str, s
         return {}, []
     _, rows, skips = read_csv(path, ('name', 'english'))
     for s in skips:
-        s.reason += ' (its subtitle is not used)'
+        s.reason += SUBTITLE_NOT_USED
     out: dict[str, str] = {}
     for line, name, row in rows:
         if name_key(name) in out:

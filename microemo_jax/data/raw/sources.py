@@ -28,7 +28,9 @@ inside the raw folder: one that does not, or cannot be opened, is refused unread
 
 Accounting: every label-csv row and every video file ends up in a ``RawClip`` or a ``Skip``. In the
 dataset layouts a video without a label row is skipped as ``no_label`` (``include_unlabeled=True``
-makes it an answer-less clip, for prediction); in ``folder`` it is always a clip.
+makes it an answer-less clip, for prediction); in ``folder`` it is always a clip. A video whose label row
+was refused (malformed, an empty label) is skipped as ``no_label`` in every layout, beside its row's own
+Skip: it never trains as a clip without an answer.
 
 This module holds the layouts; ``raw_files.py`` finds the files and ``raw_labels.py`` reads the label files.
 """
@@ -47,6 +49,7 @@ from microemo_jax.data.raw.labels import (
     parse_openset,
     read_csv,
     read_subtitles,
+    rejected_rows,
     require,
     text_labels,
 )
@@ -68,9 +71,15 @@ class RawClip:
     utterance_file: str | None = None
     audio_file: str | None = None        # dataset-shipped audio (MER2025 audio/NAME.wav)
     faces_npy: str | None = None         # OpenFace crops openface_face/NAME/NAME.npy
+    ask: str | None = None               # the question's text when a layout fixes it (MER-UniBench's one question)
+    split: str | None = None             # the dataset's official split ('test' for the benchmark sources)
+    segment: tuple[float, float] | None = None   # (start, end) seconds of ``video`` that are the clip (IEMOCAP)
+    crop: str | None = None              # 'left' | 'right': keep that half of the frame (IEMOCAP's two actors)
 
     @property
     def question(self) -> str | None:
+        if self.ask:
+            return self.ask
         return prompt.question_for(self.answer_kind) if self.answer_kind else None
 
     @property
@@ -228,6 +237,9 @@ def read_source(kind: str, raw_dir: str, *, include_unlabeled: bool = False) -> 
         raise FileNotFoundError(f"raw directory {raw_dir!r} does not exist")
     skips: list[Skip] = []
     labels, subtitles, label_files = _LAYOUTS[kind](raw_dir, skips)
+    # a video whose only label row was refused is skipped (its row's Skip says why), never kept as a clip without
+    # an answer as if it had no row
+    rejected = rejected_rows(skips) - {name_key(label.name) for label in labels}
     finder = Finder(raw_dir)
     clips = _collect(labels, finder, subtitles, skips)
 
@@ -235,7 +247,7 @@ def read_source(kind: str, raw_dir: str, *, include_unlabeled: bool = False) -> 
         return RawClip(name=stem, video=path, subtitle=subtitles.get(name_key(stem), ''),
                        **finder.side_files(stem, path))
     more, leftover = finder.leftovers(label_files, unlabeled if include_unlabeled or kind == 'folder' else None,
-                                      {c.name for c in clips})
+                                      {c.name for c in clips}, rejected=rejected)
     skips += leftover + finder.bad_links()
     clips += more
     clips = _refuse_bad_side_files(clips, raw_dir, skips)

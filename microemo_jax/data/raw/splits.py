@@ -13,6 +13,7 @@ import hashlib
 import os
 import sys
 
+from microemo_jax.csv_cells import escape_row
 from microemo_jax.data.raw.labels import read_split_file, video_key
 
 SPLITS = ('train', 'validation', 'test')
@@ -55,15 +56,19 @@ def names_preview(names: list[str], limit: int = 5) -> str:
 
 
 def assign_splits(names: list[str], *, validation_fraction: float, split_file: str | None = None,
-                  corpus_names: list[str] = ()) -> tuple[dict[str, str], dict]:
+                  corpus_names: list[str] = (), official: dict[str, str] | None = None) -> tuple[dict[str, str], dict]:
     """Record name -> split, by video (all targets of a video together), and the account of how.
 
-    With ``split_file`` its videos get its split; a written video absent from it gets the hashed default
-    (train/validation by ``validation_fraction``); names in it that the corpus lacks are reported."""
+    With ``split_file`` its videos get its split; else ``official`` (record name -> split, the source's own,
+    e.g. the benchmark sources' test set) gives them; a written video absent from both gets the hashed
+    default (train/validation by ``validation_fraction``); names in the file that the corpus lacks are reported."""
     info = {'by': 'video', 'validation_fraction': validation_fraction, 'split_file': None,
             'default': f'stable hash of the video name: {validation_fraction:g} of the videos in validation, '
                        f'the rest in train'}
     given = read_split_file(split_file) if split_file else {}
+    if official and not split_file:
+        given = {video_key(n): (s, 'the source') for n, s in official.items()}
+        info['official'] = 'the split the source gives (' + ', '.join(sorted(set(official.values()))) + ')'
     assignment, unlisted = {}, set()
     for name in names:
         key = video_key(name)
@@ -103,4 +108,4 @@ def write_splits_csv(path: str, assignment: dict[str, str]) -> None:
         w = csv.writer(f)
         w.writerow(['name', 'split'])
         for video, split in sorted({(video_of(n), s) for n, s in assignment.items()}):
-            w.writerow([video, split])
+            w.writerow(escape_row([video, split]))   # a name like '=SUM(..)' is not a formula (csv_cells)

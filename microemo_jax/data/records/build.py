@@ -18,14 +18,16 @@ from collections import Counter
 import numpy as np
 
 from microemo_jax.config import ConfigError
-from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib
-from microemo_jax.data.raw import sources as sources_lib
+from microemo_jax.data import demo_tokenizers, prompt as prompt_lib, tokenizers as tokenizers_lib
+from microemo_jax.data.raw import bench as bench_lib, sources as sources_lib
 from microemo_jax.data.raw.splits import assign_splits, names_preview, write_splits_csv
 from microemo_jax.data.records import beam as beam_runner, tfds_builder
 from microemo_jax.data.records.clip_processor import settings_from_config
 from microemo_jax.data.records.work_shards import run_shards
 from microemo_jax.data.speech import asr as asr_lib
+from microemo_jax.data.tokenizer_identity import identities
 from microemo_jax.lock import DirLock
+from microemo_jax.safe_paths import inside
 
 
 def ensure_tokenizers(args, clips, out: str, cfg) -> tuple[str, str, str]:
@@ -36,12 +38,13 @@ def ensure_tokenizers(args, clips, out: str, cfg) -> tuple[str, str, str]:
             raise ConfigError(f"--qformer-tokenizer is needed (no {qf}); InstructBLIP checkpoints ship one in "
                               f"their qformer_tokenizer/ folder")
         return args.tokenizer, qf, 'given'
-    tok_dir = os.path.join(out, 'tokenizers')
+    tok_dir = inside(out, 'tokenizers')
     texts = [t for c in clips for t in (c.subtitle, c.reason or '', ' '.join(c.openset or []))] + [
         prompt_lib.DESCRIPTION_QUESTION, prompt_lib.OV_QUESTION,
         ' '.join(prompt_lib.timestamp_sentences(np.arange(0, 60, 0.1)))]
-    llm_dir, qf_dir = tokenizers_lib.train_demo_tokenizers(texts, tok_dir, llm_vocab_size=cfg.model.llm.vocab_size,
-                                                           qformer_vocab_size=cfg.model.image_qformer.vocab_size)
+    llm_dir, qf_dir = demo_tokenizers.train_demo_tokenizers(
+        texts, tok_dir, llm_vocab_size=cfg.model.llm.vocab_size, qformer_vocab_size=cfg.model.image_qformer.vocab_size,
+        style=cfg.data.get('demo_tokenizer', 'llama'))
     return llm_dir, qf_dir, 'trained on the corpus text'
 
 
@@ -96,12 +99,18 @@ def prepare(cfg, source: str, raw: str, out: str, *, tokenizer=None, qformer_tok
 def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, shard_size, split_file,
              asr=None, runner='local', beam_options='') -> dict:
     t0 = time.time()
-    clips, source_skips = sources_lib.read_source(source, raw)
+    bench = None
+    if source in bench_lib.BENCH_SOURCES:  # MER-UniBench: its test set, its question, its gold file
+        bench = bench_lib.read_bench(source, raw, question=bench_lib.question_kind(cfg.data))
+        clips, source_skips = bench.clips, bench.skips
+        bench_lib.write_gold(out, bench)
+    else:
+        clips, source_skips = sources_lib.read_source(source, raw)
     args = argparse.Namespace(tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer)
     llm_dir, qf_dir, tok_how = ensure_tokenizers(args, clips, out, cfg)
     check_vocab(cfg, llm_dir, qf_dir)
     settings = settings_from_config(cfg, source, llm_dir, qf_dir, asr=asr)
-    work = os.path.join(out, 'work')
+    work = inside(out, 'work')   # every path under --out goes through safe_paths: a planted link is refused
     run_jobs = None
     if runner == 'beam':
         run_jobs = functools.partial(beam_runner.run_jobs, beam_options=beam_options)
@@ -109,12 +118,13 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
     records = [r for shard in index for r in shard.records]
     written = [r['name'] for r in records]
     skips = source_skips + [sources_lib.Skip(**s) for shard in index for s in shard.skips]
-    with open(os.path.join(out, 'skipped.jsonl'), 'w') as f:
+    with open(inside(out, 'skipped.jsonl'), 'w') as f:
         for s in skips:
             f.write(json.dumps({'name': s.name, 'reason': s.reason}, ensure_ascii=False) + '\n')
     assignment, split_info = assign_splits(written, validation_fraction=cfg.data.validation_fraction,
                                            split_file=split_file,
-                                           corpus_names=[c.name for c in clips] + [s.name for s in skips])
+                                           corpus_names=[c.name for c in clips] + [s.name for s in skips],
+                                           official={c.name: c.split for c in clips if c.split})
     cut = {part: sorted(r['name'] for r in records if part in r.get('prompt_shortened', ()))
            for part in ('answer', 'subtitle', 'speech')}
     shapes = settings.shapes
@@ -122,7 +132,7 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
         print(f"warning: {len(cut['answer'])} answer(s) were cut to fit data.max_seq_len={shapes.seq_len} "
               f"({names_preview(cut['answer'])}): raise data.max_seq_len to train on them whole",
               file=sys.stderr, flush=True)
-    write_splits_csv(os.path.join(out, 'splits.csv'), assignment)
+    write_splits_csv(inside(out, 'splits.csv'), assignment)
     report = {
         'source': source, 'raw': os.path.abspath(raw), 'dataset_dir': tfds_builder.dataset_dir(out),
         'seen': len(written) + len(skips), 'written': len(written), 'skipped': len(skips),
@@ -133,7 +143,8 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
             'max_seq_len': shapes.seq_len, 'answers_cut': len(cut['answer']),
             'answers_cut_examples': cut['answer'][:20], 'subtitles_cut': len(cut['subtitle']),
             'speech_cut': len(cut['speech'])},
-        'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how},
+        'tokenizers': {'llm': llm_dir, 'qformer': qf_dir, 'how': tok_how,
+                       'identity': identities(llm_dir, qf_dir)},  # what train, evaluate and params folders compare
         'speech': {'asr': settings.asr, 'vad': settings.vad,
                    'utterance_sources': dict(Counter(r['utterance_source'] for r in records))},
         'config': {'variant': cfg.variant, 'num_frames': shapes.num_frames, 'frame_size': shapes.image_size,
@@ -141,7 +152,9 @@ def _prepare(cfg, source, raw, out, *, tokenizer, qformer_tokenizer, workers, sh
                    'num_video_tokens': shapes.video_tokens, 'num_audio_tokens': shapes.audio_tokens},
         **shard_stats, 'seconds': round(time.time() - t0, 2),
     }
-    with open(os.path.join(out, 'prepare_report.json'), 'w') as f:  # written before the dataset: also on failure
+    if bench is not None:
+        report['benchmark'] = bench_lib.account(bench, written)
+    with open(inside(out, 'prepare_report.json'), 'w') as f:  # written before the dataset: also on failure
         json.dump(report, f, indent=2, ensure_ascii=False)
     tfds_builder.build(out, num_crops=shapes.num_crops, timestamp_tokens=shapes.timestamp_tokens,
                        num_mel_bins=shapes.num_mel_bins, assignment=assignment, index=index,

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 
 import cv2
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib, video as video_lib
 from microemo_jax.data.faces import spotting, tubelets as faces_lib
 from microemo_jax.data.faces.detector import make_detector
-from microemo_jax.data.raw import sources as sources_lib
+from microemo_jax.data.raw import segments as segments_lib, sources as sources_lib
 from microemo_jax.data.records import record as record_lib
 from microemo_jax.data.shapes import DataShapes
 from microemo_jax.data.speech import asr as asr_lib, decode as audio_lib, utterances as utterances_lib, vad as vad_lib
@@ -70,6 +71,8 @@ class ClipProcessor:
         cv2.setNumThreads(1)  # parallelism comes from --workers
         self.s = s
         self.llm_tok = tokenizers_lib.load_tokenizer(s.llm_tokenizer, what='LLM')
+        self.tokenizer_identity = tokenizers_lib.tokenizer_identity(s.llm_tokenizer)  # written into each record
+        self.eos_ids = tokenizers_lib.eos_token_ids(s.llm_tokenizer, self.llm_tok)
         self.qf_tok = tokenizers_lib.load_tokenizer(s.qformer_tokenizer, what='Q-Former')
         self.detector = make_detector(s.face_detector)
         self._cache = None
@@ -96,12 +99,12 @@ class ClipProcessor:
             self.llm_tok, timestamps=media['timestamps'], utterances=media['utterance_texts'],
             face_times=media['face_times'][media['face_mask'][:, 0], 0] if s.tubelets == 'apex' else None,
             subtitle=clip.subtitle, question=question, answer=answer, num_video_tokens=s.shapes.video_tokens,
-            num_audio_tokens=s.shapes.audio_tokens, max_len=s.shapes.seq_len)
+            num_audio_tokens=s.shapes.audio_tokens, max_len=s.shapes.seq_len, eos_token_ids=self.eos_ids)
         rec = {k: v for k, v in media.items() if k != 'utterance_texts'}
         rec.update(name=clip.name, source=s.source, input_ids=np.asarray(prompt.input_ids, np.int32),
                    loss_mask=np.asarray(prompt.loss_mask, bool),
                    modality_positions=np.asarray(prompt.modality_positions, np.int32),
-                   subtitle=clip.subtitle or '', answer=answer or '',
+                   subtitle=clip.subtitle or '', answer=answer or '', tokenizer=self.tokenizer_identity,
                    openset=json.dumps(list(clip.openset)) if clip.openset else '',
                    prompt_shortened=tuple(prompt.shortened))  # not stored: prepare counts the cut answers
         record_lib.check_record(rec)
@@ -116,6 +119,8 @@ class ClipProcessor:
     def _media(self, clip) -> dict:
         """Everything a clip's video, audio and subtitles give, cached for the clip's other targets
         (a MER2025 or labels.csv name with both a description and OV labels shares one video)."""
+        if clip.segment is not None or clip.crop is not None:
+            return self._cut_media(clip)
         key = (clip.video, clip.audio_file, clip.faces_npy, clip.subtitle_file, clip.utterance_file)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
@@ -163,6 +168,15 @@ class ClipProcessor:
             timestamp_tokenizer=sh.timestamp_tokenizer)
         self._cache = (key, media)
         return media
+
+
+    def _cut_media(self, clip) -> dict:
+        """A clip that is a span (and half) of a longer video, IEMOCAP's: cut into a temporary folder, then read."""
+        with tempfile.TemporaryDirectory(prefix='microemo-cut-') as folder:
+            video, audio = segments_lib.cut_clip(clip.video, folder, clip.name, segment=clip.segment, crop=clip.crop,
+                                                 audio=clip.audio_file is None)
+            return self._media(dataclasses.replace(clip, video=video, audio_file=clip.audio_file or audio,
+                                                   segment=None, crop=None))
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> bytes:

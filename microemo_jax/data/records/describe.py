@@ -9,12 +9,12 @@ Then, on stderr, one summary line: records and videos per split and the videos f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
+from microemo_jax import cli_checks
 from microemo_jax.data.raw.splits import split_overlap, video_of
 from microemo_jax.data.records.tfds_builder import open_dataset, splits as dataset_splits
 
@@ -35,8 +35,8 @@ def summarize(rec: dict) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m microemo_jax.data.describe', description=__doc__.split('\n')[0])
-    parser.add_argument('dir', help='the --out folder of prepare')
+    parser = cli_checks.Parser(prog='python -m microemo_jax.data.describe', description=__doc__.split('\n')[0])
+    parser.add_argument('dir', type=cli_checks.existing_dir, help='the --out folder of prepare')
     parser.add_argument('--split', default='all', choices=('train', 'validation', 'test', 'all'))
     args = parser.parse_args(argv)
     names: dict[str, list[str]] = {}

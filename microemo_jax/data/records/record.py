@@ -30,6 +30,8 @@ Per record, with T' sampled frames, K crops per anchor, U utterances, S prompt t
     timestamp_mask     i32 (T', L)
     timestamp_tokenizer str    'bert' | 'llm': which tokenizer made timestamp_ids (model.frame_encoder.timestamp_tokenizer);
                                the pipeline refuses records made with the other one
+    tokenizer          str     data.tokenizers.tokenizer_identity of the LLM tokenizer folder (its files and chat
+                               template) that made input_ids; the pipeline refuses records of another
     input_ids          i32 (S,)           chat-template prompt (+ answer) with placeholder ids at modality slots
     loss_mask          bool (S,)          answer tokens
     modality_positions i32 (N_video + N_audio,)  where the projected video, then audio tokens go
@@ -59,7 +61,8 @@ FIELDS = {
     'loss_mask': (np.bool_, 1),
     'modality_positions': (np.int32, 1),
 }
-TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset', 'timestamp_tokenizer')
+TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset', 'timestamp_tokenizer',
+               'tokenizer')
 TIMESTAMP_TOKENIZERS = ('bert', 'llm')
 NUM_LANDMARKS = 68   # faces.NUM_LANDMARKS (landmarks.MESH_68)
 
@@ -86,6 +89,9 @@ def check_record(rec: dict) -> None:
     if rec['timestamp_tokenizer'] not in TIMESTAMP_TOKENIZERS:
         raise ValueError(f"record {name!r}: timestamp_tokenizer={rec['timestamp_tokenizer']!r} is not one of "
                          f"{TIMESTAMP_TOKENIZERS}")
+    if 'tokenizer' not in rec:
+        raise ValueError(f"record {name!r}: no 'tokenizer' field (the identity of the tokenizer and chat template "
+                         f"that made its prompt): it was prepared by an older version; re-run prepare")
     for key in TEXT_FIELDS:
         if not isinstance(rec.get(key), str):
             raise ValueError(f"record {name!r}: text field {key!r} is missing or not a str")

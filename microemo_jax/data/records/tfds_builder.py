@@ -2,8 +2,9 @@
 
 ``prepare`` first turns clips into records and stores them shard by shard under ``OUT/work/`` (so an
 interrupted or changed run redoes only what is missing or stale); this builder then copies those records
-into TFDS's ArrayRecord files. Readers use ``tfds.builder_from_directory(dataset_dir(OUT)).as_data_source(split)``
-(random access, numpy dicts, what Grain wants).
+into TFDS's ArrayRecord files. Readers use ``CheckedBuilder(dataset_dir(OUT)).as_data_source(split)`` (random
+access, numpy dicts, what Grain wants): ``tfds.builder_from_directory`` with the feature spec built from our code,
+the folder's checked against it and never imported from (``dataset_spec.py`` says why).
 
 Work shards (``shard-NNNNN.npz`` + ``shard-NNNNN.json``) hold data only: the arrays of every record in an
 ``.npz`` read with ``allow_pickle=False`` (no object arrays, so loading one never runs code), and a JSON
@@ -23,29 +24,15 @@ import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.read_only_builder import ReadOnlyBuilder
 
 from microemo_jax.data.raw.splits import SPLITS, check_by_video, split_of
+from microemo_jax.data.records.dataset_spec import NAME, VERSION, features, info_proto
 from microemo_jax.data.records.record import FIELDS, TEXT_FIELDS
+from microemo_jax.safe_paths import inside, remove_inside
 
-NAME = 'microemo_clips'
-VERSION = '1.0.0'
-SHARD_FORMAT = 4   # 3: face_landmarks / face_landmark_mask; 4: face_times
+SHARD_FORMAT = 5   # 3: face_landmarks / face_landmark_mask; 4: tokenizer (identity of the LLM tokenizer); 5: face_times
 _KEY_ARRAY = '__key__'
-
-
-def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.features.FeaturesDict:
-    """TFDS features for the record schema; only the first axis of each tensor varies."""
-    trailing = {'face_mask': (num_crops,), 'face_boxes': (4,), 'face_times': (num_crops,), 'audio_mel': (num_mel_bins,),
-                'face_landmarks': (num_crops, 68, 2), 'face_landmark_mask': (num_crops,),
-                'utterances': (2,), 'timestamp_ids': (timestamp_tokens,), 'timestamp_mask': (timestamp_tokens,)}
-    feats = {}
-    for key, (dtype, rank) in FIELDS.items():
-        shape = (None,) + trailing.get(key, ())
-        assert len(shape) == rank, key
-        feats[key] = tfds.features.Tensor(shape=shape, dtype=dtype)
-    for key in TEXT_FIELDS:
-        feats[key] = tfds.features.Text()
-    return tfds.features.FeaturesDict(feats)
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -91,15 +78,14 @@ def write_shard(work_dir: str, index: int, *, key: str, records: list[dict], ski
         metas.append({**{k: rec[k] for k in TEXT_FIELDS}, 'nbytes': _nbytes(rec),
                       'prompt_shortened': list(rec.get('prompt_shortened', ()))})
     for path in (json_path, npz_path):  # an old JSON must not vouch for the new arrays while they are written
-        if os.path.exists(path):
-            os.remove(path)
-    tmp = npz_path + '.tmp.npz'
+        remove_inside(work_dir, os.path.basename(path))
+    tmp = inside(work_dir, os.path.basename(npz_path) + '.tmp.npz')
     np.savez(tmp, **arrays)
     os.replace(tmp, npz_path)
     meta = {'format': SHARD_FORMAT, 'key': key, 'npz_bytes': os.path.getsize(npz_path), 'records': metas,
             'skips': [{'name': s['name'], 'reason': s['reason']} for s in skips], 'clips': clips or [],
             **(extra or {})}
-    tmp = json_path + '.tmp'
+    tmp = inside(work_dir, os.path.basename(json_path) + '.tmp')
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(meta, f, ensure_ascii=False)
     os.replace(tmp, json_path)
@@ -216,7 +202,7 @@ def build(out: str, *, num_crops: int, timestamp_tokens: int, num_mel_bins: int,
         raise ValueError(f"{len(missing)} record(s) have no split, e.g. {missing[:3]}")
     check_by_video(assignment)
     target = dataset_dir(out)
-    shutil.rmtree(os.path.join(out, 'tfds'), ignore_errors=True)
+    shutil.rmtree(inside(out, 'tfds'), ignore_errors=True)   # a link there is refused, not followed
     builder = MicroEmoClips(index=index, assignment={n: assignment[n] for n in names}, num_crops=num_crops,
                             timestamp_tokens=timestamp_tokens, num_mel_bins=num_mel_bins, description=description,
                             data_dir=os.path.join(out, 'tfds'), file_format='array_record')
@@ -248,8 +234,16 @@ def find_dataset(path: str) -> str:
     return found[0]
 
 
+class CheckedBuilder(ReadOnlyBuilder, skip_registration=True):
+    """``tfds.builder_from_directory`` with our feature spec: the folder's is checked, never imported from."""
+
+    def __init__(self, builder_dir: str):
+        super().__init__(builder_dir, info_proto=info_proto(builder_dir))
+        self._original_state = dict(builder_dir=builder_dir)   # unpickling (Grain workers) checks again
+
+
 def _builder(path: str):
-    return tfds.builder_from_directory(find_dataset(path))
+    return CheckedBuilder(find_dataset(path))
 
 
 def splits(out: str) -> list[str]:

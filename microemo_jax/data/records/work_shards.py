@@ -24,6 +24,8 @@ from microemo_jax.data.raw.splits import names_preview, video_of
 from microemo_jax.data.records import tfds_builder
 from microemo_jax.data.records.clip_processor import ClipProcessor, Settings
 from microemo_jax.data.speech import asr as asr_lib
+from microemo_jax.data.tokenizers import tokenizer_identity
+from microemo_jax.safe_paths import inside, remove_inside
 
 
 # ---------------------------------------------------------------- what produced a shard
@@ -48,21 +50,9 @@ def clip_identity(clip: sources_lib.RawClip) -> dict:
               for attr in ('video', 'subtitle_file', 'utterance_file', 'audio_file', 'faces_npy')}
     label = {'answer_kind': clip.answer_kind, 'reason': clip.reason, 'openset': clip.openset,
              'emotion': clip.emotion, 'subtitle': clip.subtitle}
+    if clip.ask or clip.segment is not None or clip.crop is not None:   # the question; the span of a longer video
+        label.update(ask=clip.ask, segment=clip.segment, crop=clip.crop)
     return {'name': clip.name, 'inputs': _digest(inputs), 'label': _digest(label)}
-
-
-def _tree_digest(path: str) -> str:
-    """Digest of every file under ``path`` (names and bytes): a tokenizer's identity, wherever it lies."""
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            h.update(os.path.relpath(full, path).encode() + b'\0')
-            with open(full, 'rb') as f:
-                for block in iter(lambda: f.read(1 << 20), b''):
-                    h.update(block)
-    return h.hexdigest()
 
 
 # DataShapes field -> its key in the identity: the names shapes had before DataShapes, so the keys (and the
@@ -77,7 +67,7 @@ def settings_identity(s: Settings) -> dict:
     d = dataclasses.asdict(s)
     d = {**{_IDENTITY_NAMES.get(k, k): v for k, v in d.pop('shapes').items()}, **d}
     for key in ('llm_tokenizer', 'qformer_tokenizer'):
-        d[key] = _tree_digest(d[key]) if os.path.isdir(d[key]) else d[key]
+        d[key] = tokenizer_identity(d[key]) if os.path.isdir(d[key]) else d[key]
     d['asr'] = asr_lib.asr_identity(s.asr)
     d['shard_format'] = tfds_builder.SHARD_FORMAT
     return d
@@ -163,7 +153,7 @@ def run_shards(clips, settings: Settings, work_dir: str, *, workers: int, shard_
     for stale in sorted(set(os.listdir(work_dir)) - expected):  # a larger earlier corpus, temporaries, old formats
         if stale.startswith('shard-'):
             legacy += stale.endswith('.pkl')  # an old pickle shard is deleted unread: loading it could run code
-            os.remove(os.path.join(work_dir, stale))
+            remove_inside(work_dir, stale)
 
     jobs, index, changes = [], {}, {'inputs_changed': [], 'labels_changed': [], 'clips_added': [],
                                     'clips_removed': []}
@@ -216,7 +206,7 @@ def run_shards(clips, settings: Settings, work_dir: str, *, workers: int, shard_
                 index[i] = tfds_builder.Shard(tfds_builder.shard_paths(work_dir, i)[0], meta)
                 bar.update(n)
     bar.close()
-    with open(settings_path + '.tmp', 'w', encoding='utf-8') as f:
+    with open(inside(work_dir, 'settings.json.tmp'), 'w', encoding='utf-8') as f:
         json.dump(sid, f, indent=1)
     os.replace(settings_path + '.tmp', settings_path)
     stats = {'shards': len(shards), 'shards_processed': len(jobs), 'shards_resumed': len(shards) - len(jobs),

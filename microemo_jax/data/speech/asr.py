@@ -16,11 +16,11 @@ import re
 from typing import Callable
 
 import numpy as np
-from transformers import AutoTokenizer
 
 from microemo_jax.data.speech.log_mel import log_mel_spectrogram
 from microemo_jax.data.speech.spans import SAMPLE_RATE, Utterance
 from microemo_jax.data.speech.vad import warn_once
+from microemo_jax.data.tokenizers import load_tokenizer
 
 ASR_CHOICES = ('whisper:PATH', 'pocketsphinx', 'none')
 
@@ -174,11 +174,10 @@ class WhisperASR:
         except CheckpointError as e:
             raise ASRError(f"--asr whisper:{path}: {e}") from None
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except Exception as e:
-            raise ASRError(f"--asr whisper:{path}: no usable tokenizer in the checkpoint folder ({type(e).__name__}: "
-                           f"{e}); copy the tokenizer files (tokenizer.json, tokenizer_config.json, ...) of the same "
-                           f"Whisper model beside its weights") from None
+            self.tokenizer = load_tokenizer(path, what='Whisper')
+        except (FileNotFoundError, ValueError) as e:
+            raise ASRError(f"--asr whisper:{path}: {e} (the checkpoint folder needs the tokenizer files of the same "
+                           f"Whisper model: tokenizer.json, tokenizer_config.json, ...)") from None
         self.language, self.max_new_tokens = language, max_new_tokens
         self.window = self.model.window_frames
         self.bins = self.model.encoder.cfg.num_mel_bins

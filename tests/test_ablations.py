@@ -1,0 +1,89 @@
+"""The ablation runner (microemo_jax.runs.ablations, tools/ablations.py): which variants share the prepared
+corpus, resuming, the table; end to end on the tiny config (integration: subprocesses train and evaluate)."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from microemo_jax.runs.ablation_table import markdown, table, write_table
+from microemo_jax.runs.ablations import AblationError, AblationSettings, check_data, run_ablations
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_only_the_audio_ablation_changes_the_records(tmp_path, capsys):
+    """The micro-expression, global-local and timestamp ablations read the full model's prepared demo corpus;
+    without audio the prompt reserves no audio tokens, so that variant gets its own prepared copy (said so), and
+    cannot share one explicit data.dir."""
+    s = AblationSettings(out=str(tmp_path), seed=3, clips=40)
+    data = check_data(s, ['full', 'no_micro', 'no_global_local', 'no_timestamps', 'shuffled_faces', 'no_audio'])
+    assert len({data[n] for n in ('full', 'no_micro', 'no_global_local', 'no_timestamps', 'shuffled_faces')}) == 1
+    assert data['no_audio'] != data['full'] and "'no_audio' changes the record layout" in capsys.readouterr().out
+    fixed = AblationSettings(out=str(tmp_path), extra=(f'data.dir={tmp_path}/prepared',))
+    assert len(set(check_data(fixed, ['full', 'no_micro', 'no_timestamps']).values())) == 1
+    with pytest.raises(AblationError, match="'no_audio' changes the record layout.*audio_tokens"):
+        check_data(fixed, ['full', 'no_audio'])
+
+
+def test_a_run_with_other_settings_is_not_resumed_into_the_same_folder(tmp_path):
+    (tmp_path / 'ablation.json').write_text(json.dumps(AblationSettings(steps=5).record()))
+    with pytest.raises(AblationError, match='other settings'):
+        run_ablations(AblationSettings(out=str(tmp_path), steps=6))
+    with pytest.raises(AblationError, match='unknown variant'):
+        run_ablations(AblationSettings(out=str(tmp_path / 'x'), variants=('full', 'no_brain')))
+
+
+def _summary(avg, micro_avg, mae):
+    block = lambda v, n: {'n': n, 'scores': {'avg': v, 'n': n}, 'intervals': {'model': {'avg': [v - 0.1, v + 0.1]}}}  # noqa: E731
+    return {'n_videos': 10, 'scores': {'avg': avg, 'n': 10},
+            'intervals': {'model': {'avg': [avg - 0.1, avg + 0.1]}, 'baseline': {'avg': [0.0, 0.2]}},
+            'baseline': {'label': 'sad', 'scores': {'avg': 0.1, 'n': 10}},
+            'groups': {'columns': {'group': {'congruent': block(0.9, 6), 'micro_masking': block(micro_avg, 4)},
+                                   'micro': {'micro': block(micro_avg, 4), 'other': block(0.9, 6)}}},
+            'grounding': {'mae_s': mae, 'mae_s_interval': [mae / 2, mae * 2] if mae else None, 'n_gold_timed': 4,
+                          'share_stating_time': 0.5, 'n_matched': 2}}
+
+
+def test_the_table_has_a_row_per_variant_and_the_micro_clips_second(tmp_path):
+    results = {'full': _summary(0.8, 0.7, 0.2), 'no_micro': _summary(0.6, 0.25, None)}
+    t = table(results)
+    assert t['columns'] == ['all', 'micro', 'congruent', 'micro_masking']
+    assert t['rows']['no_micro']['cells']['micro'] == {'n': 4, 'value': 0.25, 'interval': [0.15, 0.35]}
+    md = markdown(t)
+    assert '| full model | 0.80 [0.70, 0.90] | 0.70 [0.60, 0.80] |' in md
+    assert '| no micro-expression branch |' in md and '| - | 50% of 4 |' in md and 'micro (n=4)' in md
+    assert list(t['rows']) == ['full', 'no_micro', 'majority']
+    assert '| majority label (sad), for reference | 0.10 [0.00, 0.20] | - |' in md
+    paths = write_table(results, str(tmp_path))
+    assert json.load(open(paths['json'])) == json.loads(json.dumps(t))
+    assert os.path.getsize(paths['png']) > 10_000
+
+
+from tests.support.ablations import command, env, tiny_ablation  # noqa: E402,F401  (a session-wide tiny run)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_runner_trains_scores_and_resumes_on_the_tiny_config(tiny_ablation):
+    """tools/ablations.py with the tiny model (the demo config overridden to it, the tiny corpus as data.dir):
+    the full model trains stage 1 then stage 2, is scored per scenario group, and is scored again with faces
+    shuffled; a second run trains nothing and scores only what is missing."""
+    out, root, first = tiny_ablation
+    for stage in ('stage1', 'stage2'):
+        assert os.path.isfile(out / 'full' / stage / 'params' / 'training.json')
+    assert 'microemo_jax.train' in first.stdout and 'microemo_jax.evaluate' in first.stdout
+    assert not os.path.exists(out / 'shuffled_faces' / 'stage1')           # scored, never trained
+    full = json.load(open(out / 'full' / 'evaluate' / 'summary.json'))
+    shuffled = json.load(open(out / 'shuffled_faces' / 'evaluate' / 'summary.json'))
+    assert full['params'] == shuffled['params'] and shuffled['faces'] == {'shuffled': True, 'seed': 0}
+    assert full['groups']['columns']['group'] and full['grounding']['n_clips'] == full['n_videos']
+    t = json.load(open(out / 'ablations.json'))
+    assert list(t['rows']) == ['full', 'shuffled_faces', 'majority'] and t['columns'][0] == 'all'
+    assert 'full model' in (out / 'ablations.md').read_text() and os.path.getsize(out / 'ablations.png') > 10_000
+    # resuming: the full model's evaluation is gone, its training is not: it is scored again, not trained again
+    os.remove(out / 'full' / 'evaluate' / 'summary.json')
+    again = subprocess.run(command(out, root), cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'microemo_jax.train' not in again.stdout and again.stdout.count('microemo_jax.evaluate') == 1
+    assert again.stdout.count('done before') == 1 and os.path.isfile(out / 'full' / 'evaluate' / 'summary.json')
