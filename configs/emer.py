@@ -97,14 +97,16 @@ def _base_config(variant, name):
     # 2. Micro-expression local branch over face tubelets (K consecutive crops per anchor).
     m.micro_expression = ml_collections.ConfigDict(dict(
         enabled=True,
-        face_encoder='shared',        # 'shared': the frozen frame ViT; 'separate': the smaller ViT below
+        face_encoder='shared' if paper else 'separate',  # 'shared': the frozen frame ViT (the paper's);
+                                      # 'separate': the smaller trainable ViT below (the demo's: its frame ViT is
+                                      # random and frozen, so only a trained face encoder can learn expressions)
         face_input='crops',           # 'crops': the aligned crops; 'residuals': each crop minus its clip's mean crop
                                       # (the expression without the identity: for an encoder trained from scratch)
         face_vision=_vision(64, 128, 2, 4, 16, 64, 1e-6) if not paper else _vision(768, 3072, 12, 12, 16, 224, 1e-6),
         num_crops=4,                  # K
         use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics);
                                       # False: per-crop appearance only
-        landmarks=False,              # also read each crop's 68 face-mesh landmarks (shape, and its motion between
+        landmarks=not paper,          # also read each crop's 68 face-mesh landmarks (shape, and its motion between
                                       # crops); off: the paper's branch. Records always carry them (no re-prepare)
         tubelets='apex',              # where the K crops come from: 'apex', each interval between global frames at
                                       # its peak of facial motion (micro-expression spotting, in prepare); 'anchor',
@@ -119,7 +121,7 @@ def _base_config(variant, name):
     # tokens in the video Q-Former instead, so this ablation removes only the attention mechanism.
     # gate_init: the gates' value before tanh (0: a pretrained global pipeline starts unchanged).
     m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0,
-                                                    gate_init=0.0))
+                                                    gate_init=0.0 if paper else 0.5))
     # 4. Utterance-aware video Q-Former: once over all frames, once per utterance slot (+ optional windows).
     m.video_qformer = _qformer(768, 2, 12, 3072, 1, 32) if paper else _qformer(64, 2, 4, 128, 1, 8)
     m.video_qformer.max_frames = 96 if paper else 16          # size of the frame-position embedding
@@ -177,7 +179,7 @@ def _base_config(variant, name):
         dir='',                       # prepared dataset (output of `python -m microemo_jax.prepare`); demo: ''
                                       # = generate and prepare the demo corpus under demo_cache (train does it)
         demo_cache='~/.cache/microemo-jax/demo',
-        demo_clips=160,
+        demo_clips=240,
         demo_seed=0,
         demo_tokenizer='llama',       # the LLM tokenizer prepare trains when given no --tokenizer: 'llama' (<s> </s>,
                                       # the LLaMA-2 template) or 'qwen' (ChatML specials and chat template)
@@ -196,7 +198,7 @@ def _base_config(variant, name):
         batch_size=8 if paper else 4,  # global batch
         num_workers=4 if paper else 0,  # Grain worker processes per host (0: in-process)
         augment=True,                 # random crop/flip/colour jitter in the workers (training split only)
-        validation_fraction=0.1,      # held-out split for the validation loss
+        validation_fraction=0.1 if paper else 0.2,  # held-out videos (the demo's: about 12 micro-expression clips)
     ))
 
     # Optimiser: AdamW, linear warmup from 0 then cosine decay to min_lr at total_steps (LAVIS/TimeChat
@@ -211,7 +213,7 @@ def _base_config(variant, name):
         b2=0.999,
         eps=1e-8,
         clip_norm=1.0,                # global-norm gradient clipping (0: off)
-        gate_lr_multiplier=1.0,       # the tanh gates (global-local attention) learn this many times faster
+        gate_lr_multiplier=1.0 if paper else 10.0,  # the tanh gates (global-local attention) learn this many times faster
         grad_accum_steps=1,           # micro-batches per optimiser update (data.batch_size is split)
     ))
     # Where the parameters come from: '' = fresh init; else a folder written by `python -m microemo_jax.convert`
