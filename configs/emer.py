@@ -293,7 +293,9 @@ def _shrink_to_tiny(c) -> None:
     """The ``tiny`` variant: the demo with the fewest frames, layers and widths that still exercise every switch."""
     m, d = c.model, c.data
     m.vision.update(image_size=32, patch_size=16, num_layers=1)
-    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0)
+    # The paper's branch (shared frame ViT, no landmarks, closed gates): the tests switch the demo's choices on.
+    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0, face_encoder='shared', landmarks=False)
+    m.global_local.gate_init, c.optim.gate_lr_multiplier = 0.0, 1.0
     m.micro_expression.face_vision.update(image_size=32, patch_size=16, num_layers=1)
     m.image_qformer.update(num_query_tokens=4, dropout=0.0)
     m.video_qformer.update(num_query_tokens=4, num_layers=1, dropout=0.0)
