@@ -402,10 +402,12 @@ def test_answers_cut_to_max_seq_len_are_counted(small, tmp_path, capsys):
     long.mkdir()
     os.symlink(raw / 'a.mp4', long / 'a.mp4')
     write_labels(long, ' '.join(['She smiles at the camera'] * 150) + '.')
-    report = prepare(small_config(), 'folder', str(long), str(tmp_path / 'out'), shard_size=1, **tok)
+    cfg = small_config()
+    report = prepare(cfg, 'folder', str(long), str(tmp_path / 'out'), shard_size=1, **tok)
     cut = report['prompts_shortened']
-    assert cut['answers_cut'] == 1 and cut['answers_cut_examples'] == ['a'] and cut['max_seq_len'] == 384
-    assert 'warning: 1 answer(s) were cut to fit data.max_seq_len=384' in capsys.readouterr().err
+    limit = cfg.data.max_seq_len
+    assert cut['answers_cut'] == 1 and cut['answers_cut_examples'] == ['a'] and cut['max_seq_len'] == limit
+    assert f'warning: 1 answer(s) were cut to fit data.max_seq_len={limit}' in capsys.readouterr().err
 
 
 def test_links_that_cannot_be_read_are_skipped_with_a_reason(small, tmp_path):
