@@ -26,3 +26,21 @@ def test_fan_in_init_redraws_the_listed_weight_matrices_only():
     np.testing.assert_array_equal(np.asarray(model.llm.kernel[...]), llm_before)
     np.testing.assert_array_equal(np.asarray(model.global_local.bias[...]), bias_before)   # biases stay
     assert abs(llm_before.std() - 0.02) < 0.002                                          # the default: BERT's 0.02
+
+
+def test_the_demo_init_lets_faces_frames_and_audio_reach_the_llm_input():
+    """Under BERT's N(0, 0.02) the tiny/demo parts trained from scratch pass almost nothing of their inputs on
+    (why the demo model once ignored its faces); under 'fan_in' another clip's faces, frames or audio move the
+    LLM-input tokens by a visible share. input_influence is what benchmarks/input_influence.py prints."""
+    from microemo_jax.batch import synthetic_batch
+    from microemo_jax.config import load_config
+    from microemo_jax.models.input_influence import influence
+    from microemo_jax.models.microemo import MicroEmo
+    shares = {}
+    for init in ('bert', 'fan_in'):
+        m = load_config('configs/emer.py:tiny', [f'model.kernel_init={init}', 'model.global_local.gate_init=0.5']).model
+        shares[init] = influence(MicroEmo(m, rngs=nnx.Rngs(0)), synthetic_batch(m, 3, 96, seed=2))
+    for name, part in (('faces', 'video'), ('frames', 'video'), ('audio', 'audio')):
+        assert shares['fan_in'][name][part] > 0.003, (name, shares)
+        assert shares['bert'][name][part] < 0.2 * shares['fan_in'][name][part], (name, shares)
+    assert shares['fan_in']['faces']['audio'] == 0.0 and shares['fan_in']['audio']['video'] == 0.0   # no cross-talk
