@@ -77,6 +77,11 @@ def _base_config(variant, name):
     m.scan_layers = True
     m.remat_policy = 'nothing_saveable' if paper else 'none'
     m.attention_impl = ''  # '': JAX's choice (on CPU ours: leaner backward); 'cudnn' on GPUs; 'xla'; 'reference'
+    # Weight matrices of the parts no checkpoint provides (Q-Formers, face branch, global-local attention):
+    # 'bert' N(0, 0.02) (HF practice; the paper's come from checkpoints), 'fan_in' N(0, 1/fan_in), which the
+    # demo's width-64 parts trained from scratch need to see their inputs at all (models/scratch_init.py;
+    # benchmarks/input_influence.py measures it: other clips' faces move the LLM input 6e-5 vs 17 %).
+    m.kernel_init = 'bert' if paper else 'fan_in'
 
     # 1. Timestamp-bound frame encoder: EVA ViT-g -> image Q-Former reading "This frame is sampled at {t} second."
     m.vision = (_vision(1408, 6144, 39, 16, 14, 224, 1e-6) if paper else _vision(64, 128, 2, 4, 16, 64, 1e-6))
@@ -93,13 +98,20 @@ def _base_config(variant, name):
     # 2. Micro-expression local branch over face tubelets (K consecutive crops per anchor).
     m.micro_expression = ml_collections.ConfigDict(dict(
         enabled=True,
-        face_encoder='shared',        # 'shared': the frozen frame ViT; 'separate': the smaller ViT below
+        face_encoder='shared' if paper else 'separate',  # 'shared': the frozen frame ViT (the paper's);
+                                      # 'separate': the smaller trainable ViT below (the demo's: its frame ViT is
+                                      # random and frozen, so only a trained face encoder can learn expressions)
+        face_input='crops',           # 'crops': the aligned crops; 'residuals': each crop minus its clip's mean crop
+                                      # (the expression without the identity: for an encoder trained from scratch)
         face_vision=_vision(64, 128, 2, 4, 16, 64, 1e-6) if not paper else _vision(768, 3072, 12, 12, 16, 224, 1e-6),
         num_crops=4,                  # K
         use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics);
                                       # False: per-crop appearance only
-        landmarks=False,              # also read each crop's 68 face-mesh landmarks (shape, and its motion between
+        landmarks=not paper,          # also read each crop's 68 face-mesh landmarks (shape, and its motion between
                                       # crops); off: the paper's branch. Records always carry them (no re-prepare)
+        tubelets='apex',              # where the K crops come from: 'apex', each interval between global frames at
+                                      # its peak of facial motion (micro-expression spotting, in prepare); 'anchor',
+                                      # from each global frame on. Part of prepare's settings (changes the records)
         hidden_size=768 if paper else 64,
         num_layers=2,
         num_heads=12 if paper else 4,
@@ -108,7 +120,9 @@ def _base_config(variant, name):
     # 3. Gated global-local attention (tanh gates start at 0: the global pipeline is unchanged at init).
     # enabled=False (with the local branch on): the local tokens are projected and appended to each frame's
     # tokens in the video Q-Former instead, so this ablation removes only the attention mechanism.
-    m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0))
+    # gate_init: the gates' value before tanh (0: a pretrained global pipeline starts unchanged).
+    m.global_local = ml_collections.ConfigDict(dict(enabled=True, num_heads=12 if paper else 4, neighbours=0,
+                                                    gate_init=0.0 if paper else 0.5))
     # 4. Utterance-aware video Q-Former: once over all frames, once per utterance slot (+ optional windows).
     m.video_qformer = _qformer(768, 2, 12, 3072, 1, 32) if paper else _qformer(64, 2, 4, 128, 1, 8)
     m.video_qformer.max_frames = 96 if paper else 16          # size of the frame-position embedding
@@ -166,12 +180,12 @@ def _base_config(variant, name):
         dir='',                       # prepared dataset (output of `python -m microemo_jax.prepare`); demo: ''
                                       # = generate and prepare the demo corpus under demo_cache (train does it)
         demo_cache='~/.cache/microemo-jax/demo',
-        demo_clips=160,
+        demo_clips=240,
         demo_seed=0,
         demo_tokenizer='llama',       # the LLM tokenizer prepare trains when given no --tokenizer: 'llama' (<s> </s>,
                                       # the LLaMA-2 template) or 'qwen' (ChatML specials and chat template)
         sampling='uniform',           # frame sampling: 'uniform' (segment centres) or 'random' (random in segment)
-        max_seq_len=2048 if paper else 384,
+        max_seq_len=2048 if paper else 512,       # the demo's longest prompt with its answer: ~460 tokens
         max_mel_frames=3000 if paper else 800,   # 2 * model.audio.max_source_positions
         question='description',       # 'description' (EMER explanation) or 'ov' (open-vocabulary labels)
         bench_question='benchmark',   # what the MER-UniBench sources ask every clip: 'benchmark' (its one question,
@@ -185,7 +199,7 @@ def _base_config(variant, name):
         batch_size=8 if paper else 4,  # global batch
         num_workers=4 if paper else 0,  # Grain worker processes per host (0: in-process)
         augment=True,                 # random crop/flip/colour jitter in the workers (training split only)
-        validation_fraction=0.1,      # held-out split for the validation loss
+        validation_fraction=0.1 if paper else 0.2,  # held-out videos (the demo's: about 12 micro-expression clips)
     ))
 
     # Optimiser: AdamW, linear warmup from 0 then cosine decay to min_lr at total_steps (LAVIS/TimeChat
@@ -200,6 +214,7 @@ def _base_config(variant, name):
         b2=0.999,
         eps=1e-8,
         clip_norm=1.0,                # global-norm gradient clipping (0: off)
+        gate_lr_multiplier=1.0 if paper else 10.0,  # the tanh gates (global-local attention) learn this many times faster
         grad_accum_steps=1,           # micro-batches per optimiser update (data.batch_size is split)
     ))
     # Where the parameters come from: '' = fresh init; else a folder written by `python -m microemo_jax.convert`
@@ -279,7 +294,9 @@ def _shrink_to_tiny(c) -> None:
     """The ``tiny`` variant: the demo with the fewest frames, layers and widths that still exercise every switch."""
     m, d = c.model, c.data
     m.vision.update(image_size=32, patch_size=16, num_layers=1)
-    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0)
+    # The paper's branch (shared frame ViT, no landmarks, closed gates): the tests switch the demo's choices on.
+    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0, face_encoder='shared', landmarks=False)
+    m.global_local.gate_init, c.optim.gate_lr_multiplier, m.kernel_init = 0.0, 1.0, 'bert'
     m.micro_expression.face_vision.update(image_size=32, patch_size=16, num_layers=1)
     m.image_qformer.update(num_query_tokens=4, dropout=0.0)
     m.video_qformer.update(num_query_tokens=4, num_layers=1, dropout=0.0)

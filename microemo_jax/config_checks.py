@@ -29,6 +29,9 @@ CHOICES = {
     'model.attention_impl': ('', 'xla', 'cudnn', 'reference'),                                  # models/layers.py
     'model.frame_encoder.timestamp_tokenizer': ('bert', 'llm'),
     'model.micro_expression.face_encoder': ('shared', 'separate'),
+    'model.micro_expression.tubelets': ('anchor', 'apex'),                               # data/faces/spotting.py
+    'model.micro_expression.face_input': ('crops', 'residuals'),                       # models/micro_expression.py
+    'model.kernel_init': ('bert', 'fan_in'),                                             # models/scratch_init.py
     'model.llm.rope_type': ('default', 'llama3', 'linear', 'dynamic', 'yarn'),                   # models/rope.py
     'model.lora.targets': ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'),  # llama.py
     'data.sampling': ('uniform', 'random'),                                                       # data/video.py

@@ -102,12 +102,14 @@ def draw_rl_curves(runs: dict[str, dict[str, list]], out: str) -> str:
 def draw_timeline(path: str, *, frames: Sequence[np.ndarray], timestamps: Sequence[float],
                   face_boxes: np.ndarray, face_found: Sequence[bool], source_size: tuple[int, int],
                   duration: float, utterances: Sequence[dict], labels: Sequence[str], explanation: str,
-                  title: str) -> str:
+                  title: str, face_times: Sequence[Sequence[float]] | None = None) -> str:
     """Write the timeline PNG to ``path`` and return it.
 
     ``frames``: RGB uint8 thumbnails (any size: they are shown at the source aspect ratio);
     ``face_boxes``: (T, 4) x, y, w, h in source pixels (``source_size`` = (width, height));
-    ``utterances``: dicts with start, end, text (seconds).
+    ``utterances``: dicts with start, end, text (seconds);
+    ``face_times``: per frame, the times of its face tubelet's crops (empty: none), drawn as a mark from the
+    first crop to the last under the frames: where the micro-expression branch looked.
     """
     t_count = len(frames)
     duration = max(float(duration), float(max(timestamps, default=0.0)) + 1e-3, 1e-3)
@@ -136,6 +138,13 @@ def draw_timeline(path: str, *, frames: Sequence[np.ndarray], timestamps: Sequen
                                    edgecolor='#30d040', zorder=3))
         ax.plot([t, t], [0.0, 0.1], color='0.3', lw=0.8)
         ax.text(t, -0.05, f'{t:.1f}s', ha='center', va='top', fontsize=7)
+    for times in face_times or []:
+        if len(times):
+            first, last = float(min(times)), float(max(times))
+            ax.broken_barh([(first, max(last - first, duration / 400))], (-0.3, 0.08), color='#e08a1e', zorder=3)
+    if face_times is not None:
+        ax.text(ax.get_xlim()[0], -0.34, 'face close-ups (micro-expression branch)', fontsize=7, va='top',
+                color='#b06a10')
     for j, u in enumerate(utterances):
         y = -0.55 - 0.3 * (j % 3)
         ax.broken_barh([(float(u['start']), max(float(u['end']) - float(u['start']), 1e-3))], (y - 0.1, 0.2),

@@ -91,6 +91,16 @@ def test_step_counts_blame_their_own_key(override, blamed):
         assert 'warmup_steps' not in str(e.value)  # a bad total_steps is not a warmup problem
 
 
+@pytest.mark.parametrize('override, message', [
+    ('model.micro_expression.tubelets=middle', "tubelets='middle' must be"),
+    ('model.micro_expression.face_input=flow', "face_input='flow' must be"),
+    ('model.kernel_init=xavier', "kernel_init='xavier' must be"),
+])
+def test_micro_expression_choices_are_checked(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIG, [override])
+
+
 def _string_keys(cfg, prefix=''):
     import ml_collections
     for key, value in cfg.items():

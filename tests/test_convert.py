@@ -64,7 +64,7 @@ def test_converted_checkpoint_holds_the_hugging_face_weights(tmp_path, capsys):
             np.testing.assert_array_equal(a[k], b[k], err_msg=str(k))
     np.testing.assert_array_equal(np.asarray(model.frame_encoder.query_tokens.get_value()),
                                   hf.load_query_tokens(INSTRUCTBLIP))
-    assert float(np.abs(np.asarray(model.global_local.attn_gate.get_value())).max()) == 0.0
+    assert float(np.abs(np.asarray(model.global_local.attn_gate.get_value()) - cfg.model.global_local.gate_init).max()) == 0.0
 
 
 def test_missing_towers_are_reported_as_random(tmp_path, capsys):

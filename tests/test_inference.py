@@ -117,6 +117,11 @@ def test_predict_writes_json_and_timeline(corpus, params_dir, tmp_path):
                                for u in truth[name]['utterances']]
     assert r['utterances'][0]['start'] > 0.1          # the speech starts after a lead-in, never at 0
     assert len(r['timestamps']) == cfg.model.num_frames and r['faces_found'] > 0
+    # the face close-ups (apex tubelets): consecutive frames from each frame's time up to the next frame's
+    ends = r['timestamps'][1:] + [10.0]
+    for t, end, times, found in zip(r['timestamps'], ends, r['face_times'], r['face_frames']):
+        assert (len(times) == cfg.model.micro_expression.num_crops) == found and times == sorted(times)
+        assert not times or (t - 1e-3 <= times[0] and times[-1] <= end + 1e-3), (t, times, end)
     import cv2
     img = cv2.imread(str(tmp_path / f'{name}.mp4.timeline.png'))
     assert img is not None and img.shape[0] > 300 and img.std() > 10

@@ -51,6 +51,9 @@ def test_stage1_run_logs_checkpoints_and_exports(straight):
     assert os.path.isdir(workdir / 'params' / 'params') and os.listdir(workdir / 'tensorboard')
     a = losses(workdir)
     assert sorted(a) == [1, 2, 3, 4] and a[4] < a[1]
+    with open(workdir / 'metrics.jsonl') as f:              # the global-local gates, one key each, every report
+        gates = [(r['gate/global_local.attn'], r['gate/global_local.mlp']) for r in map(json.loads, f) if 'loss' in r]
+    assert len(gates) == 4 and all(-1 < g < 1 for pair in gates for g in pair) and gates[-1] != gates[0]
     from microemo_jax import params  # the export is a whole parameter folder: evaluate/predict need nothing else
     folder = params.load(str(workdir / 'params'))
     assert folder.cfg.total_steps == 4 and folder.info['steps'] == 4 and folder.llm_tokenizer.eos_token_id is not None

@@ -5,8 +5,12 @@ One prompt per clip, following TimeChat (template, timestamp sentences) and Affe
 subtitle tag, OV answer)::
 
     <s>[INST] <<SYS>>\\n{system}\\n<</SYS>>\\n\\n<Video>{Nv slots}</Video> <Audio>{Na slots}</Audio> The video
-    contains N frames sampled at t1, t2, ... seconds. Transcribed speech: s - e seconds, text; ... The
-    subtitle of this video is: <Subtitle>{subtitle}</Subtitle>. {question} [/INST] {answer}</s>
+    contains N frames sampled at t1, t2, ... seconds. [Face close-ups start at f1, f2, ... seconds.]
+    Transcribed speech: s - e seconds, text; ... The subtitle of this video is:
+    <Subtitle>{subtitle}</Subtitle>. {question} [/INST] {answer}</s>
+
+The face close-up sentence is there when the face tubelets do not start at the frames (micro-expression
+spotting moves them to each interval's peak of facial motion): the prompt says when everything it shows is.
 
 That is the LLaMA-2 template TimeChat uses, for a tokenizer without a chat template (the demo's). A tokenizer
 with one (a Qwen2.5/Qwen3 instruct folder: ``chat_template.jinja`` or ``tokenizer_config.json``) gets its own
@@ -191,10 +195,12 @@ class _Part:
 def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence[tuple[float, float, str]],
                  subtitle: str, question: str, answer: str | None = None, num_video_tokens: int,
                  num_audio_tokens: int, max_len: int, system: str = DEFAULT_SYSTEM,
+                 face_times: Sequence[float] | None = None,
                  eos_token_ids: Sequence[int] | None = None) -> TokenizedPrompt:
     """Tokenize one clip's prompt (and answer, for training) with the tokenizer's chat template, or LLaMA-2's
     when it has none (``system`` is the LLaMA-2 system text; a chat template brings its own).
-    ``eos_token_ids``: the ids that end generation (default: the tokenizer's eos).
+    ``eos_token_ids``: the ids that end generation (default: the tokenizer's eos); ``face_times``: when the
+    face close-ups start, said in the prompt when they are not the frames' times.
 
     Over ``max_len`` the prompt is shortened in this order: the transcribed speech, the subtitle, then
     the answer's tail (its eos first: a cut answer does not teach the model to stop there; at least one
@@ -225,6 +231,9 @@ def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence
         between, after = [], _encode(tokenizer, "</Video>")
     frames = _encode(tokenizer, f" The video contains {len(times)} frames sampled at "
                                 f"{', '.join(_fmt(t) for t in times)} seconds.")
+    if face_times is not None and len(face_times):
+        frames += _encode(tokenizer, " Face close-ups start at "
+                                     f"{', '.join(_fmt(t) for t in _check_times(face_times, 'face times'))} seconds.")
     spoken = []
     for start, end, text in utterances:
         start, end = _check_times((start, end), 'utterance times')

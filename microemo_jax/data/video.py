@@ -3,7 +3,10 @@
 Why this shape: the frame branch needs T frames with the time they were shown (the timestamp tokens say
 "This frame is sampled at {t} second."), and the micro-expression branch needs, at each of those anchors,
 K *consecutive native-rate* frames (a micro-expression lasts < 0.5 s, so stride matters). Both come out of
-one sequential, threaded decode; only the frames that are kept are converted to RGB.
+one sequential, threaded decode; only the frames that are kept are converted to RGB. Micro-expression
+spotting (``micro_expression.tubelets='apex'``) also keeps a small grey picture of every frame
+(``motion_side``) and then moves each tubelet to its interval's peak of facial motion with a second
+decode (``move_tubelets``).
 
 Conventions (the record schema in ``record.py`` relies on them):
   * time zero is the video stream's start time (``stream.start_time``, else the first frame's pts); every
@@ -18,7 +21,7 @@ Conventions (the record schema in ``record.py`` relies on them):
     at the true aspect ratio from the tubelets.
 
 Bad inputs raise ``MediaError`` whose ``reason`` is one of REASONS (``prepare`` writes it to skipped.jsonl);
-``container.py`` opens files and tells why one is unusable.
+``container.py`` opens files and tells why one is unusable; ``video_info.py`` reads what a stream declares.
 A file whose decodable video ends clearly before the duration its header declares is rejected
 (``container.check_complete`` holds the truncation policy); one that lacks less than that (a cut-off
 tail) is decoded with what is there: ``DecodedClip.decoded_duration`` tells how much. Single undecodable
@@ -32,36 +35,30 @@ import os
 import av
 import numpy as np
 
-from microemo_jax.data.raw.container import REASONS, MediaError, check_complete, open_video, structure, url
+from microemo_jax.data.raw.container import REASONS, MediaError, check_complete, open_video, structure
+from microemo_jax.data.video_info import VideoInfo, make_info, probe, sample_duration, seconds, stream_origin
 
-__all__ = ['REASONS', 'MediaError', 'VideoInfo', 'DecodedClip', 'sample_times', 'probe', 'decode_clip']
-
-@dataclasses.dataclass(frozen=True)
-class VideoInfo:
-    """What a video stream declares (and its first frame shows)."""
-    duration: float     # seconds of video from time zero (declared; see ``decode_clip`` for what decoded)
-    fps: float          # average frame rate (for variable frame rate files: frames / duration)
-    width: int          # upright (rotation applied), square-pixel width of the source frame
-    height: int
-    rotation: int       # counter-clockwise degrees the stored picture is turned to be shown (0/90/180/270)
-    has_audio: bool
-    codec: str          # video codec name (h264, vp9, mjpeg, mpeg4, ...)
-    num_frames: int     # frames the container declares (0 when unknown)
-    start_time: float   # where time zero (the video stream's start) lies on the container timeline, seconds
+__all__ = ['REASONS', 'MediaError', 'VideoInfo', 'DecodedClip', 'sample_times', 'probe', 'decode_clip',
+           'move_tubelets']
 
 
 @dataclasses.dataclass(frozen=True)
 class DecodedClip:
-    """T' sampled frames of one clip and the K-frame tubelets that start at them.
+    """T' sampled frames of one clip and the K-frame tubelets that go with them.
 
     frames         uint8 (T', frame_size, frame_size, 3)  RGB, whole frame squashed to a square
     timestamps     float32 (T',)    true presentation time (seconds from time zero) of each frame
     frame_indices  int64 (T',)      index of each anchor among the decoded frames (presentation order)
-    tubelets       uint8 (T', K, h, w, 3)  frames anchor..anchor+K-1 at native rate, upright, longer side
-                                    <= tubelet_max_side (zeros where ``tubelet_mask`` is False)
+    tubelets       uint8 (T', K, h, w, 3)  K consecutive native-rate frames per anchor, upright, longer side
+                                    <= tubelet_max_side (zeros where ``tubelet_mask`` is False); from the
+                                    anchor itself, unless ``move_tubelets`` placed them elsewhere
     tubelet_mask   bool (T', K)     which tubelet frames exist (False only at the end of the clip)
     info           VideoInfo
     decoded_duration  float         end of the last decoded frame (pts + its duration), seconds
+    tubelet_starts int64 (T',)      index of each tubelet's first frame (None: ``frame_indices``)
+    tubelet_times  float32 (T', K)  presentation time of each tubelet frame (0 where masked)
+    frame_times    float32 (N,)     with ``motion_side``: the time of every decoded frame ...
+    thumbnails     uint8 (N, h, w)  ... and its grey picture, longer side <= motion_side (spotting.py)
     """
     frames: np.ndarray
     timestamps: np.ndarray
@@ -70,6 +67,19 @@ class DecodedClip:
     tubelet_mask: np.ndarray
     info: VideoInfo
     decoded_duration: float
+    tubelet_starts: np.ndarray | None = None
+    tubelet_times: np.ndarray | None = None
+    frame_times: np.ndarray | None = None
+    thumbnails: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.tubelet_starts is None:
+            object.__setattr__(self, 'tubelet_starts', np.asarray(self.frame_indices, np.int64).copy())
+        if self.tubelet_times is None:      # made by hand: the anchor, then the nominal rate
+            step = 1.0 / self.info.fps if self.info.fps else 0.0
+            k = self.tubelet_mask.shape[1]
+            times = np.asarray(self.timestamps, np.float32)[:, None] + step * np.arange(k, dtype=np.float32)
+            object.__setattr__(self, 'tubelet_times', np.where(self.tubelet_mask, times, 0.0).astype(np.float32))
 
     @property
     def tubelet_scale(self) -> float:
@@ -97,137 +107,6 @@ def sample_times(duration: float, num_frames: int, mode: str = 'uniform',
     return np.sort(times)
 
 
-# ----------------------------------------------------------------------------------------------- stream info
-def _seconds(value, time_base) -> float | None:
-    if value is None or time_base is None:
-        return None
-    return float(value * time_base)
-
-
-def _tag_duration(stream) -> float | None:
-    """Matroska writers store a per-track DURATION tag ('HH:MM:SS.nnnnnnnnn')."""
-    for key, value in stream.metadata.items():
-        if key.lower() == 'duration':
-            try:
-                h, m, s = value.split(':')
-                return int(h) * 3600 + int(m) * 60 + float(s)
-            except ValueError:
-                return None
-    return None
-
-
-def _declared_duration(container, stream, origin: float) -> tuple[float | None, bool]:
-    """(video duration from time zero, whether it is the video's own) from the stream, tags or container."""
-    # Several declarations may exist; the largest wins because demuxers re-estimate some of them from what
-    # is on disk (an AVI without its index reports the duration of the bytes present, not the header's).
-    candidates = [_seconds(stream.duration, stream.time_base), _tag_duration(stream)]
-    if stream.frames and stream.average_rate:
-        candidates.append(stream.frames / float(stream.average_rate))
-    own = max((c for c in candidates if c is not None and c > 0), default=None)
-    if own is not None:
-        return own, True
-    if container.duration:
-        start = container.start_time / av.time_base if container.start_time is not None else 0.0
-        return container.duration / av.time_base + start - origin, False
-    return None, False
-
-
-def _packet_span(path: str, stream_index: int, origin: float) -> float:
-    """End of the last video packet (demux only, no decode): the duration when nothing declares one.
-    Streams without timestamps (raw elementary streams) count packets at the guessed frame rate."""
-    end, count = 0.0, 0
-    with av.open(url(path)) as container:
-        stream = container.streams[stream_index]
-        tb = stream.time_base
-        try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                count += 1
-                t = packet.pts if packet.pts is not None else packet.dts
-                if t is not None and tb is not None:
-                    end = max(end, float((t + (packet.duration or 0)) * tb) - origin)
-        except (av.FFmpegError, EOFError):
-            pass
-        rate = stream.average_rate or stream.guessed_rate
-    if end <= 0 and count and rate:
-        end = count / float(rate)
-    return end
-
-
-def _tag_rotation(stream) -> int:
-    """Legacy 'rotate' tag (clockwise degrees, as phones wrote it) -> counter-clockwise degrees."""
-    for key, value in stream.metadata.items():
-        if key.lower() == 'rotate':
-            try:
-                return -int(float(value))
-            except ValueError:
-                return 0
-    return 0
-
-
-def _norm_rotation(ccw: float) -> int:
-    return int(round(ccw / 90.0)) % 4 * 90
-
-
-def _display_size(width: int, height: int, sar, rotation: int) -> tuple[int, int]:
-    if sar is not None and sar.numerator > 0 and sar.denominator > 0 and sar != 1:
-        width = max(1, int(round(width * float(sar))))
-    return (height, width) if rotation in (90, 270) else (width, height)
-
-
-def _stream_origin(stream) -> float | None:
-    return _seconds(stream.start_time, stream.time_base)
-
-
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Describe the video in ``path`` (opens it and decodes its first frame for the rotation).
-
-    Raises MediaError for missing, empty, non-video, video-less or unopenable files; probe does not prove
-    the whole file decodes (``decode_clip`` does).
-    """
-    path = os.fspath(path)
-    container, stream = open_video(path)
-    with container:
-        first = None
-        try:
-            for frame in container.decode(stream):
-                first = frame
-                break
-        except (av.FFmpegError, EOFError):
-            pass
-        if first is None:
-            family, state = structure(path)
-            raise MediaError('no_frames' if state == 'ok' else state, path,
-                             f"no decodable video frame ({family or 'unknown'} container: {state})")
-        origin = _stream_origin(stream)
-        if origin is None:
-            origin = _seconds(first.pts, first.time_base) or 0.0
-        return _make_info(container, stream, first, _duration(path, container, stream, origin)[0], origin)
-
-
-def _make_info(container, stream, first, duration: float, origin: float) -> VideoInfo:
-    rotation = _norm_rotation(first.rotation or _tag_rotation(stream))
-    width, height = _display_size(first.width, first.height, stream.sample_aspect_ratio, rotation)
-    fps = float(stream.average_rate) if stream.average_rate else (
-        float(stream.guessed_rate) if stream.guessed_rate else 0.0)
-    return VideoInfo(duration=float(duration), fps=fps, width=width, height=height, rotation=rotation,
-                     has_audio=bool(container.streams.audio), codec=stream.codec_context.name,
-                     num_frames=int(stream.frames or 0), start_time=float(origin))
-
-
-def _duration(path: str, container, stream, origin: float) -> tuple[float, float | None, bool]:
-    """(duration to sample over, declared duration or None, whether it is the video stream's own).
-
-    Without a duration of the video stream's own (the container's may include a longer audio track), the
-    video packets are scanned (demux only) for where the video ends."""
-    declared, own = _declared_duration(container, stream, origin)
-    if own:
-        return declared, declared, own
-    span = _packet_span(path, stream.index, origin)
-    return (span if span > 0 else (declared or 0.0)), declared, own
-
-
 # ----------------------------------------------------------------------------------------------- decoding
 def _to_rgb(frame, width: int, height: int, rotation: int) -> np.ndarray:
     """Upright RGB ``height x width`` array; ``width/height`` are the upright (displayed) sizes."""
@@ -244,17 +123,70 @@ def _tubelet_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 class _Anchor:
-    """One sampled frame: its square picture and the tubelet frames collected so far (RGB arrays only, so
-    no decoder buffer outlives its turn)."""
-    __slots__ = ('index', 'time', 'square', 'tubelet')
+    """One sampled frame: its square picture and the tubelet frames collected so far with their times (RGB
+    arrays only, so no decoder buffer outlives its turn)."""
+    __slots__ = ('index', 'time', 'square', 'tubelet', 'times')
 
     def __init__(self, index, time, square, first):
-        self.index, self.time, self.square, self.tubelet = index, time, square, [first]
+        self.index, self.time, self.square, self.tubelet, self.times = index, time, square, [first], [time]
+
+
+def _to_grey(frame, width: int, height: int, rotation: int) -> np.ndarray:
+    """Upright grey ``height x width`` picture (spotting's thumbnails)."""
+    stored_w, stored_h = (height, width) if rotation in (90, 270) else (width, height)
+    grey = frame.to_ndarray(width=stored_w, height=stored_h, format='gray', interpolation='AREA')
+    return np.ascontiguousarray(np.rot90(grey, rotation // 90) if rotation else grey)
+
+
+class _TimedFrames:
+    """A stream's decoded frames in presentation order with their times: ``for j, t, frame in timed``.
+
+    t is seconds from time zero (``origin``; None: the first frame's pts), kept monotonic in broken files,
+    and counted at the nominal rate for streams without timestamps. Single undecodable packets are skipped
+    and counted (``decode_errors``); a read error ends the frames (``demux_error``). ``info`` is the
+    stream's VideoInfo from its first frame on (given, or made with ``duration``); ``last_t`` and
+    ``frame_dur`` describe the last frame yielded."""
+
+    def __init__(self, container, stream, origin: float | None, duration: float, info: VideoInfo | None = None):
+        self.container, self.stream, self.origin, self.duration, self.info = container, stream, origin, duration, info
+        self.decode_errors, self.demux_error = 0, None
+        self.last_t, self.frame_dur, self.count = 0.0, 0.0, 0
+
+    def _frames(self):
+        try:
+            for packet in self.container.demux(self.stream):
+                try:
+                    yield from packet.decode()
+                except (av.InvalidDataError, av.error.PatchWelcomeError):  # one bad packet: skip it
+                    self.decode_errors += 1
+        except (av.FFmpegError, EOFError) as e:
+            self.demux_error = e
+
+    def __iter__(self):
+        tb = self.stream.time_base
+        for frame in self._frames():
+            j = self.count
+            if j == 0:
+                if self.origin is None:
+                    self.origin = seconds(frame.pts, tb) or 0.0
+                if self.info is None:
+                    self.info = make_info(self.container, self.stream, frame, self.duration, self.origin)
+            fps = self.info.fps
+            pts = frame.pts if frame.pts is not None else frame.dts
+            if pts is not None:
+                t = float(pts * tb) - self.origin
+                t = max(t, self.last_t) if j else t      # broken files: keep time monotonic
+            else:                                        # no timestamps at all (raw streams): the nominal rate
+                t = self.last_t + (1.0 / fps if fps else 0.0) if j else 0.0
+            self.last_t = t
+            self.frame_dur = float(frame.duration * tb) if frame.duration else (1.0 / fps if fps else 0.0)
+            self.count += 1
+            yield j, t, frame
 
 
 def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mode: str = 'uniform',
                 rng: np.random.Generator | None = None, tubelet_length: int = 4, tubelet_max_side: int = 512,
-                threads: int = 2) -> DecodedClip:
+                threads: int = 2, motion_side: int = 0) -> DecodedClip:
     """Decode ``path`` once and return T' <= num_frames sampled frames with their tubelets.
 
     Sample times come from ``sample_times(declared duration, num_frames, mode, rng)``; each is served by the
@@ -262,6 +194,8 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
     order). T' = num_frames unless the clip has fewer distinct frames to give (very short clips, or
     sparse variable-rate stretches at the end); the pipeline pads and masks. ``timestamps`` are the chosen
     frames' true presentation times. Tubelet k of anchor i is the native frame ``frame_indices[i] + k``.
+    ``motion_side`` > 0 also keeps every decoded frame as a small grey picture (longer side <= motion_side:
+    ~9 KB a frame at 96) with its time, for micro-expression spotting (data/faces/spotting.py).
     """
     if tubelet_length < 1:
         raise ValueError(f"tubelet_length must be >= 1, got {tubelet_length}")
@@ -270,57 +204,37 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
     with container:
         stream.thread_type = 'AUTO'
         stream.thread_count = max(1, int(threads))
-        tb = stream.time_base
-        origin = _stream_origin(stream)
-        duration, declared, own = _duration(path, container, stream, origin or 0.0)
+        origin = stream_origin(stream)
+        duration, declared, own = sample_duration(path, container, stream, origin or 0.0)
         targets = sample_times(duration, num_frames, mode, rng)
         K = tubelet_length
+        timed = _TimedFrames(container, stream, origin, duration)
 
         anchors: list[_Anchor] = []
         open_anchors: list[_Anchor] = []     # tubelets still collecting frames
         prev = None                          # (index, time, av frame)
-        info = None
         size = None                          # upright tubelet (w, h)
-        last_used, i, j = -1, 0, -1
-        last_t, frame_dur = 0.0, 0.0
-        decode_errors, demux_error = 0, None
+        last_used, i = -1, 0
+        thumbs, thumb_times, thumb_size = [], [], None
 
         def start(idx, t, frame):
             nonlocal last_used
             # the whole frame squashed to a square (rotation after the resize: same result for a square)
-            a = _Anchor(idx, t, _to_rgb(frame, frame_size, frame_size, info.rotation),
-                        _to_rgb(frame, size[0], size[1], info.rotation))
+            a = _Anchor(idx, t, _to_rgb(frame, frame_size, frame_size, timed.info.rotation),
+                        _to_rgb(frame, size[0], size[1], timed.info.rotation))
             anchors.append(a)
             if K > 1:
                 open_anchors.append(a)
             last_used = idx
 
-        def frames():
-            nonlocal decode_errors, demux_error
-            try:
-                for packet in container.demux(stream):
-                    try:
-                        yield from packet.decode()
-                    except (av.InvalidDataError, av.error.PatchWelcomeError):  # one bad packet: skip it
-                        decode_errors += 1
-            except (av.FFmpegError, EOFError) as e:
-                demux_error = e
-
-        for frame in frames():
-            j += 1
-            if info is None:
-                if origin is None:
-                    origin = _seconds(frame.pts, tb) or 0.0
-                info = _make_info(container, stream, frame, duration, origin)
+        for j, t, frame in timed:
+            info = timed.info
+            if size is None:
                 size = _tubelet_size(info.width, info.height, tubelet_max_side)
-            pts = frame.pts if frame.pts is not None else frame.dts
-            if pts is not None:
-                t = float(pts * tb) - origin
-                t = max(t, last_t) if j else t      # broken files: keep time monotonic
-            else:                                   # no timestamps at all (raw streams): the nominal rate
-                t = last_t + (1.0 / info.fps if info.fps else 0.0) if j else 0.0
-            last_t = t
-            frame_dur = float(frame.duration * tb) if frame.duration else (1.0 / info.fps if info.fps else 0.0)
+                thumb_size = _tubelet_size(info.width, info.height, motion_side) if motion_side > 0 else None
+            if thumb_size is not None:
+                thumbs.append(_to_grey(frame, thumb_size[0], thumb_size[1], info.rotation))
+                thumb_times.append(t)
 
             while i < num_frames and t >= targets[i]:
                 if prev is not None and prev[0] > last_used and targets[i] - prev[1] <= t - targets[i] + 1e-6:
@@ -337,31 +251,70 @@ def decode_clip(path: str | os.PathLike, num_frames: int, *, frame_size: int, mo
                         if rgb is None:
                             rgb = _to_rgb(frame, size[0], size[1], info.rotation)
                         a.tubelet.append(rgb)
+                        a.times.append(t)
                 open_anchors = [a for a in open_anchors if len(a.tubelet) < K]
             prev = (j, t, frame)
         if prev is not None and i < num_frames and prev[0] > last_used:
             start(*prev)
 
-        n_decoded = j + 1
+        n_decoded = timed.count
         if n_decoded == 0:
             family, state = structure(path)
             if state != 'ok':
                 raise MediaError(state, path, f"{family} file is {state}: no frame decoded")
-            if decode_errors or demux_error is not None:
-                raise MediaError('corrupt', path, f"no frame decoded ({decode_errors} undecodable packets, "
-                                 f"read error: {demux_error})")
+            if timed.decode_errors or timed.demux_error is not None:
+                raise MediaError('corrupt', path, f"no frame decoded ({timed.decode_errors} undecodable packets, "
+                                 f"read error: {timed.demux_error})")
             raise MediaError('no_frames', path, "the video stream holds no frames")
 
-        decoded_end = last_t + frame_dur
-        check_complete(path, declared, own, decoded_end, frame_dur, n_decoded, decode_errors, demux_error)
+        decoded_end = timed.last_t + timed.frame_dur
+        check_complete(path, declared, own, decoded_end, timed.frame_dur, n_decoded, timed.decode_errors,
+                       timed.demux_error)
 
         frames_out = np.stack([a.square for a in anchors])
         tub = np.zeros((len(anchors), K, size[1], size[0], 3), np.uint8)
         mask = np.zeros((len(anchors), K), bool)
+        tub_times = np.zeros((len(anchors), K), np.float32)
         for n, a in enumerate(anchors):
             tub[n, :len(a.tubelet)] = np.stack(a.tubelet)
             mask[n, :len(a.tubelet)] = True
+            tub_times[n, :len(a.times)] = a.times
         return DecodedClip(frames=frames_out,
                            timestamps=np.asarray([a.time for a in anchors], np.float32),
                            frame_indices=np.asarray([a.index for a in anchors], np.int64),
-                           tubelets=tub, tubelet_mask=mask, info=info, decoded_duration=float(decoded_end))
+                           tubelets=tub, tubelet_mask=mask, info=timed.info, decoded_duration=float(decoded_end),
+                           tubelet_times=tub_times,
+                           frame_times=np.asarray(thumb_times, np.float32) if thumb_size else None,
+                           thumbnails=np.stack(thumbs) if thumbs else None)
+
+
+def move_tubelets(path: str | os.PathLike, clip: DecodedClip, starts, *, threads: int = 2) -> DecodedClip:
+    """``clip`` with tubelet i made of the K native frames from frame ``starts[i]`` on (micro-expression
+    spotting puts them at the peak of facial motion between anchors: data/faces/spotting.py).
+
+    A second decode of ``path`` that keeps only those frames (at the tubelet size), counted and timed as
+    ``decode_clip`` counted them; a tubelet that runs past the clip's last frame is masked there. Keeping
+    every frame of the first decode instead would hold a whole video at tubelet size in memory."""
+    starts = np.asarray(starts, np.int64).reshape(-1)
+    n, k, h, w = clip.tubelets.shape[:4]
+    if starts.shape != (n,) or (starts < 0).any():
+        raise ValueError(f"move_tubelets needs one frame index >= 0 per tubelet ({n}), got {starts.tolist()}")
+    wanted: dict[int, list[tuple[int, int]]] = {}
+    for i, first in enumerate(starts):
+        for q in range(k):
+            wanted.setdefault(int(first) + q, []).append((i, q))
+    tub = np.zeros_like(clip.tubelets)
+    mask = np.zeros((n, k), bool)
+    times = np.zeros((n, k), np.float32)
+    container, stream = open_video(os.fspath(path))
+    with container:
+        stream.thread_type = 'AUTO'
+        stream.thread_count = max(1, int(threads))
+        for j, t, frame in _TimedFrames(container, stream, stream_origin(stream), clip.info.duration, clip.info):
+            if j in wanted:
+                rgb = _to_rgb(frame, w, h, clip.info.rotation)
+                for i, q in wanted.pop(j):
+                    tub[i, q], mask[i, q], times[i, q] = rgb, True, t
+            if not wanted:
+                break
+    return dataclasses.replace(clip, tubelets=tub, tubelet_mask=mask, tubelet_starts=starts, tubelet_times=times)

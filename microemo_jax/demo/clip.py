@@ -3,7 +3,8 @@
 * ``NAME.mp4``: H.264 (yuv420p, 25 fps, ``size`` px square) + AAC (16 kHz mono), 2-4 s. The face is the
   real photo of ``skimage.data.astronaut()`` animated by warps (``demo.face``): an expression with an
   onset, talking mouth motion driven by the speech loudness, blinks, a small head sway, and in some clips
-  a micro-expression of 3-10 frames (0.12-0.4 s), placed inside the first (cover) utterance.
+  a micro-expression of 3-6 frames (0.12-0.24 s), placed inside the first (cover) utterance and between
+  the frames the model's global branch samples (``global_frame_indices``).
 * ``NAME.srt``: one cue per utterance (1-3 per clip, pauses between), timed to the speech (``demo.tts``).
 
 Deterministic: clip i depends only on (seed, i) (and the speech engine), and the encoders run
@@ -18,6 +19,7 @@ import av
 import cv2
 import numpy as np
 
+from microemo_jax.data.video import sample_times
 from microemo_jax.demo import face as demo_face, script, tts
 from microemo_jax.demo.script import FPS
 from microemo_jax.safe_paths import inside
@@ -26,8 +28,11 @@ SAMPLE_RATE = tts.SAMPLE_RATE
 MIN_SECONDS, MAX_SECONDS = 2.0, 4.0
 
 
-def make_clip(out_dir: str, seed: int, index: int, size: int = 160, engine: str = 'synthetic') -> dict:
-    """Write NAME.mp4 and NAME.srt for clip ``index``; return its hidden truth, openset and reason."""
+def make_clip(out_dir: str, seed: int, index: int, size: int = 160, engine: str = 'synthetic',
+              global_frames: int = script.GLOBAL_FRAMES) -> dict:
+    """Write NAME.mp4 and NAME.srt for clip ``index``; return its hidden truth, openset and reason.
+    ``global_frames``: the number of frames the model's global branch samples (uniformly: segment centres);
+    a micro-expression never shows on one of them."""
     truth = script.plan_clip(seed, index)
     rng = np.random.default_rng([seed, index, 1])
     audio, utterances = _speech(truth, rng, engine)
@@ -36,6 +41,7 @@ def make_clip(out_dir: str, seed: int, index: int, size: int = 160, engine: str 
     truth['duration'] = round(n_frames / FPS, 3)
     truth['frames'] = n_frames
     truth['utterances'] = utterances
+    truth['global_frames'] = global_frame_indices(n_frames, global_frames)
     if truth['micro'] is not None:
         _place_micro(truth, rng, n_frames)
     frames = _render(truth, audio, rng, size)
@@ -83,18 +89,36 @@ def _speech(truth, rng, engine):
     return audio, spans
 
 
+def global_frame_indices(n_frames: int, count: int) -> list[int]:
+    """The frames a model sampling ``count`` frames uniformly may show: for each sample time (data/video.py
+    sample_times: segment centres), the frames on both sides of it (decode_clip takes the nearest)."""
+    times = sample_times(n_frames / FPS, count) * FPS
+    near = {int(np.floor(t + 1e-6)) for t in times} | {int(np.ceil(t - 1e-6)) for t in times}
+    return sorted(i for i in near if 0 <= i < n_frames)
+
+
 def _place_micro(truth, rng, n_frames):
-    """Frame-aligned micro-expression inside the first (cover) utterance."""
+    """A frame-aligned micro-expression that no global frame shows, inside the first (cover) utterance.
+
+    Candidates are the starts whose frames stay clear of ``truth['global_frames']``, away from the clip's first 5 and last 8 frames, inside the first utterance
+    (else any utterance, else anywhere); a micro-expression longer than every gap is shortened (>= 3 frames)."""
     micro = truth['micro']
-    n = micro['frames']
-    first = truth['utterances'][0]
-    lo = max(int(np.ceil(first['start'] * FPS)), 5)
-    hi = min(int(first['end'] * FPS) - n, n_frames - n - 8)
-    start = int(rng.integers(lo, max(hi, lo) + 1))
-    start = min(start, n_frames - n - 1)
-    micro['start_frame'] = start
-    micro['start'] = round(start / FPS, 3)
-    micro['end'] = round((start + n) / FPS, 3)
+    taken = np.zeros(n_frames, bool)
+    taken[truth['global_frames']] = True
+    spans = [truth['utterances'][:1], truth['utterances'], [{'start': 0.0, 'end': n_frames / FPS}]]
+    for n in range(micro['frames'], script.MICRO_FRAMES[0] - 1, -1):
+        for utterances in spans:
+            starts = [s for u in utterances
+                      for s in range(max(int(np.ceil(u['start'] * FPS)), 5),
+                                     min(int(u['end'] * FPS), n_frames - 8) - n + 1)
+                      if not taken[s:s + n].any()]
+            if starts:
+                start = int(rng.choice(starts))
+                micro.update(frames=n, start_frame=start, start=round(start / FPS, 3), end=round((start + n) / FPS, 3),
+                             frame_indices=list(range(start, start + n)))
+                return
+    raise ValueError(f"{truth['name']}: no room for a micro-expression between the global frames "
+                     f"{truth['global_frames']} of a {n_frames}-frame clip")
 
 
 def _render(truth, audio, rng, size):

@@ -1,7 +1,7 @@
 """The embedded demo corpus: talking-face clips whose emotion is carried by face, micro-expression, voice and words.
 
     python -m microemo_jax.demo.corpus --out DIR --num 200 --seed 0 [--size 160] [--workers 2]
-                                            [--speech auto|espeak|synthetic] [--groups-only]
+                                            [--speech auto|espeak|synthetic] [--global-frames 8] [--groups-only]
 
 writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source folder --raw DIR`` reads
 (``--groups-only``: only groups.csv, for the corpus already in DIR):
@@ -12,9 +12,13 @@ writes a ``folder``-layout corpus that ``python -m microemo_jax.prepare --source
 * ``DIR/labels.csv``: ``name, openset, reason``; openset as in MER (``"['angry', 'annoyed']"``), the reason an
   EMER-style explanation ("In the video, ... In the audio, ... In the text, ... Therefore, ...") written
   from the clip's hidden truth, describing each modality's clue.
-* ``DIR/corpus.json``: seed, num, generator version, speech engine and, per clip, the hidden truth
-  (scenario, label emotion, displayed expression and onset, micro-expression emotion and frames, prosody
-  emotion, text emotion/sentiment, utterance times). For checking the corpus; training never reads it.
+* ``DIR/corpus.json``: seed, num, generator version, speech engine, the global frame count and, per clip,
+  the hidden truth: ``name``, ``scenario``, ``emotion`` (the label), the displayed expression and onset,
+  ``micro`` (null unless the label depends on a micro-expression; else its emotion, ``frames`` (count),
+  ``start_frame``, ``frame_indices``, ``start``/``end`` seconds), ``global_frames`` (the frames a model
+  sampling that many frames may show, which the micro-expression avoids), prosody emotion, text
+  emotion/sentiment, utterance times. For checking the corpus and joining scores by scenario; training
+  never reads it.
 * ``DIR/groups.csv``: ``name, group, micro`` for ``evaluate --groups``: the clip's scenario, and ``micro`` when
   its label depends on a micro-expression (``micro`` is not null in corpus.json), else ``other``.
   ``write_groups(DIR)`` writes it for a corpus made before this file existed.
@@ -45,7 +49,9 @@ from microemo_jax.csv_cells import escape_row
 from microemo_jax.demo import clip as demo_clip, script, tts
 from microemo_jax.safe_paths import inside, remove_inside, unsafe_name_reason
 
-GENERATOR_VERSION = 1
+# 2: micro-expressions of 3-6 frames placed between the global frames, a quarter of the clips micro scenarios,
+#    clips[].global_frames and micro.frame_indices in corpus.json
+GENERATOR_VERSION = 2
 GROUPS_FILE = 'groups.csv'
 
 
@@ -104,15 +110,18 @@ def _prepare_out_dir(out_dir: str) -> None:
 
 
 def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, workers: int = 1,
-                 speech: str = 'auto', progress: bool = True) -> dict:
-    """Generate ``num`` clips into ``out_dir`` (see the module doc); returns the corpus.json content."""
+                 speech: str = 'auto', progress: bool = True, global_frames: int = script.GLOBAL_FRAMES) -> dict:
+    """Generate ``num`` clips into ``out_dir`` (see the module doc); returns the corpus.json content.
+    ``global_frames``: the model's ``model.num_frames`` (uniform sampling), which micro-expressions avoid."""
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}")
+    if global_frames < 1:
+        raise ValueError(f"--global-frames must be >= 1, got {global_frames}")
     if size < 64 or size % 2:
         raise ValueError(f"--size must be even and >= 64, got {size}")
     engine = resolve_engine(speech)
     _prepare_out_dir(out_dir)
-    jobs = [(out_dir, seed, i, size, engine) for i in range(num)]
+    jobs = [(out_dir, seed, i, size, engine, global_frames) for i in range(num)]
 
     bar = tqdm(total=num, desc='demo corpus', unit='clip', disable=not progress, file=sys.stderr)
     clips = []
@@ -135,7 +144,7 @@ def write_corpus(out_dir: str, num: int, seed: int = 0, *, size: int = 160, work
             writer.writerow(escape_row([c['name'], repr([str(x) for x in c['openset']]), c['reason']]))
     corpus = {
         'generator': 'microemo_jax.demo.corpus', 'version': GENERATOR_VERSION, 'seed': seed, 'num': num,
-        'size': size, 'fps': script.FPS, 'sample_rate': demo_clip.SAMPLE_RATE,
+        'size': size, 'fps': script.FPS, 'sample_rate': demo_clip.SAMPLE_RATE, 'global_frames': global_frames,
         'speech_engine': 'synthetic' if engine == 'synthetic' else tts.espeak_version(engine),
         'scenario_cycle': list(script.SCENARIO_CYCLE), 'clips': clips,
     }
@@ -179,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--workers', type=cli_checks.positive_int, default=min(os.cpu_count() or 1, 8), help='processes')
     ap.add_argument('--speech', default='auto', choices=('auto', 'espeak', 'synthetic'),
                     help='espeak-ng when installed (auto), or the synthetic voice')
+    ap.add_argument('--global-frames', dest='global_frames', type=cli_checks.positive_int, default=script.GLOBAL_FRAMES,
+                    help="frames the model samples per clip (model.num_frames): micro-expressions fall between them")
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     ap.add_argument('--groups-only', dest='groups_only', action='store_true',
                     help=f'only (re)write {GROUPS_FILE} of the corpus already in --out')
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         corpus = write_corpus(args.out, args.num, args.seed, size=args.size, workers=args.workers,
-                              speech=args.speech, progress=not args.quiet)
+                              speech=args.speech, progress=not args.quiet, global_frames=args.global_frames)
     except (OSError, ValueError, RuntimeError) as e:   # a busy or hostile --out, no espeak-ng: one line
         cli_checks.fail(e)
     dt = time.perf_counter() - t0

@@ -22,17 +22,21 @@ def _fingerprint(cfg) -> str:
     relevant = dict(shapes=dataclasses.asdict(DataShapes.from_config(cfg)), sampling=d.sampling,
                     question=d.question, faces=d.require_faces, jpeg=d.jpeg_quality, val=d.validation_fraction,
                     vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed,
-                    split='by_video')  # copies made with the old per-record split are not reused
+                    split='by_video',  # copies made with the old per-record split are not reused
+                    corpus=demo_corpus.GENERATOR_VERSION, detector=d.get('face_detector', 'blazeface'),
+                    align=bool(d.get('align_faces', True)), tubelets=m.micro_expression.get('tubelets', 'anchor'))
     if d.get('demo_tokenizer', 'llama') != 'llama':  # (the LLaMA-style copies keep their names)
         relevant['tokenizer'] = d.demo_tokenizer
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def demo_paths(cfg) -> tuple[str, str]:
-    """(raw corpus folder, prepared dataset folder) for the demo config."""
-    root = os.path.expanduser(cfg.data.demo_cache)
-    return (os.path.join(root, f'raw-{cfg.data.demo_clips}-seed{cfg.data.demo_seed}'),
-            os.path.join(root, f'prepared-{_fingerprint(cfg)}'))
+    """(raw corpus folder, prepared dataset folder) for the demo config. Both names change with what made
+    them: the raw corpus with the generator's version and the global frame count its micro-expressions
+    avoid, the prepared copy with every setting that shapes its records, so a stale copy is never reused."""
+    root, d = os.path.expanduser(cfg.data.demo_cache), cfg.data
+    raw = f'raw-v{demo_corpus.GENERATOR_VERSION}-{d.demo_clips}-seed{d.demo_seed}-t{cfg.model.num_frames}'
+    return os.path.join(root, raw), os.path.join(root, f'prepared-{_fingerprint(cfg)}')
 
 
 def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
@@ -43,7 +47,8 @@ def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
         return prepared
     if not os.path.isfile(os.path.join(raw, 'corpus.json')):
         print(f'generating the demo corpus ({cfg.data.demo_clips} clips) in {raw}', flush=True)
-        demo_corpus.write_corpus(raw, cfg.data.demo_clips, seed=cfg.data.demo_seed, workers=workers)
+        demo_corpus.write_corpus(raw, cfg.data.demo_clips, seed=cfg.data.demo_seed, workers=workers,
+                                 global_frames=cfg.model.num_frames)
     print(f'preparing it into {prepared}', flush=True)
     report = prepare(cfg, 'folder', raw, prepared, workers=workers)
     print(f"prepared {report['written']} records ({report['skipped']} skipped: {report['skipped_by_reason']})",

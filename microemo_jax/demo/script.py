@@ -7,20 +7,22 @@ disgusted; suppressed/masked ones from angry, sad, disgusted, fearful.
 =================  =====  ==================  ===============  =============  ====================  ========
 scenario           share  face                micro            voice          words                 label
 =================  =====  ==================  ===============  =============  ====================  ========
-congruent           25%   E                   -                E              E sentence            E
+congruent           20%   E                   -                E              E sentence            E
 face_only           15%   E                   -                neutral        neutral statement     E
 voice_only          15%   neutral             -                E              neutral statement     E
 text_only           15%   neutral             -                neutral        E sentence            E
-micro_suppressed    10%   neutral             E (hidden)       neutral        "I'm fine" cover      E
+micro_suppressed    15%   neutral             E (hidden)       neutral        "I'm fine" cover      E
 micro_masking       10%   polite smile        E (hidden)       neutral        pleasant cover        E
 neutral             10%   neutral             -                neutral        neutral statement     neutral
 =================  =====  ==================  ===============  =============  ====================  ========
 
 So each branch carries label information that the others do not always carry: the global visual
-expression (face_only), the local micro-expression (the two micro scenarios, where the words contradict
-it and the sparse frame sampling may miss it), the audio prosody (voice_only) and the words (text_only);
-congruent and neutral clips anchor the rest. The micro-expression always appears while the cover
-sentence is spoken, with no blink around it (``demo.clip`` places it).
+expression (face_only), the local micro-expression (the two micro scenarios, a quarter of the clips,
+where the words contradict it and the sparse global frames never show it), the audio prosody
+(voice_only) and the words (text_only); congruent and neutral clips anchor the rest. The
+micro-expression lasts 3-6 frames (0.12-0.24 s, as real ones: 1/25 to 1/3 s), appears while the cover
+sentence is spoken, with no blink around it, and falls between the frames that the model's global
+branch samples (``demo.clip`` places it; ``GLOBAL_FRAMES``), so that only the local branch can see it.
 
 The words (sentences per emotion and cover story, fillers, open-set synonyms, explanation phrases) are
 data, in ``phrases.json`` beside this module. A plan depends only on (seed, index): the clips of a corpus
@@ -35,12 +37,17 @@ import numpy as np
 
 from microemo_jax.demo import face as demo_face
 
-FPS = 25  # the clips' frame rate: micro-expressions are planned in frames (3-10 frames: 0.12-0.4 s)
+FPS = 25  # the clips' frame rate: micro-expressions are planned in frames (3-6 frames: 0.12-0.24 s)
+MICRO_FRAMES = (3, 6)   # shortest and longest micro-expression, frames (shorter where the gap between two
+                        # global frames is narrower: a 2 s clip sampled at 8 frames leaves 4 frames between them)
+# The global frames the micro-expressions avoid: the demo config's model.num_frames, sampled as
+# data.sampling='uniform' samples them (data/video.py sample_times). write_corpus takes another count.
+GLOBAL_FRAMES = 8
 EMOTIONS = ('happy', 'sad', 'angry', 'surprised', 'fearful', 'disgusted')
 HIDDEN_EMOTIONS = ('angry', 'sad', 'disgusted', 'fearful')
 SCENARIO_CYCLE = ('congruent', 'micro_suppressed', 'face_only', 'voice_only', 'text_only', 'micro_masking',
-                  'congruent', 'neutral', 'face_only', 'voice_only', 'congruent', 'text_only', 'micro_suppressed',
-                  'congruent', 'face_only', 'voice_only', 'text_only', 'micro_masking', 'congruent', 'neutral')
+                  'congruent', 'neutral', 'face_only', 'micro_suppressed', 'voice_only', 'congruent', 'text_only',
+                  'micro_suppressed', 'face_only', 'voice_only', 'text_only', 'micro_masking', 'congruent', 'neutral')
 SCENARIOS = tuple(dict.fromkeys(SCENARIO_CYCLE))
 # The table above: (face, micro, voice, words, label) per scenario; 'E' is the clip's drawn emotion.
 CHANNELS = {
@@ -82,7 +89,8 @@ def plan_clip(seed: int, index: int) -> dict:
         'name': f'demo_{index:05d}', 'index': index, 'scenario': scenario, 'emotion': emotion,
         'openset': [emotion] + synonyms,
         'face': {'emotion': face, 'intensity': round(intensity, 3), 'onset': onset},
-        'micro': None if micro is None else {'emotion': micro, 'frames': int(rng.integers(3, 11))},
+        'micro': None if micro is None else {'emotion': micro,
+                                             'frames': int(rng.integers(MICRO_FRAMES[0], MICRO_FRAMES[1] + 1))},
         'voice': {'emotion': voice},
         'text': {'kind': text, 'emotion': text if text in demo_face.EMOTIONS else 'neutral',
                  'sentiment': PHRASES['sentiment'][text]},

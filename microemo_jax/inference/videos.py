@@ -113,6 +113,10 @@ class Predictor:
             'utterance_source': media['utterance_source'],
             'timestamps': [round(float(t), 3) for t in media['timestamps']],
             'faces_found': int(found.sum()), 'face_frames': [bool(f) for f in found],
+            # per frame, when the crops of its face tubelet were shown (between it and the next frame when
+            # micro_expression.tubelets='apex' spotted the face's peak of motion there)
+            'face_times': [[round(float(t), 3) for t in times[mask]]
+                           for times, mask in zip(media['face_times'], media['face_mask'])],
             'generation': self.generation.as_dict(), 'params': self.folder.path,
         }
 
@@ -155,7 +159,7 @@ class Predictor:
         draw_timeline(picture, frames=frames, timestamps=result['timestamps'], face_boxes=media['face_boxes'],
                       face_found=result['face_frames'], source_size=(info.width, info.height),
                       duration=info.duration, utterances=result['utterances'], labels=result['labels'],
-                      explanation=result['explanation'], title=result['name'])
+                      explanation=result['explanation'], title=result['name'], face_times=result['face_times'])
         with open(inside(out, os.path.basename(base) + '.json'), 'w') as f:
             json.dump({**result, 'timeline': picture}, f, indent=2, ensure_ascii=False)
         return picture

@@ -3,7 +3,9 @@
 Per frame i, the global query tokens cross-attend to the local micro-expression tokens of anchor i
 (and, optionally, of ``neighbours`` anchors on each side), followed by an MLP; both residual branches
 are scaled by tanh(gate) with gates initialised to 0 (Flamingo-style), so a pretrained global pipeline
-computes exactly what it did before the local branch was attached.
+computes exactly what it did before the local branch was attached. A pipeline trained from scratch (the
+demo) has nothing to protect: ``gate_init`` > 0 (``model.global_local.gate_init``) opens the gates from the
+start, so the branch gets gradients from the first step (a closed gate passes none to what is behind it).
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ def _neighbourhood(x, n: int):
 class GlobalLocalAttention(nnx.Module):
 
     def __init__(self, global_dim: int, local_dim: int, num_heads: int, *, neighbours: int = 0,
-                 dtype=jnp.float32, param_dtype=jnp.float32, attention_impl=None, rngs: nnx.Rngs):
+                 gate_init: float = 0.0, dtype=jnp.float32, param_dtype=jnp.float32, attention_impl=None,
+                 rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.neighbours = neighbours
         self.norm_global = LayerNorm(global_dim, **kw)
@@ -35,8 +38,8 @@ class GlobalLocalAttention(nnx.Module):
         self.cross = MultiHeadAttention(global_dim, local_dim, num_heads, attention_impl=attention_impl, **kw)
         self.norm_mlp = LayerNorm(global_dim, **kw)
         self.mlp = MLP(global_dim, 4 * global_dim, **kw)
-        self.attn_gate = param(rngs, nnx.initializers.zeros, (1,), (None,), param_dtype)
-        self.mlp_gate = param(rngs, nnx.initializers.zeros, (1,), (None,), param_dtype)
+        self.attn_gate = param(rngs, nnx.initializers.constant(gate_init), (1,), (None,), param_dtype)
+        self.mlp_gate = param(rngs, nnx.initializers.constant(gate_init), (1,), (None,), param_dtype)
 
     def __call__(self, global_tokens, local_tokens, local_mask):
         """global (B, T, Q, Dg), local (B, T, K, Dl), local_mask (B, T, K) -> (B, T, Q, Dg)."""

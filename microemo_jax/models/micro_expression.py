@@ -22,6 +22,20 @@ from microemo_jax.models.blocks import SelfAttentionBlock
 from microemo_jax.models.layers import Dense, LayerNorm, default_kernel_init, param, split_rng
 
 
+def face_residuals(faces, face_mask):
+    """Each normalised crop (B, T, K, C, H, W) minus the mean of its clip's crops (zeros where ``face_mask`` is
+    False): what the face does at that moment, without who it is (``micro_expression.face_input='residuals'``).
+
+    Why: one person's crops differ from each other by a few grey levels (an expression, a blink), far less
+    than any face differs from a blank crop; an encoder trained from scratch on whole crops sees almost
+    only the identity (the demo's random face ViT gives every crop of a clip the same class token to 0.2 %).
+    Micro-expression recognition reads the change against the face's own neutral state for the same reason
+    (onset-to-apex differences, e.g. OFF-ApexNet's optical flow)."""
+    m = face_mask.astype(faces.dtype)[..., None, None, None]
+    mean = (faces * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(m.sum(axis=(1, 2), keepdims=True), 1.0)
+    return (faces - mean) * m
+
+
 class MicroExpressionBranch(nnx.Module):
 
     def __init__(self, feature_dim: int, hidden_size: int, num_crops: int, num_layers: int, num_heads: int, *,

@@ -30,8 +30,9 @@ from microemo_jax.models.global_local import GlobalLocalAttention
 from microemo_jax.models.layers import Dense, split_rng
 from microemo_jax.models.llama import Llama, LlamaConfig
 from microemo_jax.models.lora import LoRAConfig
-from microemo_jax.models.micro_expression import MicroExpressionBranch
+from microemo_jax.models.micro_expression import MicroExpressionBranch, face_residuals
 from microemo_jax.models.qformer import QFormer, QFormerConfig
+from microemo_jax.models.scratch_init import FROM_SCRATCH, fan_in_init
 from microemo_jax.models.video_qformer import VideoQFormer
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper.encoder import WhisperEncoder, WhisperEncoderConfig
@@ -105,6 +106,7 @@ class MicroEmo(nnx.Module):
         stack = dict(scan=cfg.scan_layers, remat_policy=cfg.remat_policy)
 
         # 1. timestamp-bound frame encoder
+        own_qformer = image_qformer is None      # not a pretrained one passed in (fan_in_init leaves those alone)
         vit = vit or VisionTransformer(vision_config(cfg.vision), attention_impl=impl, rngs=rngs, **stack, **frozen)
         if image_qformer is None:
             image_qformer = QFormer(image_qformer_config(cfg), attention_impl=impl, rngs=rngs, **trained)
@@ -132,8 +134,9 @@ class MicroEmo(nnx.Module):
                                                           **trained)
             if cfg.global_local.enabled:
                 self.global_local = GlobalLocalAttention(q_width, me.hidden_size, cfg.global_local.num_heads,
-                                                         neighbours=cfg.global_local.neighbours, attention_impl=impl,
-                                                         rngs=rngs, **trained)
+                                                         neighbours=cfg.global_local.neighbours,
+                                                         gate_init=float(cfg.global_local.get('gate_init', 0.0)),
+                                                         attention_impl=impl, rngs=rngs, **trained)
                 self.local_proj = None
             else:  # the local tokens join each frame's tokens in the video Q-Former instead
                 self.global_local = None
@@ -168,6 +171,8 @@ class MicroEmo(nnx.Module):
         self.llm = llm or Llama(llama_config(cfg.llm), lora=lora_config(cfg.lora) if use_lora else None,
                                 lora_targets=tuple(cfg.lora.targets), attention_impl=impl, rngs=rngs,
                                 **stack, **llm_dtypes)
+        if cfg.get('kernel_init', 'bert') == 'fan_in':
+            fan_in_init(self, rngs, FROM_SCRATCH if own_qformer else FROM_SCRATCH[1:])
 
     # ----- token budget the prompt must reserve -----
     @property
@@ -190,6 +195,8 @@ class MicroEmo(nnx.Module):
         if faces.ndim != 6:
             raise ValueError(f"faces must be (batch, frames, crops, channels, height, width), got {faces.shape}")
         faces = normalise_pixels(faces, face_mask, xp=jnp)
+        if self.cfg.micro_expression.get('face_input', 'crops') == 'residuals':
+            faces = face_residuals(faces, face_mask)
         b, t, k = faces.shape[:3]
         vit = self.face_vit if self.face_vit is not None else self.frame_encoder.vit
         feats = vit(faces.reshape((b * t * k,) + faces.shape[3:]))[:, 0]  # class token per crop

@@ -13,6 +13,8 @@ metrics at once and reports over the interval:
   recomputation included) when the step's FLOPs and the device peak are known (``flops.py``); else
   'n/a' and absent from metrics.jsonl;
 * ``eta``: remaining steps at the current rate;
+* ``gate/NAME``: tanh of each global-local gate after the last step (``step.gate_values``), when the
+  step reports them: whether the face branch is let in.
 * each key of ``averaged`` (stage 3: reward_mean, reward_std, each reward_<name>, kl, clip_fraction,
   response_length, entropy, ...): its mean over the interval's steps where it is finite, as a top-level key of
   the report (and a TensorBoard scalar), and on the progress line.
@@ -139,6 +141,8 @@ class MetricsLogger:
         for key in self.averaged:
             values = [float(m[key]) for m in fetched if key in m and math.isfinite(float(m[key]))]
             record[key] = sum(values) / len(values) if values else float('nan')
+        gates = {k: float(v) for k, v in last.items() if k.startswith('gate/')}
+        record.update(gates)
         step_time = 1.0 / steps_per_s if steps_per_s > 0 else 0.0
         mfu = estimate_mfu(self.model_flops, step_time, self.num_devices, self.peak)
         hfu = estimate_mfu(self.hardware_flops, step_time, self.num_devices, self.peak)
@@ -155,6 +159,7 @@ class MetricsLogger:
             speed = 'speed from the next report on (timing starts after the first step)'
         extra = ''.join(f"  {k} {record[k]:.4g}" for k in self.averaged)
         self._print(f"step {step}/{self.total_steps}  loss {loss:.4f}{extra}  lr {record['learning_rate']:.3g}  {speed}"
+                    + (f"  gates {' '.join(f'{v:.3f}' for v in gates.values())}" if gates else '')
                     + (f"  ({record['nonfinite_steps']} non-finite steps skipped)" if record['nonfinite_steps']
                        else ''))
         self._write(step, record)

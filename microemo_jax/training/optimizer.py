@@ -14,6 +14,11 @@ leading scanned ``'layers'`` axis, it
 
 LoRA adapters (``nnx.LoRAParam``) are matrices and are always decayed (PEFT/LAVIS practice), even though
 their rank dimension is unnamed. An output head such as ``('embed', 'vocab')`` is a matrix and decays.
+
+The tanh gates of the global-local attention (parameters named ``*_gate``) can learn faster than the rest:
+``optim.gate_lr_multiplier`` scales their AdamW updates. Adam moves every parameter by about the learning
+rate per step whatever its gradient's size, so a gate that starts at 0 needs hundreds of steps to open
+to where the branch it guards matters; the multiplier is the usual remedy (Flamingo-style gates).
 """
 from __future__ import annotations
 
@@ -42,6 +47,21 @@ def weight_decay_mask(params):
                         is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def is_gate(path) -> bool:
+    """Whether a parameter path (tree path keys or names) ends in a tanh gate (``attn_gate``, ``mlp_gate``)."""
+    if not path:
+        return False
+    last = path[-1]
+    return str(getattr(last, 'key', last)).endswith('_gate')
+
+
+def gate_mask(params):
+    """A tree like ``params`` holding True at the tanh gates (see ``is_gate``)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, v: v.replace(is_gate(path)) if isinstance(v, nnx.Variable) else is_gate(path), params,
+        is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
 def _check(o, total_steps: int) -> None:
     problems = []
     if not o.lr > 0:
@@ -56,6 +76,8 @@ def _check(o, total_steps: int) -> None:
         problems.append(f"optim.grad_accum_steps={o.grad_accum_steps} must be >= 1")
     if o.clip_norm < 0 or o.weight_decay < 0:
         problems.append("optim.clip_norm and optim.weight_decay must be >= 0")
+    if not o.get('gate_lr_multiplier', 1.0) > 0:
+        problems.append(f"optim.gate_lr_multiplier={o.get('gate_lr_multiplier')} must be > 0")
     if problems:
         raise ValueError('invalid optimiser config:\n  ' + '\n  '.join(problems))
 
@@ -69,10 +91,14 @@ def make_schedule(cfg) -> optax.Schedule:
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-    """clip_by_global_norm(optim.clip_norm) then AdamW(schedule, b1, b2, eps, weight_decay, mask)."""
+    """clip_by_global_norm(optim.clip_norm), AdamW(schedule, b1, b2, eps, weight_decay, mask), then the gates'
+    updates times optim.gate_lr_multiplier (when it is not 1)."""
     o = cfg.optim
     adamw = optax.adamw(make_schedule(cfg), b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay,
                         mask=weight_decay_mask)
-    if o.clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(o.clip_norm), adamw)
-    return adamw
+    parts = [optax.clip_by_global_norm(o.clip_norm)] if o.clip_norm > 0 else []
+    parts.append(adamw)
+    multiplier = float(o.get('gate_lr_multiplier', 1.0))
+    if multiplier != 1.0:
+        parts.append(optax.masked(optax.scale(multiplier), gate_mask))
+    return optax.chain(*parts) if len(parts) > 1 else adamw

@@ -15,7 +15,8 @@
 
 Metrics (replicated scalars): loss, grad_norm (before clipping), learning_rate (the schedule at optax's
 update count, which skipped steps do not advance: the rate this update used), tokens (answer tokens),
-input_tokens (attended prompt tokens), finite.
+input_tokens (attended prompt tokens), finite, and ``gate/NAME``: tanh of each gate after the update
+(``gate_values``: how much the global-local attention lets the face branch in).
 
 Batches arrive as global arrays sharded over the 'batch' rule (``device_batch``); non-numeric entries
 such as ``names`` never enter the step.
@@ -35,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
 from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
-from microemo_jax.training.optimizer import make_optimizer, make_schedule
+from microemo_jax.training.optimizer import is_gate, make_optimizer, make_schedule
 
 
 def batch_input_sharding(mesh: Mesh, rules) -> NamedSharding:
@@ -120,6 +121,17 @@ def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, los
     return loss_sum, count, grads
 
 
+def gate_values(params) -> dict[str, jax.Array]:
+    """{'gate/global_local.attn': tanh(gate), ...}: every tanh gate of ``params`` (an nnx.State), one key per
+    gate named by its path (a gate of several elements: their mean), as the model applies it."""
+    out = {}
+    for path, var in nnx.to_flat_state(params):
+        if is_gate(path):
+            name = '.'.join([str(p) for p in path[:-1]] + [str(path[-1])[:-len('_gate')]])
+            out[f'gate/{name}'] = jnp.tanh(var.get_value().astype(jnp.float32)).mean()
+    return out
+
+
 def schedule_count(opt_state, default):
     """The update count optax's learning-rate schedule reads (``ScaleByScheduleState.count``).
 
@@ -160,7 +172,8 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
                                   rng=jax.random.key_data(key))
         metrics = dict(loss=loss, grad_norm=grad_norm, learning_rate=schedule(schedule_count(state.opt_state, state.step)),
                        tokens=count,
-                       input_tokens=batch['attention_mask'].sum(dtype=jnp.float32), finite=finite)
+                       input_tokens=batch['attention_mask'].sum(dtype=jnp.float32), finite=finite,
+                       **gate_values(new_state.params))
         return new_state, metrics
 
     replicated = NamedSharding(mesh, P())

@@ -107,6 +107,12 @@ def test_a_record_comes_out_with_what_went_in(prepared):
     assert rec['face_landmarks'].shape == rec['face_mask'].shape + (68, 2)      # face-mesh points of each crop
     assert rec['face_landmark_mask'][rec['face_mask']].all()
     assert 0.1 < rec['face_landmarks'][rec['face_mask']].astype(float).mean() < 0.9   # inside the crop, 0..1 units
+    times, mask, anchors = rec['face_times'], rec['face_mask'], rec['timestamps']   # apex tubelets (the default):
+    assert times.shape == mask.shape and (times[~mask] == 0).all()                  # between their anchor and the
+    for i in np.nonzero(mask[:, 0])[0]:                                             # next, consecutive frames
+        ends = anchors[i + 1] if i + 1 < len(anchors) else 1.2
+        assert anchors[i] - 1e-6 <= times[i, 0] and times[i][mask[i]].max() <= ends + 1e-6, (i, times, anchors)
+        np.testing.assert_allclose(np.diff(times[i][mask[i]]), 1 / 25, atol=1e-4)
     assert rec['utterance_source'] in (b'subtitles', 'subtitles')
     np.testing.assert_allclose(rec['utterances'], [[0.1, 0.6], [0.7, 1.1]], atol=1e-6)
     assert rec['audio_mel'].shape[1] == 16 and rec['audio_mel'].shape[0] > 0
@@ -262,6 +268,13 @@ def test_a_rerun_redoes_the_shards_whose_settings_or_inputs_changed(small, tmp_p
     assert 'num_frames: 2 -> 3' in capsys.readouterr().err
     fifth = prepare(small_config('model.num_frames=3'), 'folder', str(raw), str(out), shard_size=1, **tok)
     assert fifth['shards_processed'] == 0 and fifth['shards_redone'] == 0
+    anchored = prepare(small_config('model.num_frames=3', 'model.micro_expression.tubelets=anchor'), 'folder',
+                       str(raw), str(out), shard_size=1, **tok)                   # where the tubelets come from
+    assert anchored['shards_redone'] == 2 and anchored['redone_because']['settings_changed']['tubelets'] == [
+        'apex', 'anchor']
+    rec = records_by_name(out)['a']
+    np.testing.assert_allclose(rec['face_times'][rec['face_mask']], (rec['timestamps'][:, None] + np.arange(2) / 25)[
+        rec['face_mask']], atol=1e-4)                                              # now at the anchors
 
 
 class _Payload:
@@ -389,10 +402,12 @@ def test_answers_cut_to_max_seq_len_are_counted(small, tmp_path, capsys):
     long.mkdir()
     os.symlink(raw / 'a.mp4', long / 'a.mp4')
     write_labels(long, ' '.join(['She smiles at the camera'] * 150) + '.')
-    report = prepare(small_config(), 'folder', str(long), str(tmp_path / 'out'), shard_size=1, **tok)
+    cfg = small_config()
+    report = prepare(cfg, 'folder', str(long), str(tmp_path / 'out'), shard_size=1, **tok)
     cut = report['prompts_shortened']
-    assert cut['answers_cut'] == 1 and cut['answers_cut_examples'] == ['a'] and cut['max_seq_len'] == 384
-    assert 'warning: 1 answer(s) were cut to fit data.max_seq_len=384' in capsys.readouterr().err
+    limit = cfg.data.max_seq_len
+    assert cut['answers_cut'] == 1 and cut['answers_cut_examples'] == ['a'] and cut['max_seq_len'] == limit
+    assert f'warning: 1 answer(s) were cut to fit data.max_seq_len={limit}' in capsys.readouterr().err
 
 
 def test_links_that_cannot_be_read_are_skipped_with_a_reason(small, tmp_path):

@@ -79,6 +79,16 @@ def test_optional_parts_are_omitted(tokenizers):
     assert 'Transcribed speech: 0.0 - 1.0 seconds, hello. The subtitle' in tok.decode(p.input_ids)
 
 
+def test_face_close_ups_are_timed_when_they_are_not_the_frames(tokenizers):
+    tok, _ = tokenizers
+    text = tok.decode(make(tok, face_times=[0.16, 0.84, 1.2, 2.5]).input_ids)
+    assert ("sampled at 0.0, 0.5, 1.0, 2.2 seconds. Face close-ups start at 0.2, 0.8, 1.2, 2.5 seconds. Transcribed "
+            "speech:") in text
+    assert 'Face close-ups' not in tok.decode(make(tok).input_ids)          # tubelets at the frames: nothing to say
+    with pytest.raises(ValueError, match='face times'):
+        make(tok, face_times=[-1.0])
+
+
 def test_data_text_cannot_inject_special_tokens(tokenizers):
     tok, _ = tokenizers
     p = make(tok, subtitle='bye </s> <s> [/INST] <unk>', answer='Fine </s> really.')

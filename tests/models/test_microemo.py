@@ -195,6 +195,8 @@ def test_global_local_gate_at_zero_leaves_faces_without_effect(model, base_logit
     keep = text_positions(b)
     np.testing.assert_allclose(logits(model, with_(b, faces=faces))[keep], base_logits[keep], rtol=1e-5, atol=1e-5)
     assert max_change(logits(gated, with_(b, faces=faces)), gated_logits, keep) > 1e-6
+    np.testing.assert_allclose([float(gated.global_local.attn_gate[0]), float(gated.global_local.mlp_gate[0])], 0.5)
+    np.testing.assert_allclose([float(model.global_local.attn_gate[0]), float(model.global_local.mlp_gate[0])], 0.0)
 
 
 def test_lora_at_init_leaves_the_output_unchanged():
@@ -302,7 +304,7 @@ def _switch_model(*extra):
 
 @functools.cache
 def _gated_base():
-    return set_gates(build())
+    return build('model.global_local.gate_init=0.5')      # the gates open from the start (the demo's setting)
 
 
 def test_keep_text_tokens_keeps_real_text_and_masks_padded_text(gated_logits):

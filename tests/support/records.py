@@ -76,6 +76,8 @@ def make_record(name: str, *, shapes=None, num_frames=3, num_crops=2, faces_per_
         timestamps=np.arange(num_frames, dtype=np.float32) * 0.5,
         frames_jpeg=frames_jpeg, frame_offsets=frame_offsets, faces_jpeg=faces_jpeg, face_offsets=face_offsets,
         face_mask=face_mask, face_boxes=np.tile(np.float32([4, 4, 20, 20]), (num_frames, 1)),
+        face_times=np.where(face_mask, np.arange(num_frames)[:, None] * 0.5 + np.arange(num_crops) * 0.04,
+                            0).astype(np.float32),
         face_landmarks=np.where(face_mask[..., None, None], rng.uniform(0.2, 0.8, face_mask.shape + (68, 2)),
                                 0).astype(np.float16),
         face_landmark_mask=face_mask.copy(),

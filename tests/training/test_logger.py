@@ -100,3 +100,17 @@ def test_a_resumed_run_cuts_its_logs_back_to_the_restored_step(tmp_path):
     with MetricsLogger(str(tmp_path), total_steps=6, log_every=1, stream=io.StringIO()) as logger:
         logger.log(6, _metrics(0.5))
     assert [json.loads(line)['step'] for line in open(tmp_path / 'metrics.jsonl')] == [1, 2, 3, 4, 5, 6, 6]
+
+
+def test_gates_reach_the_line_the_jsonl_and_tensorboard(tmp_path):
+    out = io.StringIO()
+    with MetricsLogger(str(tmp_path), total_steps=2, log_every=2, stream=out) as logger:
+        logger.log(1, {**_metrics(1.0), 'gate/global_local.attn': np.float32(0.1)})
+        logger.log(2, {**_metrics(1.0), 'gate/global_local.attn': np.float32(0.25),
+                       'gate/global_local.mlp': np.float32(-0.5)})
+    record = json.loads(open(tmp_path / 'metrics.jsonl').readline())
+    assert record['gate/global_local.attn'] == 0.25 and record['gate/global_local.mlp'] == -0.5   # the last step's
+    assert 'gates 0.250 -0.500' in out.getvalue()
+    scalars = {(v.tag, e.step): v.simple_value for e in _events(tmp_path / 'tensorboard') for v in e.summary.value}
+    assert scalars[('gate/global_local.attn', 2)] == 0.25 and scalars[('gate/global_local.mlp', 2)] == -0.5
+    assert ('gate/global_local.attn', 1) not in scalars                   # one report, at step 2

@@ -6,9 +6,11 @@ import pytest
 from flax import nnx
 
 from microemo_jax.config import load_config
+from microemo_jax.models.global_local import GlobalLocalAttention
 from microemo_jax.models.layers import Dense, Embed, LayerNorm
 from microemo_jax.models.microemo import MicroEmo
-from microemo_jax.training.optimizer import decays, make_optimizer, make_schedule, weight_decay_mask
+from microemo_jax.training.optimizer import decays, is_gate, make_optimizer, make_schedule, weight_decay_mask
+from microemo_jax.training.step import gate_values
 from tests.support.training import ENABLE_ALL, config
 
 
@@ -75,3 +77,38 @@ def test_adamw_applies_decay_only_where_the_mask_says():
     np.testing.assert_allclose(values['dense/kernel'], 1 - 0.1 * 0.5, rtol=1e-6)  # decayed
     for name in ('dense/bias', 'emb/embedding', 'norm/scale', 'norm/bias'):
         assert values[name] == 1.0, name
+
+
+class _Gated(nnx.Module):
+    def __init__(self, rngs):
+        self.dense = Dense(4, 4, axes=('embed', 'mlp'), rngs=rngs)
+        self.attn_gate = nnx.Param(jnp.zeros((1,)))
+
+
+@pytest.mark.parametrize('multiplier', [1.0, 10.0])
+def test_gates_learn_gate_lr_multiplier_times_faster(multiplier):
+    cfg = load_config('configs/emer.py:demo', ['optim.warmup_steps=0', 'optim.lr=0.01', 'optim.min_lr=0.01',
+                                               'optim.weight_decay=0.0', f'optim.gate_lr_multiplier={multiplier}'])
+    params = nnx.state(_Gated(nnx.Rngs(0)), nnx.Param)
+    grads = jax.tree.map(jnp.ones_like, params)
+    tx = make_optimizer(cfg)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    flat = {'/'.join(map(str, p)): np.asarray(v.get_value()) for p, v in nnx.to_flat_state(updates)}
+    np.testing.assert_allclose(flat['dense/kernel'], -0.01, rtol=1e-4)          # Adam's first step: lr x sign
+    np.testing.assert_allclose(flat['attn_gate'], -0.01 * multiplier, rtol=1e-4)
+    assert is_gate(('global_local', 'mlp_gate')) and not is_gate(('llm', 'mlp', 'gate_proj', 'kernel'))
+    with pytest.raises(ValueError, match='gate_lr_multiplier'):
+        make_optimizer(load_config('configs/emer.py:demo', ['optim.gate_lr_multiplier=0.0']))
+
+
+def test_gate_values_are_the_tanh_of_every_gate():
+    class Branch(nnx.Module):
+        def __init__(self, rngs):
+            self.global_local = GlobalLocalAttention(8, 8, 2, gate_init=0.5, rngs=rngs)
+            self.mlp = Dense(4, 4, axes=('embed', 'mlp'), rngs=rngs)          # no gate: not reported
+
+    values = {k: float(v) for k, v in gate_values(nnx.state(Branch(nnx.Rngs(0)), nnx.Param)).items()}
+    assert values == pytest.approx({'gate/global_local.attn': np.tanh(0.5), 'gate/global_local.mlp': np.tanh(0.5)})
+    closed = GlobalLocalAttention(8, 8, 2, rngs=nnx.Rngs(0))                          # the default: closed
+    assert {k: float(v) for k, v in gate_values(nnx.state(closed, nnx.Param)).items()} == {'gate/attn': 0.0,
+                                                                                          'gate/mlp': 0.0}

@@ -11,6 +11,7 @@ box grown by faces.face_tubelets' default 25 % margin), so that turning alignmen
 changes the geometry of the crops as little as possible.
 
     m = alignment_matrix(points68, crop_size)      # 2 x 3, image pixels -> crop pixels (None: degenerate)
+    ms = tubelet_matrices([points68_frame0, ...], crop_size)   # a tubelet's crops: one warp (see there)
     crop = warp_face(frame, m, crop_size)
     crop_points = apply(m, points68) / crop_size  # where the landmarks land in the crop, in [0, 1] units
 """
@@ -45,6 +46,23 @@ def alignment_matrix(points68, crop_size: int) -> np.ndarray | None:
         return None
     m = np.asarray(tf.params, np.float64)[:2]
     return m if np.isfinite(m).all() else None
+
+
+def tubelet_matrices(points, crop_size: int) -> list[np.ndarray | None]:
+    """The crop matrices of a tubelet's K frames from their 68 landmarks (None where not found): one warp
+    for the whole tubelet, from the mean of its frames' landmarks (all None when there are none, or they
+    are degenerate).
+
+    Why one: the face mesh is a holistic regressor, so an expression moves even its "rigid" points (eye
+    corners, nose bridge: 0.5-2.8 px on the demo's 47 px eye distance for a full expression), and every
+    frame's points carry coding noise (~0.01 px, which moves a textured crop by ~0.1 grey level). Warping
+    each frame by its own points turns both into motion of the whole crop, as large as the expression
+    itself. With one warp, a still face gives equal crops and an expression shows as it is, as in the
+    micro-expression datasets' practice of aligning a sequence once (on its first frame). The head's
+    motion inside a tubelet (K frames: ~0.15 s) stays in the crops; between tubelets it is cancelled."""
+    valid = [np.asarray(p, np.float64)[:, :2] for p in points if p is not None]
+    m = alignment_matrix(np.mean(valid, axis=0), crop_size) if valid else None
+    return [m] * len(points) if m is not None else [None] * len(points)
 
 
 def apply(m: np.ndarray, points) -> np.ndarray:

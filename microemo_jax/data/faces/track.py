@@ -1,5 +1,6 @@
 """The speaker's face across a clip's anchors: detections linked into tracks, the biggest, steadiest track
-chosen, short gaps inside it interpolated (``track_speaker``).
+chosen, short gaps inside it interpolated (``track_speaker``); ``detect_speaker`` runs a detector on a
+decoded clip's tubelets and tracks the result.
 """
 from __future__ import annotations
 
@@ -93,3 +94,24 @@ def matching_detection(dets, track) -> np.ndarray:
             if len(hit):
                 out[i] = int(hit[0])
     return out
+
+
+def detect_speaker(clip, detector, *, max_gap: int = 2):
+    """Faces on the first frame of each tubelet of ``clip`` (a video.DecodedClip) and the speaker's track
+    across them: (detections per tubelet (N, 5) in source-frame pixels, keypoints per tubelet (N, 6, 2) in
+    tubelet pixels or None, the track: one source-frame box or None per tubelet)."""
+    tub, tmask = clip.tubelets, clip.tubelet_mask
+    with_kps = hasattr(detector, 'detect_with_keypoints')
+    dets, kps = [], []
+    for i in range(tub.shape[0]):
+        if not tmask[i, 0]:
+            d, kp = np.zeros((0, 5), np.float32), np.zeros((0, 6, 2), np.float32)
+        elif with_kps:
+            d, kp = detector.detect_with_keypoints(tub[i, 0])
+        else:
+            d, kp = detector.detect(tub[i, 0]), None
+        d = d.copy()
+        d[:, :4] *= clip.tubelet_scale
+        dets.append(d)
+        kps.append(kp)
+    return dets, kps, track_speaker(dets, times=clip.tubelet_times[:, 0], max_gap=max_gap)

@@ -29,9 +29,9 @@ import os
 import cv2
 import numpy as np
 
-from microemo_jax.data.faces import align as align_lib, landmarks as lm_lib
+from microemo_jax.data.faces import align as align_lib, landmarks as lm_lib, spotting
 from microemo_jax.data.faces.landmarks import FaceMesh
-from microemo_jax.data.faces.track import matching_detection, track_speaker
+from microemo_jax.data.faces.track import detect_speaker, matching_detection
 from microemo_jax.data.video import DecodedClip, MediaError
 
 FACE_REASONS = ('missing_file', 'corrupt_faces')
@@ -46,6 +46,7 @@ class FaceTubelets:
     detected: np.ndarray
     landmarks: np.ndarray | None = None        # None: zeros (no landmarks)
     landmark_mask: np.ndarray | None = None
+    times: np.ndarray | None = None            # (T', K) seconds of each crop (OpenFace crops: by their index)
 
     def __post_init__(self):
         n, k = self.face_mask.shape
@@ -97,11 +98,12 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float = 0.25, max_gap: int = 2,
                   align: bool = True, landmarks: bool = True, verify: bool = True, mesh=None) -> FaceTubelets:
     """Detect on each anchor frame, track the speaker, then per anchor run the face mesh on its K frames
-    (each frame's region from the previous frame's mesh) and cut the crops.
+    (all through one region, settled on the first frame: landmarks.FaceMesh.tubelet) and cut the crops.
 
-    ``align=True``: each crop is the similarity warp that puts that frame's eyes and mouth on the canonical
-    points (align.py); a frame where the mesh lost the face borrows the nearest aligned frame's warp, and a
-    tubelet without any mesh falls back to the box crop below. ``align=False``: the same square box (the
+    ``align=True``: the tubelet's crops share one warp that puts the mean of their eyes and mouth on the
+    canonical points (align.tubelet_matrices): a still face gives equal crops, an expression shows as it
+    is, and head motion between anchors is cancelled; a tubelet without any mesh falls back to the box
+    crop below. ``align=False``: the same square box (the
     tracked face box grown by ``margin`` x its side on each side, 0.25: the crop is 1.5x the face, kept
     inside the frame) for all K frames. ``landmarks=False`` (with ``align=False``) skips the mesh entirely.
     ``verify`` (when the mesh runs): an anchor where the mesh finds no face in any of its K frames is dropped
@@ -118,20 +120,7 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
     use_mesh = align or landmarks
     if use_mesh and mesh is None:
         mesh = default_mesh()
-    with_kps = hasattr(detector, 'detect_with_keypoints')
-    dets, kps = [], []
-    for i in range(n):
-        if not tmask[i, 0]:
-            d, kp = np.zeros((0, 5), np.float32), np.zeros((0, 6, 2), np.float32)
-        elif with_kps:
-            d, kp = detector.detect_with_keypoints(tub[i, 0])
-        else:
-            d, kp = detector.detect(tub[i, 0]), None
-        d = d.copy()
-        d[:, :4] *= scale
-        dets.append(d)
-        kps.append(kp)
-    track = track_speaker(dets, times=clip.timestamps, max_gap=max_gap)
+    dets, kps, track = detect_speaker(clip, detector, max_gap=max_gap)
     match = matching_detection(dets, track)
     detected = match >= 0
 
@@ -152,18 +141,16 @@ def face_tubelets(clip: DecodedClip, detector, *, crop_size: int, margin: float 
                 roi = lm_lib.roi_from_detection(box_t, kps[i][match[i]])
             else:
                 roi = lm_lib.roi_from_box(box_t)
-            found, _ = mesh.track([tub[i, j] for j in range(count)], roi)
+            found, _ = mesh.tubelet([tub[i, j] for j in range(count)], roi)
             points = [None if p is None else p[lm_lib.MESH_68, :2] for p in found]
             if verify and all(p is None for p in points):
                 detected[i] = False
                 continue
         boxes[i] = box
-        mats = [align_lib.alignment_matrix(p, crop_size) if (align and p is not None) else None for p in points]
-        valid = [j for j, m in enumerate(mats) if m is not None]
+        mats = align_lib.tubelet_matrices(points, crop_size) if align else [None] * count
         for j in range(count):
-            if valid:
-                near = min(valid, key=lambda v: (abs(v - j), v))
-                m = mats[near]
+            m = mats[j]
+            if m is not None:
                 faces[i, j] = align_lib.warp_face(tub[i, j], m, crop_size)
                 if points[j] is not None:
                     lms[i, j] = align_lib.apply(m, points[j]) / crop_size
@@ -205,13 +192,15 @@ def _as_rgb_uint8(arr: np.ndarray, path: str, channel_order: str) -> np.ndarray:
 
 
 def load_openface_tubelets(npy_path: str | os.PathLike, timestamps, duration: float, *, tubelet_length: int,
-                           crop_size: int, channel_order: str = 'bgr', mesh=None) -> FaceTubelets:
+                           crop_size: int, channel_order: str = 'bgr', mesh=None, apex: bool = False) -> FaceTubelets:
     """Dataset-shipped OpenFace crops as face tubelets on the clip's anchors.
 
     OpenFace writes one aligned crop per frame in which it found a face; MERTools stacks them with
     ``cv2.imread`` into ``NAME.npy``, hence BGR by default (``channel_order='rgb'`` for arrays saved as RGB;
     grey (N, H, W) and float arrays are accepted). Anchor time t maps to crop floor(t / duration * N) and
-    the tubelet takes the K crops from there (fewer at the end: masked). The crops are already aligned, so
+    the tubelet takes the K crops from there (fewer at the end: masked); with ``apex`` it takes the K crops
+    with the most change between them before the next anchor's crop (spotting.apex_starts on the aligned
+    crops: micro-expression spotting). ``times`` holds each crop's time, index / N x duration. The crops are already aligned, so
     ``boxes`` (source-frame positions) are unknown: zeros. With a landmarks.FaceMesh as ``mesh``, the landmarks
     of each crop (the whole crop as the mesh's region) fill ``landmarks``. An empty array means "no face in this clip":
     an all-False mask, not an error. A file that is not a numeric array of crops raises
@@ -234,18 +223,24 @@ def load_openface_tubelets(npy_path: str | os.PathLike, timestamps, duration: fl
     mask = np.zeros((n_anchor, k), bool)
     boxes = np.zeros((n_anchor, 4), np.float32)
     if arr.size == 0 or arr.shape[0] == 0:
-        return FaceTubelets(faces, mask, boxes, np.zeros(n_anchor, bool))
+        return FaceTubelets(faces, mask, boxes, np.zeros(n_anchor, bool), times=np.zeros((n_anchor, k), np.float32))
     crops = _as_rgb_uint8(arr, path, channel_order)
     n = len(crops)
     if not duration or duration <= 0:
         raise ValueError(f"{path}: duration must be > 0 to map crops to times, got {duration}")
     start = np.clip(np.floor(timestamps / duration * n), 0, n - 1).astype(int)
+    if apex:
+        small = np.stack([_resize(c, 32).astype(np.float32) for c in crops])
+        motion = np.concatenate([[0.0], np.abs(np.diff(small, axis=0)).mean(axis=(1, 2, 3))])
+        start = spotting.apex_starts(motion, start, n, k) if np.all(np.diff(start) > 0) else start
     lms = np.zeros((n_anchor, k, NUM_LANDMARKS, 2), np.float32)
     lm_mask = np.zeros((n_anchor, k), bool)
+    times = np.zeros((n_anchor, k), np.float32)
     for i, s in enumerate(start):
         for j in range(min(k, n - s)):
             faces[i, j] = _resize(crops[s + j], crop_size)
             mask[i, j] = True
+            times[i, j] = (s + j) / n * duration
         if mesh is not None:
             side = float(crop_size)
             found, _ = mesh.track(list(faces[i, :int(mask[i].sum())]), lm_lib.ROI(side / 2, side / 2, side))
@@ -253,4 +248,4 @@ def load_openface_tubelets(npy_path: str | os.PathLike, timestamps, duration: fl
                 if p is not None:
                     lms[i, j] = p[lm_lib.MESH_68, :2] / side
                     lm_mask[i, j] = True
-    return FaceTubelets(faces, mask, boxes, mask[:, 0].copy(), lms, lm_mask)
+    return FaceTubelets(faces, mask, boxes, mask[:, 0].copy(), lms, lm_mask, times)

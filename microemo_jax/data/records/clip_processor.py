@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from microemo_jax.data import prompt as prompt_lib, tokenizers as tokenizers_lib, video as video_lib
-from microemo_jax.data.faces import tubelets as faces_lib
+from microemo_jax.data.faces import spotting, tubelets as faces_lib
 from microemo_jax.data.faces.detector import make_detector
 from microemo_jax.data.raw import segments as segments_lib, sources as sources_lib
 from microemo_jax.data.records import record as record_lib
@@ -43,6 +43,8 @@ class Settings:
     asr: str = 'none'                   # --asr: 'none' | 'pocketsphinx' | 'whisper:/abs/path' (data/speech/asr.py)
     vad: str = 'silero'                 # the voice-activity detector that runs here: 'silero' | 'energy'
     mel_window: int = 0                 # model.audio.pad_to_30s: the encoder window the extractor pads to (frames)
+    tubelets: str = 'anchor'            # model.micro_expression.tubelets: 'anchor' (tubelets start at the global
+                                        # frames) or 'apex' (at each interval's peak of facial motion: spotting.py)
 
 
 def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer: str, *,
@@ -55,7 +57,8 @@ def settings_from_config(cfg, source: str, llm_tokenizer: str, qformer_tokenizer
                     face_detector=d.get('face_detector', 'blazeface'), align_faces=bool(d.get('align_faces', True)),
                     asr=asr_lib.default_asr() if asr is None else asr_lib.parse_asr(asr),
                     vad=vad_lib.vad_detector(),
-                    mel_window=2 * m.audio.max_source_positions if m.audio.get('pad_to_30s', False) else 0)
+                    mel_window=2 * m.audio.max_source_positions if m.audio.get('pad_to_30s', False) else 0,
+                    tubelets=m.micro_expression.get('tubelets', 'anchor'))
 
 
 class ClipProcessor:
@@ -94,6 +97,7 @@ class ClipProcessor:
         answer = clip.answer
         prompt = prompt_lib.build_prompt(
             self.llm_tok, timestamps=media['timestamps'], utterances=media['utterance_texts'],
+            face_times=media['face_times'][media['face_mask'][:, 0], 0] if s.tubelets == 'apex' else None,
             subtitle=clip.subtitle, question=question, answer=answer, num_video_tokens=s.shapes.video_tokens,
             num_audio_tokens=s.shapes.audio_tokens, max_len=s.shapes.seq_len, eos_token_ids=self.eos_ids)
         rec = {k: v for k, v in media.items() if k != 'utterance_texts'}
@@ -122,15 +126,21 @@ class ClipProcessor:
             return self._cache[1]
         s, sh = self.s, self.s.shapes
         rng = np.random.default_rng(_name_seed(s.seed, os.path.basename(clip.video)))
+        apex = s.tubelets == 'apex'
         decoded = video_lib.decode_clip(clip.video, sh.num_frames, frame_size=sh.image_size, mode=s.sampling, rng=rng,
-                                        tubelet_length=sh.num_crops)
+                                        tubelet_length=sh.num_crops,
+                                        motion_side=spotting.MOTION_SIDE if apex and not clip.faces_npy else 0)
         duration = float(decoded.info.duration)
         if clip.faces_npy:
             tubes = faces_lib.load_openface_tubelets(clip.faces_npy, decoded.timestamps, duration,
                                                      tubelet_length=sh.num_crops, crop_size=sh.face_size,
-                                                     mesh=faces_lib.default_mesh())
+                                                     mesh=faces_lib.default_mesh(), apex=apex)
+            face_times = tubes.times
         else:
+            if apex:           # each tubelet to its interval's peak of facial motion (micro-expression spotting)
+                decoded = video_lib.move_tubelets(clip.video, decoded, spotting.spot_tubelets(decoded, self.detector))
             tubes = faces_lib.face_tubelets(decoded, self.detector, crop_size=sh.face_size, align=s.align_faces)
+            face_times = decoded.tubelet_times
         sound = audio_lib.load_audio(clip.audio_file or clip.video)
         mel = audio_lib.clip_log_mel(sound.waveform, num_mel_bins=sh.num_mel_bins, max_frames=sh.mel_frames,
                                      window_frames=s.mel_window)
@@ -148,6 +158,7 @@ class ClipProcessor:
             timestamps=np.asarray(decoded.timestamps, np.float32), frames_jpeg=frames_blob,
             frame_offsets=frame_offsets, faces_jpeg=faces_blob, face_offsets=face_offsets,
             face_mask=np.asarray(tubes.face_mask, bool), face_boxes=np.asarray(tubes.boxes, np.float32),
+            face_times=np.where(tubes.face_mask, face_times, 0.0).astype(np.float32),
             face_landmarks=np.asarray(tubes.landmarks, np.float16),
             face_landmark_mask=np.asarray(tubes.landmark_mask, bool),
             audio_mel=np.ascontiguousarray(mel.T).astype(np.float16),

@@ -28,7 +28,7 @@ _SIZES = {'num_crops': ('face_mask', 1), 'timestamp_tokens': ('timestamp_ids', 1
 
 def features(num_crops: int, timestamp_tokens: int, num_mel_bins: int) -> tfds.features.FeaturesDict:
     """TFDS features for the record schema; only the first axis of each tensor varies."""
-    trailing = {'face_mask': (num_crops,), 'face_boxes': (4,), 'audio_mel': (num_mel_bins,),
+    trailing = {'face_mask': (num_crops,), 'face_boxes': (4,), 'face_times': (num_crops,), 'audio_mel': (num_mel_bins,),
                 'face_landmarks': (num_crops, 68, 2), 'face_landmark_mask': (num_crops,),
                 'utterances': (2,), 'timestamp_ids': (timestamp_tokens,), 'timestamp_mask': (timestamp_tokens,)}
     feats = {}

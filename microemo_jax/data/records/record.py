@@ -15,6 +15,9 @@ Per record, with T' sampled frames, K crops per anchor, U utterances, S prompt t
     face_offsets       i64 (n_faces+1,)
     face_mask          bool (T', K)       which crops exist (crops are packed at the front of each tubelet)
     face_boxes         f32 (T', 4)        x, y, w, h of the tracked face in the source frame (0 when none)
+    face_times         f32 (T', K)        when each crop was shown, seconds (0 where face_mask is False): the
+                                          anchor's frames, or with micro_expression.tubelets='apex' the
+                                          frames spotting chose between this anchor and the next
     face_landmarks     f16 (T', K, 68, 2) face-mesh landmarks of each crop (the 68-point iBUG subset, faces.py), x, y
                                           in the crop in units of its side (0..1); 0 where face_landmark_mask is False
     face_landmark_mask bool (T', K)       crops whose landmarks were found
@@ -47,6 +50,7 @@ FIELDS = {
     'face_offsets': (np.int64, 1),
     'face_mask': (np.bool_, 2),
     'face_boxes': (np.float32, 2),
+    'face_times': (np.float32, 2),
     'face_landmarks': (np.float16, 4),
     'face_landmark_mask': (np.bool_, 2),
     'audio_mel': (np.float16, 2),
@@ -68,6 +72,9 @@ def check_record(rec: dict) -> None:
     name = rec.get('name', '<unnamed>')
     if 'face_mask' in rec and 'face_landmarks' not in rec:
         raise ValueError(f"record {name!r}: no 'face_landmarks' field (face-mesh landmarks of each crop): it was "
+                         f"prepared by an older version; re-run prepare")
+    if 'face_mask' in rec and 'face_times' not in rec:
+        raise ValueError(f"record {name!r}: no 'face_times' field (when each face crop was shown): it was "
                          f"prepared by an older version; re-run prepare")
     for key, (dtype, rank) in FIELDS.items():
         if key not in rec:
@@ -96,6 +103,9 @@ def check_record(rec: dict) -> None:
         raise ValueError(f"record {name!r}: face_landmarks {rec['face_landmarks'].shape} / face_landmark_mask "
                          f"{rec['face_landmark_mask'].shape} do not match face_mask {rec['face_mask'].shape} "
                          f"(want ({t}, {k}, {NUM_LANDMARKS}, 2) and ({t}, {k}))")
+    if rec['face_times'].shape != (t, k):
+        raise ValueError(f"record {name!r}: face_times {rec['face_times'].shape} does not match face_mask "
+                         f"{rec['face_mask'].shape}")
     if len(rec['face_offsets']) != int(rec['face_mask'].sum()) + 1:
         raise ValueError(f"record {name!r}: face_offsets does not match the number of crops in face_mask")
     if rec['input_ids'].shape != rec['loss_mask'].shape:
