@@ -37,6 +37,19 @@ def checked_header(path: str | os.PathLike, header) -> list[str]:
     return [str(h).strip() for h in header]
 
 
+def column_indices(path: str | os.PathLike, header, required, optional=()) -> tuple[list[str], dict[str, int]]:
+    """The header's names (checked, lower-cased) and the index of each required column and of each optional one
+    present; ValueError naming ``path`` for an empty file or a missing required column."""
+    if header is None:
+        raise ValueError(f"{os.fspath(path)}: empty file; expected a header with columns {', '.join(required)}")
+    fields = [h.lower() for h in checked_header(path, header)]
+    missing = [c for c in required if c not in fields]
+    if missing:
+        raise ValueError(f"{os.fspath(path)}: no column {', '.join(missing)} in the header {header}; expected columns "
+                         f"{', '.join(required)}{''.join(f'[,{c}]' for c in optional)}")
+    return fields, {c: fields.index(c) for c in (*required, *optional) if c in fields}
+
+
 def load_json(path: str | os.PathLike, f=None):
     """``json.load`` of ``path`` (or the open file ``f``) that refuses an object with a key given twice (ValueError
     naming the file and the key); other JSON errors are ``json.JSONDecodeError`` as usual."""

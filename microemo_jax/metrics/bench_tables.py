@@ -16,7 +16,7 @@ import os
 from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.emotion_wheel import PANDAS_NA
 from microemo_jax.metrics.official_files import load_label_npz, load_prediction_cache
-from microemo_jax.table_keys import checked_header
+from microemo_jax.table_keys import column_indices
 
 GOLD_COLUMN = {'hit_rate': 'emo', 'waf': 'val', 'fs': 'openset'}
 
@@ -35,16 +35,7 @@ def read_rows(path: str, required: tuple[str, ...], optional: tuple[str, ...] = 
 
 def _rows(path, reader, required, optional):
     try:
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file; expected a header with columns {', '.join(required)}")
-        fields = [h.lower() for h in checked_header(path, header)]
-        missing = [c for c in required if c not in fields]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(missing)} in the header {header}; expected columns "
-                             f"{', '.join(required)}{''.join(f'[,{c}]' for c in optional)}")
-        present = {c for c in optional if c in fields}
-        at = {c: fields.index(c) for c in (*required, *present)}
+        fields, at = column_indices(path, next(reader, None), required, optional)
         rows, first_line, line = {}, {}, reader.line_num
         for row in reader:
             row, start, line = unescape_row(row), line + 1, reader.line_num   # our writers' escape (csv_cells)
@@ -59,7 +50,7 @@ def _rows(path, reader, required, optional):
                 raise ValueError(f"{path}:{start}: name {name!r} repeats line {first_line[name]}")
             first_line[name] = start
             rows[name] = {c: row[i] for c, i in at.items() if c != 'name'}
-        return rows, present
+        return rows, {c for c in optional if c in at}
     except csv.Error as e:
         raise ValueError(f"{path}:{reader.line_num}: not readable as CSV ({e})") from None
 

@@ -11,7 +11,7 @@ import os
 
 from microemo_jax.csv_cells import unescape_row
 from microemo_jax.metrics.labels import parse_labels
-from microemo_jax.table_keys import checked_header
+from microemo_jax.table_keys import column_indices
 
 COLUMNS = ('name', 'openset')
 
@@ -39,15 +39,8 @@ def read_label_csv(path: str | os.PathLike, columns: tuple[str, str] = COLUMNS) 
 def _read(path: str, columns: tuple[str, str]) -> LabelTable:
     with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file; expected a header with columns {', '.join(columns)}")
-        fields = [h.lower() for h in checked_header(path, header)]
-        missing = [c for c in columns if c not in fields]
-        if missing:
-            raise ValueError(f"{path}: no column {', '.join(missing)} in the header {header}; "
-                             f"expected columns {', '.join(columns)}")
-        i_name, i_labels = (fields.index(c) for c in columns)
+        fields, at = column_indices(path, next(reader, None), columns)
+        i_name, i_labels = (at[c] for c in columns)
         labels, malformed, first_line, line = {}, [], {}, reader.line_num
         for row in reader:
             row, start, line = unescape_row(row), line + 1, reader.line_num   # our writers' escape (csv_cells)
