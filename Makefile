@@ -18,9 +18,12 @@ $(STAMP): requirements.lock setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q --no-deps -e .
 	@touch $(STAMP)
 
+# The suite on TEST_WORKERS processes (pytest-xdist); --dist loadfile keeps a file's tests, and the programs and
+# fixtures they share, in one worker. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: venv
 	$(VENV)/bin/python -m ruff check .
-	$(VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The demo: generate + prepare the demo corpus (first time), train stage 1 then stage 2 on the CPU,
 # print the losses and draw them into $(DEMO_DIR)/loss_curves.png, then score the model on the held-out

@@ -60,7 +60,7 @@ def test_the_table_has_a_row_per_variant_and_the_micro_clips_second(tmp_path):
     assert os.path.getsize(paths['png']) > 10_000
 
 
-from tests.support.ablations import command, env, tiny_ablation  # noqa: E402,F401  (a session-wide tiny run)
+from tests.support.ablations import NEW_TOKENS, VARIANTS as RUN, command, env, overrides, tiny_ablation  # noqa: E402,F401  (a session-wide tiny run)
 
 
 @pytest.mark.integration
@@ -87,3 +87,30 @@ def test_the_runner_trains_scores_and_resumes_on_the_tiny_config(tiny_ablation):
     assert again.returncode == 0, again.stderr[-3000:]
     assert 'microemo_jax.train' not in again.stdout and again.stdout.count('microemo_jax.evaluate') == 1
     assert again.stdout.count('done before') == 1 and os.path.isfile(out / 'full' / 'evaluate' / 'summary.json')
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ablation_notebook_runs_end_to_end_on_a_tiny_budget(tiny_ablation, monkeypatch):
+    """Executes every code cell in order with the settings of the session's tiny ablation run (two variants,
+    the tiny config as overrides of the demo config): it finds both variants done, trains nothing, and prints
+    and draws the table."""
+    import contextlib
+    import io
+
+    out, root, _ = tiny_ablation
+    monkeypatch.setenv('MICROEMO_ABLATIONS', RUN)
+    monkeypatch.setenv('MICROEMO_NEW_TOKENS', str(NEW_TOKENS))
+    monkeypatch.setenv('MICROEMO_RUNS', str(out))
+    monkeypatch.setenv('MICROEMO_OVERRIDES', ' '.join(overrides(root)))
+    nb = json.load(open(os.path.join(REPO, 'notebooks', 'ablations.ipynb')))
+    namespace, printed = {}, io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        for cell in nb['cells']:
+            if cell['cell_type'] == 'code':
+                exec(compile(''.join(cell['source']), 'ablations.ipynb', 'exec'), namespace)
+    text = printed.getvalue()
+    assert list(namespace['results']) == RUN.split(',')
+    assert text.count('done before') == 2 and '$ ' not in text
+    assert '| full model |' in text and '| full model, faces shuffled between clips |' in text
+    assert os.path.isfile(namespace['paths']['png'])
