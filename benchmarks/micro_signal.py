@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from microemo_jax.data import pipeline
+from microemo_jax.data.records.record import text_field
 
 
 def _crop(record: dict, index: int) -> np.ndarray:
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
         source = pipeline.open_split(args.data, split)
         for i in range(len(source)):
             record = source[i]
-            video = pipeline._text(record['name']).split('#')[0]
+            video = text_field(record['name']).split('#')[0]
             clip = clips.get(video)
             if clip is None or clip['micro'] is None or video in seen:
                 continue

@@ -49,6 +49,7 @@ from grain.python import SharedMemoryArray  # public re-export (grain.python is 
 from microemo_jax.data.augment import IDENTITY, ClipAugment, augment_into, crop_frames, resize_square
 from microemo_jax.data.faces.landmarks import flip_landmarks
 from microemo_jax.data.records import record as rec_lib
+from microemo_jax.data.records.record import text_field
 from microemo_jax.data.shapes import DataShapes, batch_contract
 
 _IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', 0)   # OpenCV >= 4.10 decodes straight to RGB
@@ -64,12 +65,6 @@ def open_split(data_dir: str, split: str):
 
 
 # ----------------------------------------------------------------------------------------------- one clip
-def _text(x) -> str:
-    if isinstance(x, np.ndarray):
-        x = x.item()
-    return x.decode('utf-8') if isinstance(x, bytes) else x
-
-
 def _decode_jpegs(blob: np.ndarray, offsets: np.ndarray, name: str, what: str) -> list[np.ndarray]:
     images = []
     for i, data in enumerate(rec_lib.split_jpegs(blob, offsets)):
@@ -127,7 +122,7 @@ def as_record(raw: dict) -> dict:
     out = dict(raw)
     for key in rec_lib.TEXT_FIELDS:
         if key in out:
-            out[key] = _text(out[key])
+            out[key] = text_field(out[key])
     rec_lib.check_record(out)
     return out
 
@@ -275,7 +270,7 @@ def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None 
     n = len(source)
     if n == 0:
         raise ValueError("the split has no clips")
-    _check_fits(as_record(source[0]), shapes, _text(source[0]['name']))   # a wrong config fails here, not later
+    _check_fits(as_record(source[0]), shapes, text_field(source[0]['name']))   # a wrong config fails here, not later
 
     ds = grain.MapDataset.source(source).seed(seed)
     if train:

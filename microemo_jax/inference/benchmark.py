@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from microemo_jax import params as params_lib
 from microemo_jax.data import pipeline
+from microemo_jax.data.records.record import text_field
 from microemo_jax.inference import bench_cache, bench_table, llm_extractor  # noqa: F401  (registers llm:PATH)
 from microemo_jax.inference.bench_data import BenchError, check_compatible, checkpoint_labels, digest, find_datasets
 from microemo_jax.inference.explainer import Explainer
@@ -57,7 +58,7 @@ def _answers(explainer: Explainer, ex, found: dict, where: str, label: str, data
         for i in range(0, len(mine), explainer.batch_size):
             records = [source[j] for j in mine[i:i + explainer.batch_size]]
             texts = explainer.explain(records, progress=bar)
-            rows += [{'name': _text(r['name']), 'explanation': t} for r, t in zip(records, texts)]
+            rows += [{'name': text_field(r['name']), 'explanation': t} for r, t in zip(records, texts)]
     with tqdm(total=len(rows), desc=f'{label} {dataset} labels ({ex.name})', unit='clip', disable=not rows) as bar:
         for i in range(0, len(rows), ex.batch_size):
             chunk = rows[i:i + ex.batch_size]
@@ -79,11 +80,6 @@ def _answers(explainer: Explainer, ex, found: dict, where: str, label: str, data
             with open(os.path.join(parts, f'part-{p:05d}.jsonl'), encoding='utf-8') as f:
                 rows += [json.loads(line) for line in f if line.strip()]
     return sorted(rows, key=lambda r: r['name'])
-
-
-def _text(x) -> str:
-    x = x.item() if hasattr(x, 'item') else x
-    return x.decode('utf-8') if isinstance(x, bytes) else str(x)
 
 
 def write_predictions(path: str, rows: list[dict]) -> None:

@@ -32,6 +32,7 @@ from microemo_jax.data.face_shuffle import face_donors, with_faces_of
 from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, find_prepare_report
 from microemo_jax.data.raw.splits import video_of  # records NAME and NAME#ov share the video NAME
 from microemo_jax.data.records import tfds_builder
+from microemo_jax.data.records.record import text_field
 from microemo_jax.data.tokenizer_identity import check_same
 from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
@@ -52,12 +53,8 @@ class EvaluateError(RuntimeError):
     """The evaluation cannot run; the message says why."""
 
 
-def _text(x) -> str:
-    return x.decode('utf-8') if isinstance(x, bytes) else str(x)
-
-
 def gold_labels(openset_field) -> list[str] | None:
-    text = _text(openset_field)
+    text = text_field(openset_field)
     if not text:
         return None
     labels = json.loads(text)
@@ -70,7 +67,7 @@ def plan_videos(source, question: str) -> list[dict]:
     videos: dict[str, dict] = {}
     for index in range(len(source)):
         rec = source[index]
-        name = _text(rec['name'])
+        name = text_field(rec['name'])
         video = video_of(name)
         entry = videos.setdefault(video, {'name': video, 'index': None, 'kind': None, 'gold': None, 'gold_text': ''})
         kind = 'ov' if name.endswith('#ov') else 'description'
@@ -80,7 +77,7 @@ def plan_videos(source, question: str) -> list[dict]:
         if labels is not None:
             entry['gold'] = labels
         if kind == 'description' and 'answer' in rec:
-            entry['gold_text'] = _text(rec['answer'])
+            entry['gold_text'] = text_field(rec['answer'])
     return [videos[k] for k in sorted(videos)]
 
 
@@ -90,7 +87,7 @@ def majority_label(records) -> str | None:
     seen = set()
     for index in range(len(records)):
         rec = records[index]
-        video = video_of(_text(rec['name']))
+        video = video_of(text_field(rec['name']))
         labels = gold_labels(rec['openset'])
         if labels is None or video in seen:
             continue

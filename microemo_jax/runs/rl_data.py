@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from microemo_jax.data.records.record import text_field
 from microemo_jax.runs.rollouts import question_of
 
 
@@ -32,13 +33,9 @@ class RecordView(Sequence):
         return self.source[self.indices[i]]
 
 
-def _text(x) -> str:
-    return x.decode('utf-8') if isinstance(x, bytes) else str(x)
-
-
 def gold_of(record) -> list[str] | None:
     """A record's gold OV labels (its ``openset`` field, a JSON list), or None when it has none."""
-    text = _text(record.get('openset', ''))
+    text = text_field(record.get('openset', ''))
     if not text:
         return None
     labels = json.loads(text)
@@ -58,7 +55,7 @@ def question_records(source, question: str) -> tuple[RecordView, dict[str, list[
     keep, gold, left_out, longest = [], {}, 0, 0
     for index in range(len(source)):
         rec = source[index]
-        name = _text(rec['name'])
+        name = text_field(rec['name'])
         if question not in ('both', question_of(name)):
             continue
         labels = gold_of(rec)

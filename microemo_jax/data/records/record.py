@@ -67,6 +67,12 @@ TIMESTAMP_TOKENIZERS = ('bert', 'llm')
 NUM_LANDMARKS = 68   # faces.NUM_LANDMARKS (landmarks.MESH_68)
 
 
+def text_field(x) -> str:
+    """A record's text field as ``str``: TFDS and ArrayRecord hand text back as bytes, a 0-d array or a str."""
+    x = x.item() if isinstance(x, np.ndarray) else x
+    return x.decode('utf-8') if isinstance(x, bytes) else str(x)
+
+
 def check_record(rec: dict) -> None:
     """Raise ValueError naming the first field that is missing or has the wrong dtype/rank/consistency."""
     name = rec.get('name', '<unnamed>')
