@@ -10,6 +10,7 @@ import pytest
 from microemo_jax.runs.supervised import run
 from microemo_jax.train import main as train_main
 from tests.support.tiny import config_args, tiny_config
+from tests.support.training import PAUSING_TRAIN
 
 # Every test here trains through the entry point (the module's first run compiles the tiny train step).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -61,21 +62,6 @@ def test_stage1_run_logs_checkpoints_and_exports(straight):
 
 # Runs `train` in a real process that, at step 1, waits (up to 5 min) for a stop request, so that the test's
 # SIGTERM lands at a known step; the signal handling, the save and the exit are the real ones.
-PAUSING_TRAIN = """
-import os, sys, time
-from microemo_jax.training import preemption
-should_stop = preemption.PreemptionGuard.should_stop
-def paused(self, step):
-    if step == 1:
-        open(os.environ['MICROEMO_TEST_PAUSED'], 'w').close()
-        deadline = time.time() + 300
-        while not self._stop.is_set() and time.time() < deadline:
-            time.sleep(0.05)
-    return should_stop(self, step)
-preemption.PreemptionGuard.should_stop = paused
-from microemo_jax.train import main
-main(sys.argv[1:])
-"""
 
 
 def test_sigterm_saves_exits_0_and_resumes_exactly_and_the_workdir_is_locked(straight, data_dir, tmp_path, capsys):

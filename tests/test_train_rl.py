@@ -15,6 +15,7 @@ from microemo_jax.train import main as train_main
 from microemo_jax.training import rewards
 from tests.support.inference import corpus  # noqa: F401  (the session's tiny prepared corpus)
 from tests.support.tiny import config_args, tiny_config
+from tests.support.training import PAUSING_TRAIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -87,21 +88,7 @@ def test_stage3_logs_every_key_exports_params_and_draws_curves(straight, tmp_pat
     assert 'reward first' in capsys.readouterr().out and os.path.getsize(tmp_path / 'rl.png') > 10_000
 
 
-PAUSING = REWARD + """
-import os, sys, time
-from microemo_jax.training import preemption
-should_stop = preemption.PreemptionGuard.should_stop
-def paused(self, step):
-    if step == 1:
-        open(os.environ['MICROEMO_TEST_PAUSED'], 'w').close()
-        deadline = time.time() + 300
-        while not self._stop.is_set() and time.time() < deadline:
-            time.sleep(0.05)
-    return should_stop(self, step)
-preemption.PreemptionGuard.should_stop = paused
-from microemo_jax.train import main
-main(sys.argv[1:])
-"""
+PAUSING = REWARD + PAUSING_TRAIN
 
 
 def test_sigterm_saves_and_the_rerun_resumes_exactly(straight, stage2, tmp_path):

@@ -51,3 +51,22 @@ def make_setup():
         state_sharding=state_sh, frozen_sharding=frozen_sh, host_batch=host_batch,
         batch=step_lib.device_batch(host_batch, mesh, cfg.sharding_rules),
         train_step=step_lib.make_train_step(graphdef, cfg, mesh, state_sh, frozen_sh))
+
+
+# `python -m microemo_jax.train`, paused after step 1 until SIGTERM (or 300 s): it touches the file named by
+# MICROEMO_TEST_PAUSED, so a test knows when to send the signal (the SIGTERM tests of stages 1-2 and 3).
+PAUSING_TRAIN = """
+import os, sys, time
+from microemo_jax.training import preemption
+should_stop = preemption.PreemptionGuard.should_stop
+def paused(self, step):
+    if step == 1:
+        open(os.environ['MICROEMO_TEST_PAUSED'], 'w').close()
+        deadline = time.time() + 300
+        while not self._stop.is_set() and time.time() < deadline:
+            time.sleep(0.05)
+    return should_stop(self, step)
+preemption.PreemptionGuard.should_stop = paused
+from microemo_jax.train import main
+main(sys.argv[1:])
+"""
