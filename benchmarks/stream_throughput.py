@@ -86,7 +86,8 @@ def synthetic_records(cfg, n: int) -> list[dict]:
             utterances=np.stack([starts, starts + 2.0], -1), timestamp_ids=np.ones((t, s.timestamp_tokens), np.int32),
             timestamp_mask=np.ones((t, s.timestamp_tokens), np.int32),
             input_ids=rng.integers(3, 30000, n_tok).astype(np.int32), loss_mask=loss,
-            modality_positions=np.arange(1, 1 + s.video_tokens + s.audio_tokens, dtype=np.int32)))
+            modality_positions=np.arange(1, 1 + s.video_tokens + s.audio_tokens, dtype=np.int32),
+            words_span=np.zeros(2, np.int32)))
         record.check_record(recs[-1])
     return recs
 

@@ -199,6 +199,10 @@ def _base_config(variant, name):
         batch_size=8 if paper else 4,  # global batch
         num_workers=4 if paper else 0,  # Grain worker processes per host (0: in-process)
         augment=True,                 # random crop/flip/colour jitter in the workers (training split only)
+        # text dropout: the share of training examples whose words (transcribed speech and subtitle) are masked
+        # out of the prompt, so that their answers have to come from the faces, frames and voice. 0: MicroEmo
+        # does not drop text, and on the demo 0.5 did not make the model read the faces (docs/ablations.md)
+        text_dropout=0.0,
         validation_fraction=0.1 if paper else 0.2,  # held-out videos (the demo's: about 12 micro-expression clips)
     ))
 
@@ -219,7 +223,12 @@ def _base_config(variant, name):
     ))
     # Where the parameters come from: '' = fresh init; else a folder written by `python -m microemo_jax.convert`
     # or a stage-1 run's exported params (LoRA adapters missing from it start from their fresh init).
-    c.init = ml_collections.ConfigDict(dict(params=''))
+    # face_encoder: starting weights of the separate face ViT (micro_expression.face_encoder='separate') when
+    # init.params does not hold them: '' its fresh init; 'demo' the demo's, pretrained on first use to read the
+    # action units of rendered faces (demo/face_encoder.py: a stand-in for a pretrained face tower; on the demo
+    # it did not make the model read the faces, docs/ablations.md); or a folder written by `python -m
+    # microemo_jax.demo.face_encoder`. Skipped, with a note, when the model has no separate face ViT.
+    c.init = ml_collections.ConfigDict(dict(params='', face_encoder=''))
     if variant == 'tiny':
         _shrink_to_tiny(c)
     c.train = ml_collections.ConfigDict(dict(

@@ -43,7 +43,7 @@ CHOICES = {
     'rl.question': ('description', 'ov', 'both'),                                                # runs/rl_data.py
 }
 # rl.rewards names registered rewards (training/rewards.py: pluggable, so not a fixed set; train checks the names)
-FREE_TEXT = ('variant', 'data.dir', 'data.demo_cache', 'init.params', 'rl.wheel', 'rl.synonyms', 'rl.rewards')
+FREE_TEXT = ('variant', 'data.dir', 'data.demo_cache', 'init.params', 'init.face_encoder', 'rl.wheel', 'rl.synonyms', 'rl.rewards')
 _INF = math.inf
 RANGES = {
     'optim.lr': ((0.0, 1.0), '(]'),
@@ -54,6 +54,7 @@ RANGES = {
     'optim.eps': ((0.0, 1.0), '(]'),
     'optim.clip_norm': ((0.0, _INF), '[)'),
     'data.validation_fraction': ((0.0, 1.0), '[)'),
+    'data.text_dropout': ((0.0, 1.0), '[)'),
     'data.batch_size': ((1, _INF), '[)'),
     'data.max_seq_len': ((1, _INF), '[)'),
     'data.jpeg_quality': ((1, 100), '[]'),

@@ -31,6 +31,7 @@ class ClipAugment:
     crop: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
     brightness: float = 0.0       # added to pixels in [0, 1]
     contrast: float = 1.0         # scales pixels around 0.5
+    hide_words: bool = False      # mask the prompt's words (transcribed speech, subtitle) out: data.text_dropout
 
     @classmethod
     def sample(cls, rng: np.random.Generator, *, min_scale: float = 0.8, max_aspect: float = 1.15,

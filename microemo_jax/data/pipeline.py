@@ -172,6 +172,9 @@ def fill_example(raw: dict, s: DataShapes, aug: ClipAugment, out: dict[str, np.n
     n_tok = len(rec['input_ids'])
     out['input_ids'][:n_tok] = rec['input_ids']
     out['attention_mask'][:n_tok] = True
+    if aug.hide_words:                             # text dropout: the answer must come from the video and audio
+        start, end = (int(v) for v in rec['words_span'])
+        out['attention_mask'][start:end] = False
     if not padding:
         out['loss_mask'][:n_tok] = rec['loss_mask']
     out['modality_positions'][:] = rec['modality_positions']
@@ -217,8 +220,18 @@ def example_from_record(raw: dict, s: DataShapes, aug: ClipAugment = IDENTITY) -
     return {k: v[0] for k, v in BatchAssembler(s)([(raw, aug)]).items()}
 
 
-def _draw_augment(raw: dict, rng: np.random.Generator) -> tuple[dict, ClipAugment]:
-    return raw, ClipAugment.sample(rng)
+@dataclasses.dataclass(frozen=True)
+class _DrawAugment:
+    """Grain ``random_map``: each training clip's pixel augmentation (``pixels``) and, with probability
+    ``text_dropout``, hidden words (drawn after the pixels, so the pixel draws do not depend on it)."""
+    pixels: bool
+    text_dropout: float
+
+    def __call__(self, raw: dict, rng: np.random.Generator) -> tuple[dict, ClipAugment]:
+        aug = ClipAugment.sample(rng) if self.pixels else IDENTITY
+        if self.text_dropout > 0 and rng.random() < self.text_dropout:
+            aug = dataclasses.replace(aug, hide_words=True)
+        return raw, aug
 
 
 def _no_augment(raw: dict) -> tuple[dict, ClipAugment]:
@@ -275,7 +288,11 @@ def make_iterator(source: Sequence[dict], cfg, *, train: bool, seed: int | None 
     ds = grain.MapDataset.source(source).seed(seed)
     if train:
         ds = ds.shuffle().repeat(None)
-        ds = ds.random_map(_draw_augment) if cfg.data.augment else ds.map(_no_augment)
+        text_dropout = float(cfg.data.get('text_dropout', 0.0))
+        if cfg.data.augment or text_dropout:
+            ds = ds.random_map(_DrawAugment(pixels=bool(cfg.data.augment), text_dropout=text_dropout))
+        else:
+            ds = ds.map(_no_augment)
     else:
         whole = batch * process_count * max(workers, 1)     # every process and worker gets whole batches
         extra = -n % whole

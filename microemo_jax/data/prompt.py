@@ -129,6 +129,7 @@ class TokenizedPrompt:
     loss_mask: np.ndarray           # bool (S,): answer tokens and the closing eos
     modality_positions: np.ndarray  # int32 (Nv + Na,): video slots, then audio slots
     shortened: tuple[str, ...] = ()  # which parts were cut to fit max_len: 'speech', 'subtitle', 'answer'
+    words: tuple[int, int] = (0, 0)  # [start, end) of the transcribed speech and subtitle parts ((0, 0): none)
 
 
 def placeholder_id(tokenizer) -> int:
@@ -286,13 +287,16 @@ def build_prompt(tokenizer, *, timestamps: Sequence[float], utterances: Sequence
     ids += [slot] * num_video_tokens + between
     audio_pos = list(range(len(ids), len(ids) + num_audio_tokens))
     ids += [slot] * num_audio_tokens + after + frames
+    words_start = len(ids)
     for part in (speech, sub):
         if part is not None:
             ids += part.ids()
+    words = (words_start, len(ids)) if len(ids) > words_start else (0, 0)
     ids += tail
     loss = np.zeros(len(ids) + len(target), bool)
     loss[len(ids):] = True
     ids += target
     assert len(ids) <= max_len, (len(ids), max_len)
     return TokenizedPrompt(input_ids=np.asarray(ids, np.int32), loss_mask=loss,
-                           modality_positions=np.asarray(video_pos + audio_pos, np.int32), shortened=tuple(shortened))
+                           modality_positions=np.asarray(video_pos + audio_pos, np.int32), shortened=tuple(shortened),
+                           words=words)

@@ -1,4 +1,5 @@
-"""The demo's data, made on first use: generate the embedded demo corpus, then prepare it.
+"""The demo's data, made on first use: generate the embedded demo corpus, then prepare it; and the demo's
+pretrained face encoder (``init.face_encoder='demo'``, ``demo.face_encoder``), trained on first use.
 
 ``configs/emer.py:demo`` leaves ``data.dir`` empty; training then looks for a prepared copy under
 ``data.demo_cache`` whose name carries a hash of every setting that shapes the records, so changing
@@ -11,10 +12,11 @@ import hashlib
 import json
 import os
 
+from microemo_jax.checksums import MANIFEST
 from microemo_jax.data.records.build import prepare
-from microemo_jax.data.records.tfds_builder import dataset_dir
+from microemo_jax.data.records.tfds_builder import SHARD_FORMAT, dataset_dir
 from microemo_jax.data.shapes import DataShapes
-from microemo_jax.demo import corpus as demo_corpus
+from microemo_jax.demo import corpus as demo_corpus, face_encoder as demo_face_encoder
 
 
 def _fingerprint(cfg) -> str:
@@ -24,7 +26,8 @@ def _fingerprint(cfg) -> str:
                     vocab=(m.llm.vocab_size, m.image_qformer.vocab_size), clips=d.demo_clips, seed=d.demo_seed,
                     split='by_video',  # copies made with the old per-record split are not reused
                     corpus=demo_corpus.GENERATOR_VERSION, detector=d.get('face_detector', 'blazeface'),
-                    align=bool(d.get('align_faces', True)), tubelets=m.micro_expression.get('tubelets', 'anchor'))
+                    align=bool(d.get('align_faces', True)), tubelets=m.micro_expression.get('tubelets', 'anchor'),
+                    format=SHARD_FORMAT)
     if d.get('demo_tokenizer', 'llama') != 'llama':  # (the LLaMA-style copies keep their names)
         relevant['tokenizer'] = d.demo_tokenizer
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:10]
@@ -54,3 +57,22 @@ def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
     print(f"prepared {report['written']} records ({report['skipped']} skipped: {report['skipped_by_reason']})",
           flush=True)
     return prepared
+
+
+def face_encoder_path(cfg) -> str:
+    """The demo face encoder's folder under ``data.demo_cache``; its name changes with what shapes it."""
+    key = demo_face_encoder.cache_key(cfg.model, examples=demo_face_encoder.EXAMPLES,
+                                      steps=demo_face_encoder.STEPS, seed=0)
+    return os.path.join(os.path.expanduser(cfg.data.demo_cache), f'face-encoder-{key}')
+
+
+def ensure_face_encoder(cfg) -> str:
+    """The demo face encoder's folder, pretrained first if needed (about two minutes on 2 cores)."""
+    path = face_encoder_path(cfg)
+    if os.path.isfile(os.path.join(path, MANIFEST)):      # written last: the folder is whole
+        return path
+    print(f'pretraining the demo face encoder (action units of rendered faces) into {path}', flush=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    demo_face_encoder.write_face_encoder(path, cfg.model, examples=demo_face_encoder.EXAMPLES,
+                                         steps=demo_face_encoder.STEPS, seed=0)
+    return path

@@ -15,7 +15,7 @@ import jax
 from microemo_jax.data import pipeline
 from microemo_jax.data.records.tfds_builder import splits
 from microemo_jax.params import export_params, load_params, write_inference_files
-from microemo_jax.runs.workdir import TrainError, check_tokenizers, resolve_data_dir, workdir_lock
+from microemo_jax.runs.workdir import TrainError, check_tokenizers, resolve_data_dir, resolve_face_encoder, workdir_lock
 from microemo_jax.sharding import make_mesh, split_batch
 from microemo_jax.training import distributed
 from microemo_jax.training.checkpointing import Checkpointer, saved_steps
@@ -24,6 +24,8 @@ from microemo_jax.training.logger import MetricsLogger
 from microemo_jax.training.preemption import PreemptionGuard
 from microemo_jax.training.state import abstract_train_state, init_train_state, model_params, shardings_of
 from microemo_jax.training.step import batch_shards, device_batch, make_eval_step, make_train_step, validation_loss
+
+FACE_VIT = 'face_vit/'   # the separate face ViT's parameter names (MicroEmo.face_vit)
 
 
 def run(cfg, workdir: str) -> dict:
@@ -47,7 +49,9 @@ def _run(cfg, workdir: str) -> dict:
     val_source = pipeline.open_split(data_dir, 'validation') if 'validation' in splits(data_dir) else None
     abstract = abstract_train_state(cfg, mesh)
     # init.params is checked against the model (names, shapes) before anything compiles
-    start = load_params(cfg.init.params, model_params(abstract)) if cfg.init.params else None
+    wanted = model_params(abstract)
+    start = load_params(cfg.init.params, wanted) if cfg.init.params else None
+    start = _with_face_encoder(cfg, wanted, start)
     graphdef, state, frozen = init_train_state(cfg, mesh, abstract=abstract, restored=start)
     # The checkpoint manager's first collective sets up the cross-process context with a 30 s deadline:
     # processes whose init compiled (or hit the compile cache) minutes apart meet here first.
@@ -120,6 +124,23 @@ def _run(cfg, workdir: str) -> dict:
     ckpt.close()
     print(f'finished {step} steps; parameters exported to {os.path.join(workdir, "params")}', flush=True)
     return last
+
+
+def _with_face_encoder(cfg, wanted: dict, start: dict | None) -> dict | None:
+    """``start`` plus the face ViT of ``init.face_encoder`` where ``init.params`` does not hold it."""
+    source = cfg.init.get('face_encoder', '')
+    face = {name: v for name, v in wanted.items() if name.startswith(FACE_VIT)}
+    if not source or (start and all(name in start for name in face)):
+        return start
+    if not face:
+        print(f"init.face_encoder={source!r}: this model has no separate face ViT (micro_expression.enabled="
+              f"{cfg.model.micro_expression.enabled}, face_encoder={cfg.model.micro_expression.face_encoder!r}); "
+              f"not loaded", flush=True)
+        return start
+    path = resolve_face_encoder(cfg)
+    loaded = load_params(path, face)
+    print(f'face encoder: {len(loaded)} parameters from {path}', flush=True)
+    return {**loaded, **(start or {})}
 
 
 def _check_finite(step, metrics, names, ckpt, resumed_at=None) -> None:

@@ -11,7 +11,7 @@ from jax.experimental import multihost_utils
 
 from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, find_prepare_report
 from microemo_jax.data.tokenizer_identity import check_same
-from microemo_jax.demo.first_use import demo_paths, ensure_demo_data
+from microemo_jax.demo.first_use import demo_paths, ensure_demo_data, ensure_face_encoder, face_encoder_path
 from microemo_jax.lock import DirLock, LockHeld
 from microemo_jax.params import folder_tokenizers
 from microemo_jax.training import distributed
@@ -31,6 +31,22 @@ def resolve_data_dir(cfg) -> str:
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices('demo data prepared')
     return demo_paths(cfg)[1] if jax.process_index() else path
+
+
+def resolve_face_encoder(cfg) -> str:
+    """The folder of ``init.face_encoder``: 'demo' is pretrained on first use (by process 0) under demo_cache."""
+    source = cfg.init.face_encoder
+    if source != 'demo':
+        path = os.path.expanduser(source)
+        if not os.path.isdir(os.path.join(path, 'params')):
+            raise TrainError(f"init.face_encoder={source!r} is not a face-encoder folder (no params/ in it): write "
+                             f"one with `python -m microemo_jax.demo.face_encoder OUT`, or use 'demo' or ''")
+        return path
+    if jax.process_index() == 0:
+        ensure_face_encoder(cfg)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('demo face encoder pretrained')
+    return face_encoder_path(cfg)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,8 @@ def run_config(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     out.optim.warmup_steps = rl.warmup_steps
     out.data.batch_size = rl.batch_size
     out.data.augment = rl.augment
+    if 'text_dropout' in out.data:
+        out.data.text_dropout = 0.0     # rollouts answer whole prompts
     out.train.validate_every = 0
     out.lock()
     return out

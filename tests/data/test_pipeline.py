@@ -295,3 +295,24 @@ def test_open_split_reads_a_prepared_tfds_folder(source, tmp_path):
         pipeline.open_split(str(tmp_path / 'empty'), 'train')
     with pytest.raises(FileNotFoundError, match='does not exist'):
         pipeline.open_split(str(tmp_path / 'missing'), 'train')
+
+
+def test_text_dropout_hides_the_words_of_a_share_of_training_clips_only():
+    rec = dict(clip('words', seed=11)[0], words_span=np.array([10, 30], np.int32))
+    n_tok = len(rec['input_ids'])
+
+    def hidden(cfg, train):
+        it = pipeline.make_iterator([rec] * 4, cfg, train=train, seed=5, process_index=0, process_count=1)
+        out = []
+        for b in _take(it, 8 if train else 1):
+            for mask in b['attention_mask']:
+                words, rest = mask[10:30], np.delete(mask[:n_tok], np.arange(10, 30))
+                assert words.all() or not words.any()      # the whole span, or none of it
+                assert rest.all()                          # nothing else is touched
+                out.append(not words.any())
+        return out
+
+    half = load_config('configs/emer.py:demo', ['data.batch_size=4', 'data.num_workers=0', 'data.text_dropout=0.5'])
+    assert 0.2 < np.mean(hidden(half, train=True)) < 0.8
+    assert not any(hidden(half, train=False))
+    assert CFG.data.text_dropout == 0 and not any(hidden(CFG, train=True))

@@ -180,3 +180,14 @@ def test_timestamp_tokenizer_llm_gives_llm_ids(tokenizers):
         assert llm.decode(row[:n], skip_special_tokens=True) == sentence  # LLM ids, cased as written
     with pytest.raises(ValueError, match="'gpt'"):
         prompt.timestamp_tokenizer('gpt', qformer_tokenizer=qf, llm_tokenizer=llm)
+
+
+def test_words_span_covers_the_transcribed_speech_and_the_subtitle(tokenizers):
+    llm, _ = tokenizers
+    p = make(llm)
+    start, end = p.words
+    inside, before, after = (llm.decode(p.input_ids[a:b]) for a, b in ((start, end), (0, start), (end, None)))
+    assert inside.lstrip().startswith('Transcribed speech:') and inside.rstrip().endswith('</Subtitle>.')
+    assert 'worry about me' in inside and 'worry about me' not in before + after.split('[/INST]')[0]
+    assert 'sampled at' in before and prompt.DESCRIPTION_QUESTION.split()[0] in after
+    assert make(llm, utterances=[], subtitle='').words == (0, 0)

@@ -87,6 +87,7 @@ def make_record(name: str, *, shapes=None, num_frames=3, num_crops=2, faces_per_
         timestamp_mask=ts_mask,
         input_ids=rng.integers(3, 100, seq_len).astype(np.int32), loss_mask=loss_mask,
         modality_positions=np.arange(1, 1 + num_modality, dtype=np.int32),
+        words_span=np.zeros(2, np.int32),
     )
     check_record(rec)
     return (rec, frames, faces) if with_images else rec

@@ -104,6 +104,7 @@ class ClipProcessor:
         rec.update(name=clip.name, source=s.source, input_ids=np.asarray(prompt.input_ids, np.int32),
                    loss_mask=np.asarray(prompt.loss_mask, bool),
                    modality_positions=np.asarray(prompt.modality_positions, np.int32),
+                   words_span=np.asarray(prompt.words, np.int32),
                    subtitle=clip.subtitle or '', answer=answer or '', tokenizer=self.tokenizer_identity,
                    openset=json.dumps(list(clip.openset)) if clip.openset else '',
                    prompt_shortened=tuple(prompt.shortened))  # not stored: prepare counts the cut answers

@@ -35,6 +35,8 @@ Per record, with T' sampled frames, K crops per anchor, U utterances, S prompt t
     input_ids          i32 (S,)           chat-template prompt (+ answer) with placeholder ids at modality slots
     loss_mask          bool (S,)          answer tokens
     modality_positions i32 (N_video + N_audio,)  where the projected video, then audio tokens go
+    words_span         i32 (2,)           [start, end) of the prompt's words (transcribed speech and subtitle;
+                                          0, 0 when none): what data.text_dropout hides
     subtitle, answer, openset   str      (openset as a JSON list; '' when unknown)
 """
 from __future__ import annotations
@@ -60,6 +62,7 @@ FIELDS = {
     'input_ids': (np.int32, 1),
     'loss_mask': (np.bool_, 1),
     'modality_positions': (np.int32, 1),
+    'words_span': (np.int32, 1),
 }
 TEXT_FIELDS = ('name', 'source', 'utterance_source', 'subtitle', 'answer', 'openset', 'timestamp_tokenizer',
                'tokenizer')
@@ -79,6 +82,9 @@ def check_record(rec: dict) -> None:
     if 'face_mask' in rec and 'face_landmarks' not in rec:
         raise ValueError(f"record {name!r}: no 'face_landmarks' field (face-mesh landmarks of each crop): it was "
                          f"prepared by an older version; re-run prepare")
+    if 'input_ids' in rec and 'words_span' not in rec:
+        raise ValueError(f"record {name!r}: no 'words_span' field (where the prompt's words are): it was prepared "
+                         f"by an older version; re-run prepare")
     if 'face_mask' in rec and 'face_times' not in rec:
         raise ValueError(f"record {name!r}: no 'face_times' field (when each face crop was shown): it was "
                          f"prepared by an older version; re-run prepare")
@@ -116,6 +122,10 @@ def check_record(rec: dict) -> None:
         raise ValueError(f"record {name!r}: face_offsets does not match the number of crops in face_mask")
     if rec['input_ids'].shape != rec['loss_mask'].shape:
         raise ValueError(f"record {name!r}: input_ids and loss_mask differ in length")
+    span = np.asarray(rec['words_span'])
+    if span.shape != (2,) or not 0 <= span[0] <= span[1] <= len(rec['input_ids']):
+        raise ValueError(f"record {name!r}: words_span {span.tolist()} is not a [start, end) inside its "
+                         f"{len(rec['input_ids'])} prompt tokens")
 
 
 def split_jpegs(blob: np.ndarray, offsets: np.ndarray) -> list[bytes]:

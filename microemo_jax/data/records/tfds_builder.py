@@ -31,7 +31,8 @@ from microemo_jax.data.records.dataset_spec import NAME, VERSION, features, info
 from microemo_jax.data.records.record import FIELDS, TEXT_FIELDS
 from microemo_jax.safe_paths import inside, remove_inside
 
-SHARD_FORMAT = 5   # 3: face_landmarks / face_landmark_mask; 4: tokenizer (identity of the LLM tokenizer); 5: face_times
+SHARD_FORMAT = 6   # 3: face_landmarks / face_landmark_mask; 4: tokenizer (identity of the LLM tokenizer); 5: face_times;
+                   # 6: words_span
 _KEY_ARRAY = '__key__'
 
 
