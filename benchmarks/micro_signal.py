@@ -1,15 +1,18 @@
 """Do the prepared records carry the demo's micro-expressions? Spotting coverage and a nearest-centroid probe.
 
-    .venv/bin/python benchmarks/micro_signal.py --data PREPARED --corpus RAW/corpus.json [--out runs/micro_signal.json]
+    .venv/bin/python benchmarks/micro_signal.py --data PREPARED --corpus RAW/corpus.json [--face-encoder FOLDER]
+        [--out runs/micro_signal.json]
 
 For every micro-expression clip of a demo corpus (``corpus.json``: ``micro`` is not null) it reads the
 prepared record (both splits, one record per video) and reports:
 
 * coverage: the share of clips where some face crop was shown inside the micro-expression's interval
   (``face_times`` against ``micro.start``/``end``: what apex spotting is for);
-* a leave-one-out nearest-centroid classifier of the hidden emotion (chance: one of four) on the tubelet
-  that covers the micro-expression, from (a) the difference between its most-moved crop and its first crop
-  (8x8 mean-pooled grey pixels) and (b) the same crops' 68-landmark displacement.
+* a leave-one-out nearest-centroid classifier of the hidden emotion (chance: one of four) on the crop shown
+  nearest the middle of the micro-expression, against the mean of the clip's crops shown outside it: (a) 8x8
+  mean-pooled grey pixels, (b) the 68 landmarks; with ``--face-encoder FOLDER`` (``python -m
+  microemo_jax.demo.face_encoder``, or the demo's under ``~/.cache/microemo-jax/demo``) also (c) the features
+  of that pretrained face ViT (its class token).
 
 Why: it separates "the model does not learn the micro-expressions" from "the records do not hold them". A
 plain nearest-centroid rule on one crop difference is a floor on what a trained branch could read.
@@ -28,26 +31,51 @@ from microemo_jax.data import pipeline
 from microemo_jax.data.records.record import text_field
 
 
-def _crop(record: dict, index: int) -> np.ndarray:
-    """Crop ``index`` (row-major over anchors x crops) of a record, grey float32."""
+def _crop(record: dict, index: int, mode=cv2.IMREAD_GRAYSCALE) -> np.ndarray:
+    """Crop ``index`` (row-major over anchors x crops) of a record: grey float32, or with ``mode``
+    cv2.IMREAD_COLOR uint8 RGB (3, H, W)."""
     data, offsets = np.asarray(record['faces_jpeg']), np.asarray(record['face_offsets'])
-    return cv2.imdecode(data[offsets[index]:offsets[index + 1]], cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    img = cv2.imdecode(data[offsets[index]:offsets[index + 1]], mode)
+    if mode == cv2.IMREAD_GRAYSCALE:
+        return img.astype(np.float32)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).transpose(2, 0, 1)
 
 
-def micro_features(record: dict, micro: dict) -> dict | None:
-    """The covering tubelet's crop difference and landmark displacement, or None when no crop covers it."""
+def face_encoder_features(folder: str):
+    """crops uint8 (N, 3, H, W) -> (N, D) class-token features of a pretrained demo face encoder."""
+    import jax.numpy as jnp  # noqa: PLC0415 (only with --face-encoder)
+    import ml_collections  # noqa: PLC0415
+    from flax import nnx  # noqa: PLC0415
+
+    from microemo_jax.demo.face_encoder import FaceEncoder  # noqa: PLC0415
+    from microemo_jax.params import restore_params  # noqa: PLC0415
+    from microemo_jax.pixels import normalise  # noqa: PLC0415
+    with open(os.path.join(folder, 'model_config.json'), encoding='utf-8') as f:
+        model_cfg = ml_collections.ConfigDict(json.load(f))
+    encoder = restore_params(folder, FaceEncoder(model_cfg, rngs=nnx.Rngs(0)))
+    return lambda crops: np.asarray(encoder.face_vit(normalise(jnp.asarray(crops), xp=jnp))[:, 0])
+
+
+def micro_features(record: dict, micro: dict, encode=None) -> dict | None:
+    """The crop shown nearest the middle of the micro-expression against the mean of the clip's crops shown
+    outside it: grey pixels, landmarks and (``encode``) face-encoder features; None when no crop is inside."""
     times, mask = np.asarray(record['face_times']), np.asarray(record['face_mask'], bool)
-    inside = (times >= micro['start'] - 0.02) & (times <= micro['end'] + 0.02) & mask
-    if not inside.any():
+    times = times[mask]                                   # crops are packed row-major, masked ones absent
+    inside = (times >= micro['start'] - 0.02) & (times <= micro['end'] + 0.02)
+    if not inside.any() or inside.all():
         return None
-    t = int(inside.any(axis=1).argmax())
-    landmarks = np.asarray(record['face_landmarks'], np.float32)
-    k = int(np.abs(landmarks[t] - landmarks[t, :1]).sum(axis=(1, 2)).argmax())
-    before = int(mask[:t].sum())                          # crops are packed row-major, masked ones absent
-    diff = _crop(record, before + k) - _crop(record, before)
+    j = int(np.argmin(np.abs(times - (micro['start'] + micro['end']) / 2)))
+    outside = np.flatnonzero(~inside)
+    grey = np.stack([_crop(record, i) for i in range(len(times))])
+    diff = grey[j] - grey[outside].mean(0)
     h, w = diff.shape
     pooled = diff[:h - h % 8, :w - w % 8].reshape(8, h // 8, 8, w // 8).mean(axis=(1, 3)).ravel()
-    return {'crop_difference': pooled, 'landmark_displacement': (landmarks[t, k] - landmarks[t, 0]).ravel()}
+    landmarks = np.asarray(record['face_landmarks'], np.float32)[mask]
+    out = {'crop_difference': pooled, 'landmark_displacement': (landmarks[j] - landmarks[outside].mean(0)).ravel()}
+    if encode is not None:
+        feats = encode(np.stack([_crop(record, i, cv2.IMREAD_COLOR) for i in range(len(times))]))
+        out['face_encoder_difference'] = feats[j] - feats[outside].mean(0)
+    return out
 
 
 def nearest_centroid_loo(x: np.ndarray, y: np.ndarray) -> float:
@@ -65,8 +93,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--data', required=True, help='the prepared demo corpus')
     ap.add_argument('--corpus', required=True, help="the raw corpus's corpus.json")
+    ap.add_argument('--face-encoder', help='a pretrained demo face encoder folder: also probe its features')
     ap.add_argument('--out', help='also write the figures to this JSON file')
     args = ap.parse_args(argv)
+    encode = face_encoder_features(args.face_encoder) if args.face_encoder else None
     with open(args.corpus, encoding='utf-8') as f:
         clips = {c['name']: c for c in json.load(f)['clips']}
     feats, labels, missed, seen = {}, [], [], set()
@@ -79,7 +109,7 @@ def main(argv=None) -> int:
             if clip is None or clip['micro'] is None or video in seen:
                 continue
             seen.add(video)
-            found = micro_features(record, clip['micro'])
+            found = micro_features(record, clip['micro'], encode)
             if found is None:
                 missed.append(video)
                 continue
