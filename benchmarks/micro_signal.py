@@ -11,7 +11,7 @@ prepared record (both splits, one record per video) and reports:
 * a leave-one-out nearest-centroid classifier of the hidden emotion (chance: one of four) on the crop shown
   nearest the middle of the micro-expression, against the mean of the clip's crops shown outside it: (a) 8x8
   mean-pooled grey pixels, (b) the 68 landmarks; with ``--face-encoder FOLDER`` (``python -m
-  microemo_jax.demo.face_encoder``, or the demo's under ``~/.cache/microemo-jax/demo``) also (c) the features
+  microemo_jax.runs.face_encoder``, or the demo's under ``~/.cache/microemo-jax/demo``) also (c) the features
   of that pretrained face ViT (its class token).
 
 Why: it separates "the model does not learn the micro-expressions" from "the records do not hold them". A

@@ -227,7 +227,7 @@ def _base_config(variant, name):
     # init.params does not hold them: '' its fresh init; 'demo' the demo's, pretrained on first use to read the
     # action units of rendered faces (demo/face_encoder.py: a stand-in for a pretrained face tower; on the demo
     # it did not make the model read the faces, docs/ablations.md); or a folder written by `python -m
-    # microemo_jax.demo.face_encoder`. Skipped, with a note, when the model has no separate face ViT.
+    # microemo_jax.runs.face_encoder`. Skipped, with a note, when the model has no separate face ViT.
     c.init = ml_collections.ConfigDict(dict(params='', face_encoder=''))
     if variant == 'tiny':
         _shrink_to_tiny(c)

@@ -9,18 +9,13 @@ motion, JPEG-compressed, found and aligned by the very detector, face mesh and w
 regression of the rig's action-unit parameters (``face.PARAMS``) from each crop, as an AU-intensity detector is
 trained. It never sees a corpus clip or an emotion label: mapping action units to emotions is left to the model.
 
-    python -m microemo_jax.demo.face_encoder OUT --config configs/emer.py:demo
-
-writes OUT/params (only ``face_vit/...``: ``init.params`` of a stage-1 run loads it, the rest keeps its fresh
-init) and OUT/face_encoder.json (what it was trained on and its held-out R^2). ``train`` with
-``init.face_encoder='demo'`` builds one under ``data.demo_cache`` on first use (``demo.face_encoder_cache``).
+``runs.face_encoder`` writes the trained face ViT as a parameter folder (``python -m microemo_jax.runs.face_encoder
+OUT``) and builds the demo's on first use (``init.face_encoder='demo'``).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import os
 import time
 
 import cv2
@@ -36,7 +31,6 @@ from microemo_jax.demo import face as demo_face
 from microemo_jax.models.layers import Dense
 from microemo_jax.models.microemo import vision_config
 from microemo_jax.models.vit import VisionTransformer
-from microemo_jax.params import save_params
 from microemo_jax.pixels import normalise
 
 VERSION = 1          # bump when the rendering, the crops or the training change (part of the cache key)
@@ -171,51 +165,9 @@ def pretrain(model_cfg, *, examples: int = EXAMPLES, steps: int = STEPS, batch_s
     return model, report
 
 
-def write_face_encoder(out: str, model_cfg, *, examples: int = EXAMPLES, steps: int = STEPS, seed: int = 0,
-                       log=None) -> dict:
-    """Pretrain and write ``out`` (params/ with ``face_vit/...``, model_config.json, face_encoder.json and, last,
-    checksums.json: a folder without it is unfinished). ``out`` must be new, empty or an earlier face encoder."""
-    out = os.path.abspath(os.path.expanduser(out))
-    if model_cfg.micro_expression.face_encoder != 'separate':
-        raise ValueError("a pretrained face encoder is for model.micro_expression.face_encoder='separate' "
-                         f"(got {model_cfg.micro_expression.face_encoder!r}: the frame ViT reads the faces)")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, 'face_encoder.json')):
-        raise FileExistsError(f"{out} holds other files; give a new or empty folder for the face encoder")
-    model, report = pretrain(model_cfg, examples=examples, steps=steps, seed=seed, log=log)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, 'face_encoder.json'), 'w') as f:   # before save_params stamps the checksums
-        json.dump(report, f, indent=2)
-    save_params(out, model.encoder, model_cfg)
-    return report
-
-
 def cache_key(model_cfg, *, examples: int, steps: int, seed: int) -> str:
     """What shapes the pretrained weights: this module's version, the face ViT and how it is stored."""
     what = {'version': VERSION, 'face_vision': model_cfg.micro_expression.face_vision.to_dict(),
             'scan_layers': model_cfg.scan_layers, 'param_dtype': model_cfg.param_dtype, 'examples': examples,
             'steps': steps, 'seed': seed}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def main(argv=None) -> None:
-    import sys  # noqa: PLC0415
-
-    from microemo_jax.config import config_from_argv  # noqa: PLC0415 (the CLI only)
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                 epilog='--config configs/emer.py:demo [--config.KEY=VALUE]: the model whose '
-                                        'micro_expression.face_vision to build (default: the demo)')
-    ap.add_argument('out', help='folder to write (params/, face_encoder.json)')
-    ap.add_argument('--examples', type=int, default=EXAMPLES)
-    ap.add_argument('--steps', type=int, default=STEPS)
-    ap.add_argument('--seed', type=int, default=0)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == '--config' or a.startswith('--config=') for a in argv):
-        argv += ['--config', 'configs/emer.py:demo']
-    cfg, rest = config_from_argv(argv)
-    a = ap.parse_args(rest)
-    report = write_face_encoder(a.out, cfg.model, examples=a.examples, steps=a.steps, seed=a.seed)
-    print(json.dumps({'out': a.out, 'held_out_r2_mean': report['held_out_r2_mean']}))
-
-
-if __name__ == '__main__':
-    main()

@@ -1,5 +1,4 @@
-"""The demo's data, made on first use: generate the embedded demo corpus, then prepare it; and the demo's
-pretrained face encoder (``init.face_encoder='demo'``, ``demo.face_encoder``), trained on first use.
+"""The demo's data, made on first use: generate the embedded demo corpus, then prepare it.
 
 ``configs/emer.py:demo`` leaves ``data.dir`` empty; training then looks for a prepared copy under
 ``data.demo_cache`` whose name carries a hash of every setting that shapes the records, so changing
@@ -12,11 +11,10 @@ import hashlib
 import json
 import os
 
-from microemo_jax.checksums import MANIFEST
 from microemo_jax.data.records.build import prepare
 from microemo_jax.data.records.tfds_builder import SHARD_FORMAT, dataset_dir
 from microemo_jax.data.shapes import DataShapes
-from microemo_jax.demo import corpus as demo_corpus, face_encoder as demo_face_encoder
+from microemo_jax.demo import corpus as demo_corpus
 
 
 def _fingerprint(cfg) -> str:
@@ -58,21 +56,3 @@ def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
           flush=True)
     return prepared
 
-
-def face_encoder_path(cfg) -> str:
-    """The demo face encoder's folder under ``data.demo_cache``; its name changes with what shapes it."""
-    key = demo_face_encoder.cache_key(cfg.model, examples=demo_face_encoder.EXAMPLES,
-                                      steps=demo_face_encoder.STEPS, seed=0)
-    return os.path.join(os.path.expanduser(cfg.data.demo_cache), f'face-encoder-{key}')
-
-
-def ensure_face_encoder(cfg) -> str:
-    """The demo face encoder's folder, pretrained first if needed (about two minutes on 2 cores)."""
-    path = face_encoder_path(cfg)
-    if os.path.isfile(os.path.join(path, MANIFEST)):      # written last: the folder is whole
-        return path
-    print(f'pretraining the demo face encoder (action units of rendered faces) into {path}', flush=True)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    demo_face_encoder.write_face_encoder(path, cfg.model, examples=demo_face_encoder.EXAMPLES,
-                                         steps=demo_face_encoder.STEPS, seed=0)
-    return path

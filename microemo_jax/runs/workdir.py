@@ -11,9 +11,10 @@ from jax.experimental import multihost_utils
 
 from microemo_jax.data.prepared import NotPrepared, dataset_tokenizers, find_prepare_report
 from microemo_jax.data.tokenizer_identity import check_same
-from microemo_jax.demo.first_use import demo_paths, ensure_demo_data, ensure_face_encoder, face_encoder_path
+from microemo_jax.demo.first_use import demo_paths, ensure_demo_data
 from microemo_jax.lock import DirLock, LockHeld
 from microemo_jax.params import folder_tokenizers
+from microemo_jax.runs.face_encoder import ensure_face_encoder, face_encoder_path
 from microemo_jax.training import distributed
 
 
@@ -40,7 +41,7 @@ def resolve_face_encoder(cfg) -> str:
         path = os.path.expanduser(source)
         if not os.path.isdir(os.path.join(path, 'params')):
             raise TrainError(f"init.face_encoder={source!r} is not a face-encoder folder (no params/ in it): write "
-                             f"one with `python -m microemo_jax.demo.face_encoder OUT`, or use 'demo' or ''")
+                             f"one with `python -m microemo_jax.runs.face_encoder OUT`, or use 'demo' or ''")
         return path
     if jax.process_index() == 0:
         ensure_face_encoder(cfg)

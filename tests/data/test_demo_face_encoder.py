@@ -5,6 +5,7 @@ import pytest
 
 from microemo_jax.config import load_config
 from microemo_jax.demo import face as demo_face, face_encoder
+from microemo_jax.runs.face_encoder import write_face_encoder
 from tests.support.tiny import tiny_config
 
 SEPARATE = ('model.micro_expression.face_encoder=separate',)
@@ -33,7 +34,7 @@ def test_train_takes_the_face_vit_from_init_face_encoder_unless_init_params_has_
     from microemo_jax.training.state import abstract_train_state, model_params
     cfg = tiny_config(*SEPARATE)
     folder = str(tmp_path / 'face')
-    face_encoder.write_face_encoder(folder, cfg.model, examples=8, steps=2, log=lambda s: None)
+    write_face_encoder(folder, cfg.model, examples=8, steps=2, log=lambda s: None)
     cfg = tiny_config(*SEPARATE, f'init.face_encoder={folder}')
     wanted = model_params(abstract_train_state(cfg, make_mesh(cfg.mesh)))
     face = sorted(n for n in wanted if n.startswith('face_vit/'))
@@ -54,4 +55,4 @@ def test_train_takes_the_face_vit_from_init_face_encoder_unless_init_params_has_
 
 def test_a_face_encoder_is_for_the_separate_face_vit(tmp_path):
     with pytest.raises(ValueError, match='separate'):
-        face_encoder.write_face_encoder(str(tmp_path / 'f'), tiny_config().model, examples=2, steps=1)
+        write_face_encoder(str(tmp_path / 'f'), tiny_config().model, examples=2, steps=1)
