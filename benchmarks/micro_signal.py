@@ -89,6 +89,13 @@ def nearest_centroid_loo(x: np.ndarray, y: np.ndarray) -> float:
     return right / len(y)
 
 
+def write_json(path: str, result: dict) -> None:
+    """The figures as JSON at ``path`` (its folder made if needed)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(result, f, indent=2)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--data', required=True, help='the prepared demo corpus')
@@ -126,9 +133,7 @@ def main(argv=None) -> int:
     for key, acc in result['nearest_centroid_loo'].items():
         print(f"nearest-centroid, leave-one-out, {key}: {acc:.3f} (chance {result['chance']:.3f})")
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+        write_json(args.out, result)
     return 0
 
 

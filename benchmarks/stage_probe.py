@@ -32,7 +32,7 @@ from microemo_jax.data import pipeline
 from microemo_jax.pixels import normalise
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from micro_signal import nearest_centroid_loo  # noqa: E402
+from micro_signal import nearest_centroid_loo, write_json  # noqa: E402
 
 GROUPS = {'micro': ('micro_suppressed', 'micro_masking'), 'face_only': ('face_only',)}
 
@@ -90,9 +90,7 @@ def main(argv=None) -> int:
         print(f"{group} ({len(videos)} clips, chance {result[group]['chance']:.2f}): " + ', '.join(
             f"{key} {acc:.2f}" for key, acc in result[group].items() if key not in ('clips', 'chance')))
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+        write_json(args.out, result)
     return 0
 
 
