@@ -55,4 +55,3 @@ def ensure_demo_data(cfg, *, workers: int | None = None) -> str:
     print(f"prepared {report['written']} records ({report['skipped']} skipped: {report['skipped_by_reason']})",
           flush=True)
     return prepared
-

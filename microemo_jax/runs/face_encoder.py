@@ -55,7 +55,6 @@ def ensure_face_encoder(cfg) -> str:
 
 
 def main(argv=None) -> None:
-
     from microemo_jax.config import config_from_argv  # noqa: PLC0415 (the CLI only)
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                  epilog='--config configs/emer.py:demo [--config.KEY=VALUE]: the model whose '
