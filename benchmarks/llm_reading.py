@@ -107,12 +107,13 @@ def main(argv=None) -> int:
     changes = {'frames and faces of another clip': [], 'audio of another clip': [],
                'noise of the video tokens\' between-clip size': []}
     grad_sq: dict[str, float] = {}
+    seen = 0
     it = pipeline.make_iterator(pipeline.open_split(args.data, 'train'), folder.cfg, train=False, num_workers=0,
                                 tokenizer=tokenizer)
     for n, batch in enumerate(it):
         if n >= args.batches:
             break
-        batch = {k: v for k, v in batch.items() if k != 'names'}
+        batch, seen = {k: v for k, v in batch.items() if k != 'names'}, seen + 1
         where = batch['loss_mask'].astype(bool)
         base = probs(batch)
         for key, fields in (('frames and faces of another clip', ('frames', 'frame_mask', 'faces', 'face_mask',
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
             grad_sq[key] = grad_sq.get(key, 0.0) + float(jnp.sum(jnp.square(g.get_value().astype(jnp.float32))))
     answer_change = {k: {'mean': float(np.mean([c['mean'] for c in v])), 'max': float(np.max([c['max'] for c in v]))}
                      for k, v in changes.items() if v}
-    gradient = {k: float(np.sqrt(v / max(1, min(n, args.batches)))) for k, v in
+    gradient = {k: float(np.sqrt(v / max(1, seen))) for k, v in
                 sorted(grad_sq.items(), key=lambda kv: -kv[1])}
     result = {'params': os.path.abspath(args.params), 'probe': probe, 'video_token_between_clip_std': between,
               'answer_change': answer_change, 'gradient_rms_norm': gradient}
