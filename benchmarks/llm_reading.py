@@ -35,11 +35,12 @@ from microemo_jax.training.losses import next_token_loss
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from micro_signal import write_json  # noqa: E402
+from stage_probe import encode_videos  # noqa: E402
 
 
 def ridge_accuracy(x_train, y_train, x_test, y_test, lam: float = 10.0) -> float:
-    """Held-out accuracy of a one-vs-rest ridge classifier on standardised features (closed form: no library
-    needed for a probe this small; the dual form when features outnumber examples)."""
+    """Held-out accuracy of a one-vs-rest ridge classifier on standardised features, in closed form (no library
+    needed for a probe this small), solved in its dual form: the features outnumber the examples."""
     mu, sd = x_train.mean(0), x_train.std(0) + 1e-6
     a, b = (x_train - mu) / sd, (x_test - mu) / sd
     classes = sorted(set(y_train))
@@ -74,16 +75,10 @@ def main(argv=None) -> int:
     with open(args.corpus, encoding='utf-8') as f:
         clips = {c['name']: c for c in json.load(f)['clips']}
 
-    video_tokens = jax.jit(lambda b: model.encode(b)[0][:, :model.num_video_tokens])
-    tokens, split_of = {}, {}
-    for split in ('train', 'validation'):
-        for batch in pipeline.make_iterator(pipeline.open_split(args.data, split), folder.cfg, train=False,
-                                            num_workers=0, tokenizer=tokenizer):
-            out = np.asarray(video_tokens({k: v for k, v in batch.items() if k != 'names'}))
-            for i, name in enumerate(batch['names']):
-                video = str(name).split('#')[0]
-                if video and video in clips and video not in tokens:
-                    tokens[video], split_of[video] = out[i].ravel(), split
+    encoded = encode_videos(folder, args.data, lambda b: {'video': model.encode(b)[0][:, :model.num_video_tokens]},
+                            clips)
+    tokens = {video: arrays['video'] for video, (_, arrays) in encoded.items()}
+    split_of = {video: split for video, (split, _) in encoded.items()}
     probe = {}
     for target in ('shown expression', 'micro-expression'):
         rows = {s: [(tokens[v], labels(clips[v])[target]) for v in tokens

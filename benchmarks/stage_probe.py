@@ -54,6 +54,23 @@ def stages(model, batch: dict) -> dict:
     return out
 
 
+def encode_videos(folder, data_dir: str, fn, clips: dict) -> dict[str, tuple[str, dict]]:
+    """``fn`` (a batch -> dict of (B, ...) arrays, jitted here) on every clip of both splits of ``data_dir``: per video
+    of ``clips``, its split and its arrays flattened (one record per video is enough: its targets share the media)."""
+    run = jax.jit(fn)
+    out = {}
+    for split in ('train', 'validation'):
+        it = pipeline.make_iterator(pipeline.open_split(data_dir, split), folder.cfg, train=False, num_workers=0,
+                                    tokenizer=(folder.tokenizers or {}).get('llm'))
+        for batch in it:
+            arrays = run({k: v for k, v in batch.items() if k != 'names'})
+            for i, name in enumerate(batch['names']):
+                video = str(name).split('#')[0]
+                if video and video in clips and video not in out:
+                    out[video] = (split, {key: np.asarray(v[i], np.float32).ravel() for key, v in arrays.items()})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--params', required=True, help='a trained params folder')
@@ -66,18 +83,8 @@ def main(argv=None) -> int:
         sys.exit('error: this model has no micro-expression branch: nothing to probe')
     with open(args.corpus, encoding='utf-8') as f:
         clips = {c['name']: c for c in json.load(f)['clips']}
-    run = jax.jit(lambda batch: stages(folder.model, batch))
-    per_video = {}
-    for split in ('train', 'validation'):
-        source = pipeline.open_split(args.data, split)
-        it = pipeline.make_iterator(source, folder.cfg, train=False, num_workers=0,
-                                    tokenizer=(folder.tokenizers or {}).get('llm'))
-        for batch in it:
-            arrays = run({k: v for k, v in batch.items() if k != 'names'})
-            for i, name in enumerate(batch['names']):
-                video = str(name).split('#')[0]            # one record per video is enough
-                if video and video in clips and video not in per_video:
-                    per_video[video] = {key: np.asarray(v[i], np.float32).ravel() for key, v in arrays.items()}
+    per_video = {video: arrays for video, (_, arrays) in
+                 encode_videos(folder, args.data, lambda batch: stages(folder.model, batch), clips).items()}
     result = {}
     for group, scenarios in GROUPS.items():
         videos = sorted(v for v in per_video if clips[v]['scenario'] in scenarios)
