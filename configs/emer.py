@@ -104,11 +104,17 @@ def _base_config(variant, name):
         face_input='crops',           # 'crops': the aligned crops; 'residuals': each crop minus its clip's mean crop
                                       # (the expression without the identity: for an encoder trained from scratch)
         face_vision=_vision(64, 128, 2, 4, 16, 64, 1e-6) if not paper else _vision(768, 3072, 12, 12, 16, 224, 1e-6),
+        freeze_face_encoder=not paper,  # the separate face ViT stays as init.face_encoder made it (the demo: its
+                                      # pretrained action-unit reader; trained, it learned who the clips' speakers are)
+        feature_baseline=not paper,   # the branch reads each crop's face features minus its clip's mean features:
+                                      # the face's departures from its own state (a micro-expression), no identity
         num_crops=4,                  # K
-        use_differences=True,         # first-order differences f[k+1] - f[k] (micro-expression dynamics);
-                                      # False: per-crop appearance only
-        landmarks=not paper,          # also read each crop's 68 face-mesh landmarks (shape, and its motion between
-                                      # crops); off: the paper's branch. Records always carry them (no re-prepare)
+        use_differences=paper,        # first-order differences f[k+1] - f[k] (micro-expression dynamics);
+                                      # False: per-crop appearance only (the demo: its features are already
+                                      # departures from the clip's mean face)
+        landmarks=False,              # also read each crop's 68 face-mesh landmarks (shape, and its motion between
+                                      # crops); off: the paper's branch (and the demo's: the face's shape is who it
+                                      # is). Records always carry them (no re-prepare)
         tubelets='apex',              # where the K crops come from: 'apex', each interval between global frames at
                                       # its peak of facial motion (micro-expression spotting, in prepare); 'anchor',
                                       # from each global frame on. Part of prepare's settings (changes the records)
@@ -146,6 +152,10 @@ def _base_config(variant, name):
                                       # and run the encoder unmasked over it, as pretrained Whisper saw audio
     ))
     m.audio_qformer = _qformer(768, 2, 12, 3072, 1, 8) if paper else _qformer(64, 2, 4, 128, 1, 4)
+    # The video tokens minus their running mean over training clips, times `gain` (models/microemo.py RunningMean;
+    # 0: off, the paper's). The demo's from-scratch LLM reads its video tokens only so: trained, they share ~94 %
+    # of their size between clips (docs/ablations.md). momentum: the share of the mean each training batch keeps.
+    m.video_centring = ml_collections.ConfigDict(dict(gain=0.0 if paper else 3.0, momentum=0.99))
     # 6. LLM (LLaMA family) + LoRA.
     m.llm = ml_collections.ConfigDict(dict(
         vocab_size=32000 if paper else 512,
@@ -228,7 +238,7 @@ def _base_config(variant, name):
     # action units of rendered faces (demo/face_encoder.py: a stand-in for a pretrained face tower; on the demo
     # it did not make the model read the faces, docs/ablations.md); or a folder written by `python -m
     # microemo_jax.runs.face_encoder`. Skipped, with a note, when the model has no separate face ViT.
-    c.init = ml_collections.ConfigDict(dict(params='', face_encoder=''))
+    c.init = ml_collections.ConfigDict(dict(params='', face_encoder='' if paper else 'demo'))
     if variant == 'tiny':
         _shrink_to_tiny(c)
     c.train = ml_collections.ConfigDict(dict(
@@ -304,7 +314,9 @@ def _shrink_to_tiny(c) -> None:
     m, d = c.model, c.data
     m.vision.update(image_size=32, patch_size=16, num_layers=1)
     # The paper's branch (shared frame ViT, no landmarks, closed gates): the tests switch the demo's choices on.
-    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0, face_encoder='shared', landmarks=False)
+    m.micro_expression.update(num_crops=3, num_layers=1, dropout=0.0, face_encoder='shared', landmarks=False,
+                              use_differences=True, feature_baseline=False, freeze_face_encoder=False)
+    m.video_centring.gain, c.init.face_encoder = 0.0, ''
     m.global_local.gate_init, c.optim.gate_lr_multiplier, m.kernel_init = 0.0, 1.0, 'bert'
     m.micro_expression.face_vision.update(image_size=32, patch_size=16, num_layers=1)
     m.image_qformer.update(num_query_tokens=4, dropout=0.0)

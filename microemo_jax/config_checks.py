@@ -54,6 +54,8 @@ RANGES = {
     'optim.eps': ((0.0, 1.0), '(]'),
     'optim.clip_norm': ((0.0, _INF), '[)'),
     'data.validation_fraction': ((0.0, 1.0), '[)'),
+    'model.video_centring.gain': ((0.0, _INF), '[)'),
+    'model.video_centring.momentum': ((0.0, 1.0), '[)'),
     'data.text_dropout': ((0.0, 1.0), '[)'),
     'data.batch_size': ((1, _INF), '[)'),
     'data.max_seq_len': ((1, _INF), '[)'),

@@ -36,6 +36,21 @@ def face_residuals(faces, face_mask):
     return (faces - mean) * m
 
 
+def feature_residuals(features, face_mask):
+    """Each crop's face features (B, T, K, F) minus the mean features of its clip's crops (zeros where
+    ``face_mask`` is False): what the face does at that moment against its own average state, in the face
+    encoder's terms (``micro_expression.feature_baseline``).
+
+    Why: a pretrained face encoder describes the whole face, so who the speaker is, the pose and the lasting
+    expression fill most of its features; a micro-expression is a brief departure from the face's own state.
+    Against the clip's mean the crops of a still face give zeros and the micro-expression's crops stand out,
+    as micro-expression recognition reads onset-to-apex change (``face_residuals`` does the same with pixels,
+    for an encoder that has not learned faces). The branch then has no identity left to key answers on."""
+    m = face_mask.astype(features.dtype)[..., None]
+    mean = (features * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(m.sum(axis=(1, 2), keepdims=True), 1.0)
+    return (features - mean) * m
+
+
 class MicroExpressionBranch(nnx.Module):
 
     def __init__(self, feature_dim: int, hidden_size: int, num_crops: int, num_layers: int, num_heads: int, *,

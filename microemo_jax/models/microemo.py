@@ -4,6 +4,8 @@
            --> utterance-aware video Q-Former --> Linear --> LLM prompt slots
     (global-local attention off: the local tokens, projected, join each frame's tokens in the video Q-Former)
     log-mel --Whisper--> utterance-aware audio Q-Former --> Linear --> LLM prompt slots
+    (video centring on: the video tokens minus their running mean over training clips, times a gain; see
+    ``RunningMean``)
 
 The prompt (built by the data pipeline) holds ``num_video_tokens + num_audio_tokens`` placeholder
 positions, given per example in ``modality_positions``; the projected tokens replace their embeddings.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 from flax import nnx
@@ -27,16 +30,28 @@ from flax import nnx
 from microemo_jax.models.audio_branch import AudioBranch
 from microemo_jax.models.frame_encoder import FrameEncoder, text_vocab_size
 from microemo_jax.models.global_local import GlobalLocalAttention
-from microemo_jax.models.layers import Dense, split_rng
+from microemo_jax.models.layers import Dense, param, split_rng
 from microemo_jax.models.llama import Llama, LlamaConfig
 from microemo_jax.models.lora import LoRAConfig
-from microemo_jax.models.micro_expression import MicroExpressionBranch, face_residuals
+from microemo_jax.models.micro_expression import MicroExpressionBranch, face_residuals, feature_residuals
 from microemo_jax.models.qformer import QFormer, QFormerConfig
 from microemo_jax.models.scratch_init import FROM_SCRATCH, fan_in_init
 from microemo_jax.models.video_qformer import VideoQFormer
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper.encoder import WhisperEncoder, WhisperEncoderConfig
 from microemo_jax.pixels import normalise as normalise_pixels
+
+
+class RunningMean(nnx.Param):
+    """The video tokens' running mean over training clips (``model.video_centring``): saved with the parameters,
+    never differentiated (the model reads it through ``stop_gradient``), set by the train step from each batch
+    (``training/step.py``: first batch, then an exponential moving average), as BatchNorm keeps its statistics.
+
+    Why: every clip's video tokens share one large component, the learned queries' output. In the trained demo
+    models the clips' tokens differ by about 6 % of their size; a from-scratch LLM then reads none of it, even
+    where a linear probe names the face's expression from them (docs/ablations.md). Removing the shared part
+    leaves the LLM the part that differs between clips. A running mean (not the batch's own) keeps an answer
+    independent of the other clips of its batch, in training as in inference."""
 
 
 def dtype_of(name: str):
@@ -69,6 +84,18 @@ def whisper_config(c) -> WhisperEncoderConfig:
     return WhisperEncoderConfig(num_mel_bins=c.num_mel_bins, d_model=c.d_model, encoder_layers=c.encoder_layers,
                                 encoder_attention_heads=c.encoder_attention_heads, encoder_ffn_dim=c.encoder_ffn_dim,
                                 max_source_positions=c.max_source_positions)
+
+
+def video_centring_gain(m) -> float:
+    """The gain of the centred video tokens (``model.video_centring.gain``; 0: no centring, an older config's)."""
+    vc = m.get('video_centring')
+    return float(vc.gain) if vc is not None else 0.0
+
+
+def video_centring_momentum(m) -> float:
+    """How much of the video tokens' running mean each training batch keeps (``model.video_centring.momentum``)."""
+    vc = m.get('video_centring')
+    return float(vc.momentum) if vc is not None else 0.99
 
 
 def llama_config(c) -> LlamaConfig:
@@ -167,6 +194,10 @@ class MicroEmo(nnx.Module):
             self.audio = self.audio_proj = None
         # 6. projection and LLM
         self.video_proj = Dense(vq.hidden_size, cfg.llm.hidden_size, axes=('embed', 'embed'), rngs=rngs, **trained)
+        self.video_gain = video_centring_gain(cfg)
+        self.video_centre = (param(rngs, nnx.initializers.zeros, (self.num_video_tokens, cfg.llm.hidden_size),
+                                   (None, 'embed'), trained['param_dtype'], kind=RunningMean)
+                             if self.video_gain else None)
         llm_dtypes = trained if cfg.get('train_llm', False) else frozen  # a trained LLM keeps master weights
         self.llm = llm or Llama(llama_config(cfg.llm), lora=lora_config(cfg.lora) if use_lora else None,
                                 lora_targets=tuple(cfg.lora.targets), attention_impl=impl, rngs=rngs,
@@ -199,12 +230,18 @@ class MicroEmo(nnx.Module):
             faces = face_residuals(faces, face_mask)
         b, t, k = faces.shape[:3]
         vit = self.face_vit if self.face_vit is not None else self.frame_encoder.vit
-        feats = vit(faces.reshape((b * t * k,) + faces.shape[3:]))[:, 0]  # class token per crop
-        return self.micro_expression(feats.reshape(b, t, k, -1), face_mask, landmarks=landmarks,
+        feats = vit(faces.reshape((b * t * k,) + faces.shape[3:]))[:, 0].reshape(b, t, k, -1)  # class token per crop
+        if self.cfg.micro_expression.get('feature_baseline', False):
+            feats = feature_residuals(feats, face_mask)
+        return self.micro_expression(feats, face_mask, landmarks=landmarks,
                                      landmark_mask=landmark_mask, dropout_rng=dropout_rng)
 
-    def encode(self, batch, *, dropout_rng=None):
-        """Modality tokens (B, num_modality_tokens, d_llm) and their validity (B, num_modality_tokens)."""
+    def encode(self, batch, *, dropout_rng=None, stats: dict | None = None):
+        """Modality tokens (B, num_modality_tokens, d_llm) and their validity (B, num_modality_tokens).
+
+        With video centring, a ``stats`` dict gets the batch's sum of uncentred video tokens over its valid slots
+        (``video_sum``, (num_video_tokens, d_llm)) and their count (``video_count``), which the train step turns
+        into the running mean."""
         r_frame, r_face, r_video, r_audio = split_rng(dropout_rng, 4)
         frames = normalise_pixels(batch['frames'], batch['frame_mask'], xp=jnp)   # uint8 on the wire (pixels.py)
         b, t = frames.shape[:2]
@@ -226,6 +263,13 @@ class MicroEmo(nnx.Module):
                                                 batch['utterances'], batch['utterance_mask'], dropout_rng=r_video)
         out = [self.video_proj(video.reshape(b, -1, video.shape[-1]))]
         valid = [jnp.repeat(video_valid, video.shape[2], axis=1)]
+        if self.video_centre is not None:
+            w = valid[0].astype(jnp.float32)[..., None]
+            if stats is not None:
+                stats['video_sum'] = (out[0].astype(jnp.float32) * w).sum(axis=0)
+                stats['video_count'] = w.sum(axis=0)
+            centre = jax.lax.stop_gradient(self.video_centre[...]).astype(out[0].dtype)
+            out[0] = self.video_gain * (out[0] - centre)
         if self.audio is not None:
             audio, audio_valid = self.audio(batch['audio_mel'], batch['audio_mask'], batch['utterances'],
                                             batch['utterance_mask'], dropout_rng=r_audio)
@@ -233,15 +277,16 @@ class MicroEmo(nnx.Module):
             valid.append(jnp.repeat(audio_valid, audio.shape[2], axis=1))
         return jnp.concatenate(out, axis=1), jnp.concatenate(valid, axis=1)
 
-    def prompt_embeddings(self, batch, *, dropout_rng=None):
-        """LLM input embeddings with modality tokens spliced in, and the attention mask to use."""
+    def prompt_embeddings(self, batch, *, dropout_rng=None, stats: dict | None = None):
+        """LLM input embeddings with modality tokens spliced in, and the attention mask to use (``stats``: see
+        ``encode``)."""
         r_enc, _ = split_rng(dropout_rng, 2)
         ids, positions = batch['input_ids'], batch['modality_positions']
         if positions.shape != (ids.shape[0], self.num_modality_tokens):
             raise ValueError(f"modality_positions must be (batch, {self.num_modality_tokens}) "
                              f"({self.num_video_tokens} video + {self.num_audio_tokens} audio placeholders), "
                              f"got {positions.shape}")
-        tokens, valid = self.encode(batch, dropout_rng=r_enc)
+        tokens, valid = self.encode(batch, dropout_rng=r_enc, stats=stats)
         embeds = self.llm.embed(ids)
         rows = jnp.arange(ids.shape[0])[:, None]
         embeds = embeds.at[rows, positions].set(tokens.astype(embeds.dtype))
@@ -249,9 +294,10 @@ class MicroEmo(nnx.Module):
         mask = mask.at[rows, positions].set(mask[rows, positions] & valid)
         return embeds, mask
 
-    def __call__(self, batch, *, dropout_rng=None, hidden_only: bool = False):
+    def __call__(self, batch, *, dropout_rng=None, hidden_only: bool = False, stats: dict | None = None):
         """float32 logits (B, S, vocab) for a batch dict (``data/shapes.py``: MODEL_INPUTS); with ``hidden_only``
-        the LLM's final normed hidden states (B, S, hidden) instead, for a loss fused with ``llm.head_kernel()``."""
+        the LLM's final normed hidden states (B, S, hidden) instead, for a loss fused with ``llm.head_kernel()``.
+        ``stats``: a dict that gets the batch's video-token statistics (``encode``)."""
         r_prompt, r_llm = split_rng(dropout_rng, 2)
-        embeds, mask = self.prompt_embeddings(batch, dropout_rng=r_prompt)
+        embeds, mask = self.prompt_embeddings(batch, dropout_rng=r_prompt, stats=stats)
         return self.llm(inputs_embeds=embeds, attention_mask=mask, dropout_rng=r_llm, hidden_only=hidden_only)

@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from microemo_jax.models.microemo import MicroEmo
 from microemo_jax.sharding import state_shardings
 from microemo_jax.training.optimizer import make_optimizer
-from microemo_jax.training.stages import trainable_filter, uses_lora
+from microemo_jax.training.stages import model_trainable_filter, uses_lora
 
 
 @struct.dataclass
@@ -74,7 +74,7 @@ def _init_fn(cfg, stage: int):
                 name = path_name(path)
                 if isinstance(var, nnx.Variable) and name in restored:
                     var.set_value(restored[name].astype(var.get_value().dtype))
-        _, params, frozen = nnx.split(model, trainable_filter(stage, train_llm=cfg.model.train_llm), ...)
+        _, params, frozen = nnx.split(model, model_trainable_filter(stage, cfg.model), ...)
         state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                            rng=jax.random.key_data(jax.random.fold_in(seed_key, 1)))
         return state, frozen

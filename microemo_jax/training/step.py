@@ -13,6 +13,12 @@
   back unchanged, ``step`` still advances (so data and step numbers stay aligned) and
   ``metrics['finite']`` is False. The loop decides what to do (log, stop, never checkpoint it).
 
+With video centring (``model.video_centring``) the step also keeps the video tokens' running mean
+(``models.microemo.RunningMean``): the first step of a run sets it to that batch's mean, each later one moves it
+``1 - momentum`` of the way to the batch's mean (over the tokens of valid slots, all micro-batches together;
+a slot no clip of the batch has keeps its value). The forward pass reads the mean as it was before the step,
+so a clip's tokens never depend on the other clips of its batch. A skipped step leaves it too.
+
 Metrics (replicated scalars): loss, grad_norm (before clipping), learning_rate (the schedule at optax's
 update count, which skipped steps do not advance: the rate this update used), tokens (answer tokens),
 input_tokens (attended prompt tokens), finite, and ``gate/NAME``: tanh of each gate after the update
@@ -34,6 +40,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from microemo_jax.models.microemo import RunningMean, video_centring_momentum
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
 from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 from microemo_jax.training.optimizer import is_gate, make_optimizer, make_schedule
@@ -72,19 +79,21 @@ def device_batch(batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
 
 
 def _loss_sum(graphdef, params, frozen, batch, dropout_rng, loss_chunk: int = 0):
-    """(sum of answer-token NLL, number of answer tokens) for one (micro-)batch.
+    """(sum of answer-token NLL, (number of answer tokens, video-token statistics)) for one (micro-)batch; the
+    statistics (``MicroEmo.encode``) are {} without video centring.
 
     ``loss_chunk`` (config ``train.loss_chunk``) > 0: the LM head is fused with the loss and walked in chunks of
     that many rows, so the (B, S, vocab) float32 logits never exist (``training/losses.py``); same value."""
     model = nnx.merge(graphdef, params, frozen)
+    stats = {}
     if loss_chunk:
-        hidden = model(batch, dropout_rng=dropout_rng, hidden_only=True)
+        hidden = model(batch, dropout_rng=dropout_rng, hidden_only=True, stats=stats)
         mean, count = chunked_next_token_loss(hidden, model.llm.head_kernel(), batch['input_ids'],
                                               batch['loss_mask'], chunk=loss_chunk)
     else:
-        logits = model(batch, dropout_rng=dropout_rng)
+        logits = model(batch, dropout_rng=dropout_rng, stats=stats)
         mean, count = next_token_loss(logits, batch['input_ids'], batch['loss_mask'])
-    return mean * count, count
+    return mean * count, (count, jax.tree.map(jax.lax.stop_gradient, stats))
 
 
 def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
@@ -101,24 +110,47 @@ def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
 
 
 def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, loss_chunk=0):
-    """Summed loss, token count and float32 gradient of the summed loss over ``steps`` micro-batches."""
+    """Summed loss, token count, float32 gradient of the summed loss and the summed video-token statistics
+    over ``steps`` micro-batches."""
     grad_fn = jax.value_and_grad(lambda p, b, r: _loss_sum(graphdef, p, frozen, b, r, loss_chunk), has_aux=True)
     if steps == 1:
-        (loss_sum, count), grads = grad_fn(params, batch, dropout_rng)
-        return loss_sum, count, grads
+        (loss_sum, (count, stats)), grads = grad_fn(params, batch, dropout_rng)
+        return loss_sum, count, grads, stats
     micro = _micro_batches(batch, steps, mesh, rules)
     keys = jax.random.split(dropout_rng, steps)
 
     def body(carry, xs):
-        g_acc, l_acc, c_acc = carry
-        (l, c), g = grad_fn(params, *xs)
+        g_acc, l_acc, c_acc, s_acc = carry
+        (l, (c, s)), g = grad_fn(params, *xs)
         g_acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_acc, g)
-        return (g_acc, l_acc + l, c_acc + c), None
+        return (g_acc, l_acc + l, c_acc + c, jax.tree.map(jnp.add, s_acc, s)), None
 
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    (grads, loss_sum, count), _ = jax.lax.scan(body, (zeros, jnp.float32(0), jnp.float32(0)), (micro, keys))
+    stats_shape = jax.eval_shape(lambda b, r: grad_fn(params, b, r)[0][1][1],
+                                 jax.tree.map(lambda x: x[0], micro), keys[0])
+    no_stats = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), stats_shape)
+    (grads, loss_sum, count, stats), _ = jax.lax.scan(
+        body, (zeros, jnp.float32(0), jnp.float32(0), no_stats), (micro, keys))
     grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-    return loss_sum, count, grads
+    return loss_sum, count, grads, stats
+
+
+def update_running_mean(params, stats, first, momentum: float):
+    """``params`` with the video tokens' running mean (``RunningMean``) moved towards the batch's: set to it when
+    ``first``, else ``momentum * old + (1 - momentum) * batch``; slots no clip of the batch had keep their value."""
+    if not stats:
+        return params
+
+    def update(var):
+        if not isinstance(var, RunningMean):
+            return var
+        old = var.get_value()
+        count = stats['video_count']
+        batch_mean = stats['video_sum'] / jnp.maximum(count, 1.0)
+        new = jnp.where(first, batch_mean, momentum * old + (1.0 - momentum) * batch_mean)
+        return var.replace(jnp.where(count > 0, new, old).astype(old.dtype))
+
+    return jax.tree.map(update, params, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 def gate_values(params) -> dict[str, jax.Array]:
@@ -152,19 +184,20 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
     steps = cfg.optim.grad_accum_steps
     rules = cfg.sharding_rules
     loss_chunk = cfg.train.get('loss_chunk', 0)
+    momentum = video_centring_momentum(cfg.model)
 
     def train_step(state, frozen, batch):
         key = jax.random.wrap_key_data(state.rng)
         key, dropout_rng = jax.random.split(key)
         with activation_sharding(mesh, rules):
-            loss_sum, count, grads = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh, rules,
-                                            loss_chunk)
+            loss_sum, count, grads, stats = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh,
+                                                   rules, loss_chunk)
         denom = jnp.maximum(count, 1.0)
         loss = loss_sum / denom
         grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        params = update_running_mean(optax.apply_updates(state.params, updates), stats, state.step == 0, momentum)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731  skip a non-finite update
         new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
@@ -188,7 +221,7 @@ def make_eval_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, froz
 
     def eval_step(state, frozen, batch):
         with activation_sharding(mesh, rules):
-            loss_sum, count = _loss_sum(graphdef, state.params, frozen, batch, None, loss_chunk)
+            loss_sum, (count, _) = _loss_sum(graphdef, state.params, frozen, batch, None, loss_chunk)
         return dict(loss=loss_sum / jnp.maximum(count, 1.0), loss_sum=loss_sum, tokens=count)
 
     return jax.jit(eval_step, in_shardings=(state_sharding, frozen_sharding, batch_input_sharding(mesh, rules)),

@@ -294,6 +294,15 @@ def test_train_llm_makes_the_llm_base_trainable_too():
     assert not any(p[:2] == ('frame_encoder', 'vit') for p in _paths(trained))  # the ViT stays frozen
 
 
+def test_a_frozen_face_encoder_is_not_trained_and_the_rest_of_the_branch_is():
+    model = nnx.eval_shape(lambda: build('model.micro_expression.face_encoder=separate'))
+    _, free, _ = nnx.split(model, trainable_filter(1), ...)
+    _, frozen_face, _ = nnx.split(model, trainable_filter(1, train_face_encoder=False), ...)
+    face = {p for p in _paths(nnx.state(model, nnx.Param)) if p[0] == 'face_vit'}
+    assert face and face <= _paths(free) and not face & _paths(frozen_face)
+    assert _paths(free) - face == _paths(frozen_face)               # the branch itself still trains
+
+
 # ----------------------------------------------------------------------------------------------- switches
 @functools.cache
 def _switch_model(*extra):
@@ -414,3 +423,19 @@ def test_windows_add_slots_that_read_only_their_frames():
     padded = encode(model, perturb_padding(b))
     np.testing.assert_array_equal(padded[1], valid)
     np.testing.assert_allclose(padded[0][valid], tokens[valid], rtol=0, atol=1e-7)
+
+
+def test_with_feature_baseline_a_still_face_gives_every_speaker_the_same_local_tokens():
+    """micro_expression.feature_baseline: the branch sees only the face's departures from its clip's mean."""
+    b = batch()
+    faces = np.array(b['faces'])
+    still = np.broadcast_to(faces[:, :1, :1], faces.shape)        # each clip: its first crop throughout
+    mask = np.ones(faces.shape[:3], bool)
+
+    def local(switch):
+        model = build('model.micro_expression.face_encoder=separate', f'model.micro_expression.feature_baseline={switch}')
+        return np.asarray(model.encode_faces(jnp.asarray(still), jnp.asarray(mask))[0])
+
+    base, plain = local('true'), local('false')
+    np.testing.assert_allclose(base[0], base[1], atol=1e-5)   # two speakers, both still: nothing tells them apart
+    assert np.abs(plain[0] - plain[1]).max() > 1e-3
