@@ -190,7 +190,8 @@ def _base_config(variant, name):
         dir='',                       # prepared dataset (output of `python -m microemo_jax.prepare`); demo: ''
                                       # = generate and prepare the demo corpus under demo_cache (train does it)
         demo_cache='~/.cache/microemo-jax/demo',
-        demo_clips=240,
+        demo_clips=960,               # 202 held-out videos, 51 of them micro-expression clips (seed 0): with 240
+                                      # (12) no interval could tell the branch from chance (docs/ablations.md)
         demo_seed=0,
         demo_tokenizer='llama',       # the LLM tokenizer prepare trains when given no --tokenizer: 'llama' (<s> </s>,
                                       # the LLaMA-2 template) or 'qwen' (ChatML specials and chat template)
@@ -213,7 +214,7 @@ def _base_config(variant, name):
         # out of the prompt, so that their answers have to come from the faces, frames and voice. 0: MicroEmo
         # does not drop text, and on the demo 0.5 did not make the model read the faces (docs/ablations.md)
         text_dropout=0.0,
-        validation_fraction=0.1 if paper else 0.2,  # held-out videos (the demo's: about 12 micro-expression clips)
+        validation_fraction=0.1 if paper else 0.2,  # held-out videos (the demo's: about 50 micro-expression clips)
     ))
 
     # Optimiser: AdamW, linear warmup from 0 then cosine decay to min_lr at total_steps (LAVIS/TimeChat
@@ -235,9 +236,9 @@ def _base_config(variant, name):
     # or a stage-1 run's exported params (LoRA adapters missing from it start from their fresh init).
     # face_encoder: starting weights of the separate face ViT (micro_expression.face_encoder='separate') when
     # init.params does not hold them: '' its fresh init; 'demo' the demo's, pretrained on first use to read the
-    # action units of rendered faces (demo/face_encoder.py: a stand-in for a pretrained face tower; on the demo
-    # it did not make the model read the faces, docs/ablations.md); or a folder written by `python -m
-    # microemo_jax.runs.face_encoder`. Skipped, with a note, when the model has no separate face ViT.
+    # action units of rendered faces (demo/face_encoder.py: a stand-in for a pretrained face tower, the demo's
+    # default, ~2 min on first use); or a folder written by `python -m microemo_jax.runs.face_encoder`.
+    # Skipped, with a note, when the model has no separate face ViT.
     c.init = ml_collections.ConfigDict(dict(params='', face_encoder='' if paper else 'demo'))
     if variant == 'tiny':
         _shrink_to_tiny(c)

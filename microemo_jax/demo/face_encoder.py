@@ -2,8 +2,8 @@
 
 Why: the paper's micro-expression branch reads faces with a pretrained tower (EVA ViT-g), and the field's
 systems read them with pretrained face models (OpenFace action units, FER-pretrained MAE/VideoMAE encoders).
-The demo has no pretrained weights offline, so it can pretrain its own (``init.face_encoder='demo'``; off by
-default: on the demo it did not make the model read the faces, docs/ablations.md):
+The demo has no pretrained weights offline, so it pretrains its own (``init.face_encoder='demo'``, the demo's
+default, frozen there by ``micro_expression.freeze_face_encoder``):
 faces of the demo's face rig (``demo.face``) with random action-unit intensities, talking, blinks and head
 motion, JPEG-compressed, found and aligned by the very detector, face mesh and warp that ``prepare`` uses, and a
 regression of the rig's action-unit parameters (``face.PARAMS``) from each crop, as an AU-intensity detector is
