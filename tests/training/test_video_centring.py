@@ -29,9 +29,9 @@ def _uncentred(graphdef, params, frozen, batch):
     return np.asarray(stats['video_sum'] / np.maximum(stats['video_count'], 1.0)), np.asarray(stats['video_count'])
 
 
-@pytest.fixture(scope='module')
-def centred():
-    cfg = config(*CENTRED)
+def _setup(*extra):
+    """(graphdef, fresh state, frozen, compiled train step (no donation), two batches) of the tiny config."""
+    cfg = config(*CENTRED, *extra)
     mesh = make_mesh({'data': 1, 'fsdp': 2, 'tensor': 2})
     abstract = state_lib.abstract_train_state(cfg, mesh)
     graphdef, state, frozen = state_lib.init_train_state(cfg, mesh, abstract=abstract)
@@ -39,11 +39,16 @@ def centred():
     step = step_lib.make_train_step(graphdef, cfg, mesh, *shardings, donate=False)
     batches = [step_lib.device_batch(synthetic_batch(cfg.model, BATCH, SEQ, seed=s), mesh, cfg.sharding_rules)
                for s in (1, 2)]
-    return cfg, mesh, graphdef, state, frozen, step, batches
+    return graphdef, state, frozen, step, batches
+
+
+@pytest.fixture(scope='module')
+def centred():
+    return _setup()
 
 
 def test_the_first_step_sets_the_running_mean_and_later_steps_move_it(centred):
-    cfg, mesh, graphdef, state, frozen, step, (b1, b2) = centred
+    graphdef, state, frozen, step, (b1, b2) = centred
     assert not _centre(state.params).any()                         # zeros before training
     mean1, count1 = _uncentred(graphdef, state.params, frozen, b1)
     s1, _ = step(state, frozen, b1)
@@ -57,7 +62,7 @@ def test_the_first_step_sets_the_running_mean_and_later_steps_move_it(centred):
 
 
 def test_the_llm_gets_the_tokens_minus_the_running_mean_times_the_gain(centred):
-    cfg, mesh, graphdef, state, frozen, step, (b1, _) = centred
+    graphdef, state, frozen, step, (b1, _) = centred
     s1, _ = step(state, frozen, b1)
     model = nnx.merge(graphdef, s1.params, frozen)
     tokens, valid = model.encode(b1)
@@ -70,7 +75,7 @@ def test_the_llm_gets_the_tokens_minus_the_running_mean_times_the_gain(centred):
 
 
 def test_a_clips_tokens_do_not_depend_on_the_other_clips_of_its_batch(centred):
-    cfg, mesh, graphdef, state, frozen, step, (b1, b2) = centred
+    graphdef, state, frozen, step, (b1, b2) = centred
     s1, _ = step(state, frozen, b1)
     model = nnx.merge(graphdef, s1.params, frozen)
     mixed = jax.tree.map(lambda x, y: jnp.concatenate([x[:1], y[1:]]), b1, b2)
@@ -79,14 +84,8 @@ def test_a_clips_tokens_do_not_depend_on_the_other_clips_of_its_batch(centred):
 
 
 def test_gradient_accumulation_keeps_the_same_running_mean():
-    cfg = config(*CENTRED, 'optim.grad_accum_steps=2')
-    mesh = make_mesh({'data': 1, 'fsdp': 2, 'tensor': 2})
-    abstract = state_lib.abstract_train_state(cfg, mesh)
-    graphdef, state, frozen = state_lib.init_train_state(cfg, mesh, abstract=abstract)
-    batch = step_lib.device_batch(synthetic_batch(cfg.model, BATCH, SEQ, seed=1), mesh, cfg.sharding_rules)
+    graphdef, state, frozen, step, (batch, _) = _setup('optim.grad_accum_steps=2')
     mean, _ = _uncentred(graphdef, state.params, frozen, batch)
-    step = step_lib.make_train_step(graphdef, cfg, mesh, state_lib.shardings_of(abstract.state),
-                                    state_lib.shardings_of(abstract.frozen), donate=False)
     s1, _ = step(state, frozen, batch)
     np.testing.assert_allclose(_centre(s1.params), mean, rtol=1e-5, atol=1e-6)
 
