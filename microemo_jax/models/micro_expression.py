@@ -31,9 +31,7 @@ def face_residuals(faces, face_mask):
     only the identity (the demo's random face ViT gives every crop of a clip the same class token to 0.2 %).
     Micro-expression recognition reads the change against the face's own neutral state for the same reason
     (onset-to-apex differences, e.g. OFF-ApexNet's optical flow)."""
-    m = face_mask.astype(faces.dtype)[..., None, None, None]
-    mean = (faces * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(m.sum(axis=(1, 2), keepdims=True), 1.0)
-    return (faces - mean) * m
+    return _minus_clip_mean(faces, face_mask)
 
 
 def feature_residuals(features, face_mask):
@@ -46,9 +44,15 @@ def feature_residuals(features, face_mask):
     Against the clip's mean the crops of a still face give zeros and the micro-expression's crops stand out,
     as micro-expression recognition reads onset-to-apex change (``face_residuals`` does the same with pixels,
     for an encoder that has not learned faces). The branch then has no identity left to key answers on."""
-    m = face_mask.astype(features.dtype)[..., None]
-    mean = (features * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(m.sum(axis=(1, 2), keepdims=True), 1.0)
-    return (features - mean) * m
+    return _minus_clip_mean(features, face_mask)
+
+
+def _minus_clip_mean(values, face_mask):
+    """(B, T, K, ...) values minus the mean over their clip's real crops (``face_mask`` (B, T, K)); zeros where
+    the mask is False."""
+    m = face_mask.astype(values.dtype).reshape(face_mask.shape + (1,) * (values.ndim - 3))
+    mean = (values * m).sum(axis=(1, 2), keepdims=True) / jnp.maximum(m.sum(axis=(1, 2), keepdims=True), 1.0)
+    return (values - mean) * m
 
 
 class MicroExpressionBranch(nnx.Module):

@@ -86,16 +86,11 @@ def whisper_config(c) -> WhisperEncoderConfig:
                                 max_source_positions=c.max_source_positions)
 
 
-def video_centring_gain(m) -> float:
-    """The gain of the centred video tokens (``model.video_centring.gain``; 0: no centring, an older config's)."""
+def video_centring(m) -> tuple[float, float]:
+    """(gain, momentum) of ``model.video_centring``: the centred video tokens' gain (0: no centring, as in an older
+    config without the section) and the share of the running mean each training batch keeps."""
     vc = m.get('video_centring')
-    return float(vc.gain) if vc is not None else 0.0
-
-
-def video_centring_momentum(m) -> float:
-    """How much of the video tokens' running mean each training batch keeps (``model.video_centring.momentum``)."""
-    vc = m.get('video_centring')
-    return float(vc.momentum) if vc is not None else 0.99
+    return (float(vc.gain), float(vc.momentum)) if vc is not None else (0.0, 0.99)
 
 
 def llama_config(c) -> LlamaConfig:
@@ -194,7 +189,7 @@ class MicroEmo(nnx.Module):
             self.audio = self.audio_proj = None
         # 6. projection and LLM
         self.video_proj = Dense(vq.hidden_size, cfg.llm.hidden_size, axes=('embed', 'embed'), rngs=rngs, **trained)
-        self.video_gain = video_centring_gain(cfg)
+        self.video_gain, _ = video_centring(cfg)
         self.video_centre = (param(rngs, nnx.initializers.zeros, (self.num_video_tokens, cfg.llm.hidden_size),
                                    (None, 'embed'), trained['param_dtype'], kind=RunningMean)
                              if self.video_gain else None)

@@ -40,7 +40,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from microemo_jax.models.microemo import RunningMean, video_centring_momentum
+from microemo_jax.models.microemo import RunningMean, video_centring
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
 from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
 from microemo_jax.training.optimizer import is_gate, make_optimizer, make_schedule
@@ -120,19 +120,15 @@ def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, los
     keys = jax.random.split(dropout_rng, steps)
 
     def body(carry, xs):
-        g_acc, l_acc, c_acc, s_acc = carry
+        g_acc, l_acc, c_acc = carry
         (l, (c, s)), g = grad_fn(params, *xs)
         g_acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_acc, g)
-        return (g_acc, l_acc + l, c_acc + c, jax.tree.map(jnp.add, s_acc, s)), None
+        return (g_acc, l_acc + l, c_acc + c), s
 
     zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    stats_shape = jax.eval_shape(lambda b, r: grad_fn(params, b, r)[0][1][1],
-                                 jax.tree.map(lambda x: x[0], micro), keys[0])
-    no_stats = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), stats_shape)
-    (grads, loss_sum, count, stats), _ = jax.lax.scan(
-        body, (zeros, jnp.float32(0), jnp.float32(0), no_stats), (micro, keys))
+    (grads, loss_sum, count), stats = jax.lax.scan(body, (zeros, jnp.float32(0), jnp.float32(0)), (micro, keys))
     grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-    return loss_sum, count, grads, stats
+    return loss_sum, count, grads, jax.tree.map(lambda x: x.sum(axis=0), stats)
 
 
 def update_running_mean(params, stats, first, momentum: float):
@@ -184,7 +180,7 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
     steps = cfg.optim.grad_accum_steps
     rules = cfg.sharding_rules
     loss_chunk = cfg.train.get('loss_chunk', 0)
-    momentum = video_centring_momentum(cfg.model)
+    _, momentum = video_centring(cfg.model)
 
     def train_step(state, frozen, batch):
         key = jax.random.wrap_key_data(state.rng)
