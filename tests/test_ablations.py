@@ -58,6 +58,13 @@ def test_the_table_has_a_row_per_variant_and_the_micro_clips_second(tmp_path):
     paths = write_table(results, str(tmp_path))
     assert json.load(open(paths['json'])) == json.loads(json.dumps(t))
     assert os.path.getsize(paths['png']) > 10_000
+    # with evaluate's time baseline, the reference row also gives the constant answer's time error
+    results['full']['time_baseline'] = {'seconds': 1.3, 'from_split': 'train',
+                                        'grounding': {'mae_s': 0.45, 'mae_s_interval': [0.4, 0.5], 'n_gold_timed': 4,
+                                                      'share_stating_time': 1.0, 'n_matched': 4}}
+    md = markdown(table(results))
+    assert ('| majority label (sad); time: the median 1.3 s for every clip, for reference | 0.10 [0.00, 0.20] |'
+            in md) and '| 0.45 [0.40, 0.50] | 100% of 4 |' in md
 
 
 from tests.support.ablations import NEW_TOKENS, VARIANTS as RUN, command, env, overrides, tiny_ablation  # noqa: E402,F401  (a session-wide tiny run)

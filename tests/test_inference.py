@@ -413,8 +413,17 @@ def test_evaluate_gives_the_scores_worked_out_by_hand(corpus, params_dir, tmp_pa
     assert g['share_stating_time_untimed'] == 0.0
     for r in rows:
         assert r['stated_times'] == pytest.approx([t + 0.3 for t in r['gold_times']])
+    # the time baseline: the median of the train split's gold times, stated for every clip
+    gold_times = [t for r in rows for t in r['gold_times']]
+    median = sorted(gold_times)[len(gold_times) // 2] if len(gold_times) % 2 else _mean(
+        sorted(gold_times)[len(gold_times) // 2 - 1:len(gold_times) // 2 + 1])
+    base = summary['time_baseline']
+    assert base['seconds'] == pytest.approx(median) and base['from_split'] == 'train'
+    assert base['grounding']['mae_s'] == pytest.approx(_mean([abs(t - median) for t in gold_times]))
+    assert base['grounding']['share_stating_time'] == 1.0 == base['grounding']['share_stating_time_untimed']
     table = format_table(summary)
     assert 'by group' in table and 'by micro' in table and 'mean abs. error 0.30 s' in table
+    assert f"time baseline: {median:.2f} s" in table
 
 
 def test_evaluate_groups_a_clip_the_file_omits_and_counts_names_the_split_lacks(corpus, params_dir, tmp_path,

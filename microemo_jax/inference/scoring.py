@@ -8,7 +8,8 @@ runs give each process every P-th video; process 0 gathers the parts (OUT/parts/
 
 Every score gets a bootstrap interval over clips (``metrics.intervals``); ``groups`` (a ``name,group`` CSV,
 ``metrics.groups``) scores each group apart; the temporal grounding (``metrics.grounding``) compares the times
-the answer states with the gold explanation's. The gold explanation is the ``answer`` text field of the
+the answer states with the gold explanation's, and with those of a constant answer, the training split's median
+gold time (``summary['time_baseline']``, each block's ``baseline_grounding``). The gold explanation is the ``answer`` text field of the
 clip's ``NAME`` record: prepare stores it there whole (even when the prompt had to cut the answer's tokens),
 so it needs neither the tokenizer nor the raw corpus, which may have moved. ``shuffle_faces`` gives each clip
 another clip's face tubelets (``data.face_shuffle``), for the ablation.
@@ -37,7 +38,7 @@ from microemo_jax.data.tokenizer_identity import check_same
 from microemo_jax.inference.explainer import Explainer
 from microemo_jax.inference.settings import GenerationSettings
 from microemo_jax.metrics import extract_labels, load_synonyms, load_wheel
-from microemo_jax.metrics.grounding import stated_times
+from microemo_jax.metrics.grounding import median_time, stated_times
 from microemo_jax.metrics.groups import read_groups
 from microemo_jax.metrics.intervals import Bootstrap
 from microemo_jax.metrics.per_sample import write_per_sample
@@ -97,6 +98,18 @@ def majority_label(records) -> str | None:
         return None
     best = max(counts.values())
     return sorted(k for k, v in counts.items() if v == best)[0]
+
+
+def median_gold_time(records) -> float | None:
+    """The median moment the gold explanations of ``records`` state (each video's description record once), or
+    None when none states one: the constant answer of the time baseline (``metrics.grounding.median_time``)."""
+    answers = {}
+    for index in range(len(records)):
+        rec = records[index]
+        name = text_field(rec['name'])
+        if not name.endswith('#ov') and 'answer' in rec:
+            answers.setdefault(video_of(name), text_field(rec['answer']))
+    return median_time(answers.values())
 
 
 def indexed_records(data: str, split: str) -> list[dict] | None:
@@ -190,7 +203,8 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
                                 f"{len(videos)}")
         donors = {v['name']: videos[d]['index'] for v, d in zip(videos, face_donors(len(videos), shuffle_faces))}
     baseline_split = 'train' if 'train' in available and split != 'train' else split
-    majority = majority_label(indexed_records(data, baseline_split) or pipeline.open_split(data, baseline_split))
+    baseline_records = indexed_records(data, baseline_split) or pipeline.open_split(data, baseline_split)
+    majority, median_s = majority_label(baseline_records), median_gold_time(baseline_records)
 
     settings = GenerationSettings(**generation)
     explainer = Explainer(folder, settings, batch_size=batch_size)
@@ -217,7 +231,7 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     gold = {r['name']: r['gold'] for r in rows if r['gold'] is not None}
     if not gold:
         raise EvaluateError(f"{data} split {split!r} has no clip with OV labels (openset): nothing to score")
-    kw = dict(synonyms=synonym_table, wheel=wheel_table, majority=majority, bootstrap=bootstrap)
+    kw = dict(synonyms=synonym_table, wheel=wheel_table, majority=majority, bootstrap=bootstrap, median_s=median_s)
     whole = subset_block(rows, **kw)
     if whole['scores'] is None:
         raise EvaluateError(f"{data} split {split!r}: every clip's OV label list is empty: nothing to score")
@@ -236,6 +250,9 @@ def evaluate(params_dir: str, data: str, split: str, out: str, *, synonyms=None,
     if majority is not None:
         summary['baseline'] = {'kind': 'majority label', 'label': majority, 'from_split': baseline_split,
                                'scores': whole['baseline']}
+    if median_s is not None:
+        summary['time_baseline'] = {'kind': 'median gold time', 'seconds': median_s, 'from_split': baseline_split,
+                                    'grounding': whole['baseline_grounding']}
     for r in rows:
         r['gold_times'] = [t.seconds for t in stated_times(r['gold_text'])]
         r['stated_times'] = [t.seconds for t in stated_times(r['explanation'])]

@@ -22,6 +22,9 @@ The rules, each one a test in ``tests/metrics/test_grounding.py``:
 ``match_times(gold, stated)`` pairs each gold moment with a stated one: the closest pair of all first, then
 the closest among the rest, each time used once (so with one stated and two gold times, the stated time
 answers the gold event it is nearest to, and the other gold event counts as not dated).
+
+``median_time(gold_texts)`` is the time baseline: one constant moment, the training split's median, stated for
+every clip. A model whose error is not below that constant's has not located anything.
 """
 from __future__ import annotations
 
@@ -140,11 +143,21 @@ def match_times(gold: list[float], stated: list[float]) -> list[tuple[float, flo
 
 def clip_grounding(gold_text: str, text: str) -> dict:
     """One clip: the gold and stated moments (seconds), the matched pairs and their absolute errors."""
-    gold = [t.seconds for t in stated_times(gold_text)]
-    said = [t.seconds for t in stated_times(text)]
+    return times_grounding([t.seconds for t in stated_times(gold_text)], [t.seconds for t in stated_times(text)])
+
+
+def times_grounding(gold: list[float], said: list[float]) -> dict:
+    """``clip_grounding`` of moments already read: the gold ones and the stated ones."""
     pairs = match_times(gold, said)
     return {'gold_times': gold, 'stated_times': said, 'pairs': pairs,
             'errors': [round(abs(g - s), 6) for g, s in pairs]}
+
+
+def median_time(gold_texts) -> float | None:
+    """The median of every moment the gold texts state (None: they state none). Stated for every clip, it is the
+    constant answer with the least absolute error on those texts: the time baseline a model has to beat."""
+    times = [t.seconds for text in gold_texts for t in stated_times(text)]
+    return round(float(np.median(times)), 6) if times else None
 
 
 def grounding_summary(clips: list[dict], bootstrap=None) -> dict:

@@ -7,7 +7,7 @@ A row is one evaluated clip: ``name``, ``gold`` (labels, or None), ``predicted``
 from __future__ import annotations
 
 from microemo_jax.metrics.clip_scores import OV_KEYS, WHEEL_KEYS, clip_parts, score_intervals
-from microemo_jax.metrics.grounding import clip_grounding, grounding_summary
+from microemo_jax.metrics.grounding import grounding_summary, stated_times, times_grounding
 from microemo_jax.metrics.groups import GroupTable
 from microemo_jax.metrics.intervals import Bootstrap
 from microemo_jax.metrics.ov import score_ov
@@ -34,10 +34,12 @@ def _has_label(labels) -> bool:
     return any(str(x).strip() for x in labels or ())
 
 
-def subset_block(rows: list[dict], *, synonyms, wheel, majority: str | None, bootstrap: Bootstrap) -> dict:
+def subset_block(rows: list[dict], *, synonyms, wheel, majority: str | None, bootstrap: Bootstrap,
+                 median_s: float | None = None) -> dict:
     """``n`` (clips), ``scores`` (as ``score``; None when no clip has a gold label), ``intervals``
     ({'model': metric -> [low, high], 'baseline': ...}), ``baseline`` (the majority label's scores on these
-    clips) and ``grounding`` (``grounding_summary`` of the clips' explanations against their gold texts)."""
+    clips), ``grounding`` (``grounding_summary`` of the clips' explanations against their gold texts) and
+    ``baseline_grounding`` (the same for ``median_s`` stated for every clip; None without it)."""
     gold = {r['name']: r['gold'] for r in rows if r['gold'] is not None}
     block = {'n': len(rows), 'scores': None, 'intervals': None, 'baseline': None}
     if any(_has_label(g) for g in gold.values()):
@@ -47,8 +49,12 @@ def subset_block(rows: list[dict], *, synonyms, wheel, majority: str | None, boo
         if majority is not None:
             block['baseline'], block['intervals']['baseline'] = _scored(gold, {n: [majority] for n in gold},
                                                                         synonyms, wheel, bootstrap)
-    block['grounding'] = grounding_summary([clip_grounding(r.get('gold_text', ''), r['explanation']) for r in rows],
-                                           bootstrap if bootstrap.resamples else None)
+    resamples = bootstrap if bootstrap.resamples else None
+    gold_times = [[t.seconds for t in stated_times(r.get('gold_text', ''))] for r in rows]
+    block['grounding'] = grounding_summary([times_grounding(g, [t.seconds for t in stated_times(r['explanation'])])
+                                            for g, r in zip(gold_times, rows)], resamples)
+    block['baseline_grounding'] = None if median_s is None else grounding_summary(
+        [times_grounding(g, [median_s]) for g in gold_times], resamples)
     return block
 
 

@@ -1,7 +1,7 @@
 """Temporal grounding: the moments free text states, durations and quoted speech left out, and the matching rule."""
 import pytest
 
-from microemo_jax.metrics.grounding import clip_grounding, match_times, stated_times
+from microemo_jax.metrics.grounding import clip_grounding, match_times, median_time, stated_times
 
 
 @pytest.mark.parametrize('text, seconds', [
@@ -64,3 +64,11 @@ def test_clip_grounding_errors_are_per_matched_event():
     assert out['gold_times'] == [1.1] and out['stated_times'] == [1.4, 3.0]
     assert out['errors'] == [pytest.approx(0.3)]
     assert clip_grounding(gold, "She is angry.")['errors'] == []
+
+
+def test_median_time_is_the_median_of_every_stated_gold_moment():
+    texts = ["At about 1.7s, a flash.", "From 0.4s she frowns; at 2.5 s she looks away.", "She is calm.",
+             "At 1.0 s she smiles."]
+    assert median_time(texts) == pytest.approx(1.35)            # of 1.7, 0.4, 2.5 and 1.0
+    assert median_time(texts[:1]) == pytest.approx(1.7)
+    assert median_time(["She is calm.", ""]) is None
