@@ -82,7 +82,7 @@ def test_command_line_forms():
     ('log_every=0', 'log_every=0 must be'),
     ('checkpoint_every=-1', 'checkpoint_every=-1 must be'),
     ('train.keep_checkpoints=0', 'train.keep_checkpoints=0 must be'),
-    ('optim.warmup_steps=2000', r'optim.warmup_steps=2000 must be in \[0, total_steps=2000\)'),
+    ('optim.warmup_steps=1200', r'optim.warmup_steps=1200 must be in \[0, total_steps=1200\)'),
 ])
 def test_step_counts_blame_their_own_key(override, blamed):
     with pytest.raises(ConfigError, match=blamed) as e:
