@@ -9,10 +9,10 @@ runs give each process every P-th video; process 0 gathers the parts (OUT/parts/
 Every score gets a bootstrap interval over clips (``metrics.intervals``); ``groups`` (a ``name,group`` CSV,
 ``metrics.groups``) scores each group apart; the temporal grounding (``metrics.grounding``) compares the times
 the answer states with the gold explanation's, and with those of a constant answer, the training split's median
-gold time (``summary['time_baseline']``, each block's ``baseline_grounding``). The gold explanation is the ``answer`` text field of the
-clip's ``NAME`` record: prepare stores it there whole (even when the prompt had to cut the answer's tokens),
-so it needs neither the tokenizer nor the raw corpus, which may have moved. ``shuffle_faces`` gives each clip
-another clip's face tubelets (``data.face_shuffle``), for the ablation.
+gold time (``summary['time_baseline']``, each block's ``baseline_grounding``). The gold explanation is the
+``answer`` text field of the clip's ``NAME`` record: prepare stores it there whole (even when the prompt had to
+cut the answer's tokens), so it needs neither the tokenizer nor the raw corpus, which may have moved.
+``shuffle_faces`` gives each clip another clip's face tubelets (``data.face_shuffle``), for the ablation.
 """
 from __future__ import annotations
 

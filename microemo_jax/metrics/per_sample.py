@@ -101,12 +101,12 @@ def format_table(summary: dict) -> str:
                  + (f" (a subset: the first {subset['scored']} of its {subset['of']} videos, --limit)" if subset else ''))
     if 'grounding' in summary:
         lines.append(format_grounding(summary['grounding']))
-    base = (summary.get('time_baseline') or {}).get('grounding') or {}
+    time = summary.get('time_baseline') or {}
+    base = time.get('grounding') or {}
     if base.get('mae_s') is not None:
         iv = base.get('mae_s_interval')
-        lines.append(f"time baseline: {summary['time_baseline']['seconds']:.2f} s (the {summary['time_baseline']['from_split']}"
-                     f" split's median gold time) for every clip: mean abs. error {base['mae_s']:.2f} s"
-                     + (f" [{iv[0]:.2f},{iv[1]:.2f}]" if iv else ''))
+        lines.append(f"time baseline: {time['seconds']:.2f} s (the {time['from_split']} split's median gold time) for "
+                     f"every clip: mean abs. error {base['mae_s']:.2f} s" + (f" [{iv[0]:.2f},{iv[1]:.2f}]" if iv else ''))
     if (summary.get('faces') or {}).get('shuffled'):
         lines.append(f"faces shuffled between clips (seed {summary['faces']['seed']})")
     return '\n'.join(lines + format_groups(summary))
