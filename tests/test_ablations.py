@@ -34,13 +34,21 @@ def test_a_run_with_other_settings_is_not_resumed_into_the_same_folder(tmp_path)
         run_ablations(AblationSettings(out=str(tmp_path / 'x'), variants=('full', 'no_brain')))
 
 
+def _timed(mae, n=4):
+    return {'mae_s': mae, 'mae_s_interval': [mae / 2, mae * 2] if mae else None, 'n_gold_timed': n,
+            'share_stating_time': 0.5, 'n_matched': 2}
+
+
 def _summary(avg, micro_avg, mae):
     block = lambda v, n: {'n': n, 'scores': {'avg': v, 'n': n}, 'intervals': {'model': {'avg': [v - 0.1, v + 0.1]}}}  # noqa: E731
+    micro, other = block(micro_avg, 4), block(0.9, 6)
+    micro.update(grounding=_timed(mae and mae * 3, 2), baseline_grounding=_timed(0.5, 2))
+    other.update(grounding=_timed(mae and mae / 2, 2), baseline_grounding=_timed(0.3, 2))
     return {'n_videos': 10, 'scores': {'avg': avg, 'n': 10},
             'intervals': {'model': {'avg': [avg - 0.1, avg + 0.1]}, 'baseline': {'avg': [0.0, 0.2]}},
             'baseline': {'label': 'sad', 'scores': {'avg': 0.1, 'n': 10}},
             'groups': {'columns': {'group': {'congruent': block(0.9, 6), 'micro_masking': block(micro_avg, 4)},
-                                   'micro': {'micro': block(micro_avg, 4), 'other': block(0.9, 6)}}},
+                                   'micro': {'micro': micro, 'other': other}}},
             'grounding': {'mae_s': mae, 'mae_s_interval': [mae / 2, mae * 2] if mae else None, 'n_gold_timed': 4,
                           'share_stating_time': 0.5, 'n_matched': 2}}
 
@@ -52,7 +60,10 @@ def test_the_table_has_a_row_per_variant_and_the_micro_clips_second(tmp_path):
     assert t['rows']['no_micro']['cells']['micro'] == {'n': 4, 'value': 0.25, 'interval': [0.15, 0.35]}
     md = markdown(t)
     assert '| full model | 0.80 [0.70, 0.90] | 0.70 [0.60, 0.80] |' in md
-    assert '| no micro-expression branch |' in md and '| - | 50% of 4 |' in md and 'micro (n=4)' in md
+    assert '| no micro-expression branch |' in md and '| - | - | - | 50% of 4 |' in md and 'micro (n=4)' in md
+    # the time error, whole and apart for the micro clips and the others (the shown expressions' onsets)
+    assert '| time MAE s | time MAE s, micro clips | time MAE s, other clips | states a time |' in md
+    assert '| 0.20 [0.10, 0.40] | 0.60 [0.30, 1.20] | 0.10 [0.05, 0.20] | 50% of 4 |' in md
     assert list(t['rows']) == ['full', 'no_micro', 'majority']
     assert '| majority label (sad), for reference | 0.10 [0.00, 0.20] | - |' in md
     paths = write_table(results, str(tmp_path))
@@ -64,7 +75,7 @@ def test_the_table_has_a_row_per_variant_and_the_micro_clips_second(tmp_path):
                                                       'share_stating_time': 1.0, 'n_matched': 4}}
     md = markdown(table(results))
     assert ('| majority label (sad); time: the median 1.3 s for every clip, for reference | 0.10 [0.00, 0.20] |'
-            in md) and '| 0.45 [0.40, 0.50] | 100% of 4 |' in md
+            in md) and '| 0.45 [0.40, 0.50] | 0.50 [0.25, 1.00] | 0.30 [0.15, 0.60] | 100% of 4 |' in md
 
 
 from tests.support.ablations import NEW_TOKENS, VARIANTS as RUN, command, env, overrides, tiny_ablation  # noqa: E402,F401  (a session-wide tiny run)
