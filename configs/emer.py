@@ -193,7 +193,8 @@ def _base_config(variant, name):
                                       # = generate and prepare the demo corpus under demo_cache (train does it)
         demo_cache='~/.cache/microemo-jax/demo',
         demo_clips=960,               # 202 held-out videos, 51 of them micro-expression clips (seed 0): with 240
-                                      # (12) no interval could tell the branch from chance (docs/ablations.md)
+                                      # (12) no interval could tell the branch from chance; 1920 did not make the
+                                      # branch's effect hold on every seed (docs/ablations.md)
         demo_seed=0,
         demo_tokenizer='llama',       # the LLM tokenizer prepare trains when given no --tokenizer: 'llama' (<s> </s>,
                                       # the LLaMA-2 template) or 'qwen' (ChatML specials and chat template)
