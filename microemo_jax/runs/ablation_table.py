@@ -90,18 +90,16 @@ def _baseline_row(summary: dict, metric: str) -> dict:
             'grounding_by_group': _grounding_by_group(groups, 'baseline_grounding') if time else {}}
 
 
+def _with_interval(value, iv) -> str:
+    return '-' if value is None else f"{value:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else '')
+
+
 def _fmt(cell: dict | None) -> str:
-    if not cell or cell['value'] is None:
-        return '-'
-    iv = cell['interval']
-    return f"{cell['value']:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else '')
+    return _with_interval(cell['value'], cell['interval']) if cell else '-'
 
 
 def _mae(g: dict | None) -> str:
-    if not g or g['mae_s'] is None:
-        return '-'
-    iv = g['mae_s_interval']
-    return f"{g['mae_s']:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else '')
+    return _with_interval(g['mae_s'], g['mae_s_interval']) if g else '-'
 
 
 def markdown(t: dict) -> str:
