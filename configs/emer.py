@@ -158,6 +158,10 @@ def _base_config(variant, name):
     # 0: off, the paper's). The demo's from-scratch LLM reads its video tokens only so: trained, they share ~94 %
     # of their size between clips (docs/ablations.md). momentum: the share of the mean each training batch keeps.
     m.video_centring = ml_collections.ConfigDict(dict(gain=0.0 if paper else 3.0, momentum=0.99))
+    # Answer words (training only): a linear head on the pooled video tokens predicts the words of the answer, and
+    # `weight` times its cross-entropy joins the loss (models/answer_words.py; 0: no head, the paper's objective).
+    # Off in the demo too: at 1.0 it left seed 2's micro clips at chance, as without it (docs/ablations.md).
+    m.answer_words = ml_collections.ConfigDict(dict(weight=0.0))
     # 6. LLM (LLaMA family) + LoRA.
     m.llm = ml_collections.ConfigDict(dict(
         vocab_size=32000 if paper else 512,

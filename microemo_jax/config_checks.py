@@ -55,6 +55,7 @@ RANGES = {
     'optim.clip_norm': ((0.0, _INF), '[)'),
     'data.validation_fraction': ((0.0, 1.0), '[)'),
     'model.video_centring.gain': ((0.0, _INF), '[)'),
+    'model.answer_words.weight': ((0.0, _INF), '[)'),
     'model.video_centring.momentum': ((0.0, 1.0), '[)'),
     'data.text_dropout': ((0.0, 1.0), '[)'),
     'data.batch_size': ((1, _INF), '[)'),

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from microemo_jax.models.answer_words import AnswerWordsHead, answer_words_weight
 from microemo_jax.models.audio_branch import AudioBranch
 from microemo_jax.models.frame_encoder import FrameEncoder, text_vocab_size
 from microemo_jax.models.global_local import GlobalLocalAttention
@@ -193,6 +194,8 @@ class MicroEmo(nnx.Module):
         self.video_centre = (param(rngs, nnx.initializers.zeros, (self.num_video_tokens, cfg.llm.hidden_size),
                                    (None, 'embed'), trained['param_dtype'], kind=RunningMean)
                              if self.video_gain else None)
+        self.answer_words = (AnswerWordsHead(vq.hidden_size, cfg.llm.vocab_size, rngs=rngs, **trained)
+                             if answer_words_weight(cfg) else None)
         llm_dtypes = trained if cfg.get('train_llm', False) else frozen  # a trained LLM keeps master weights
         self.llm = llm or Llama(llama_config(cfg.llm), lora=lora_config(cfg.lora) if use_lora else None,
                                 lora_targets=tuple(cfg.lora.targets), attention_impl=impl, rngs=rngs,
@@ -234,9 +237,9 @@ class MicroEmo(nnx.Module):
     def encode(self, batch, *, dropout_rng=None, stats: dict | None = None):
         """Modality tokens (B, num_modality_tokens, d_llm) and their validity (B, num_modality_tokens).
 
-        With video centring, a ``stats`` dict gets the batch's sum of uncentred video tokens over its valid slots
-        (``video_sum``, (num_video_tokens, d_llm)) and their count (``video_count``), which the train step turns
-        into the running mean."""
+        A ``stats`` dict (training) gets, with video centring, the batch's sum of uncentred video tokens over its
+        valid slots (``video_sum``) and their count (``video_count``), for the running mean; with the answer-words
+        head, its logits (``answer_word_logits``, differentiable)."""
         r_frame, r_face, r_video, r_audio = split_rng(dropout_rng, 4)
         frames = normalise_pixels(batch['frames'], batch['frame_mask'], xp=jnp)   # uint8 on the wire (pixels.py)
         b, t = frames.shape[:2]
@@ -256,6 +259,8 @@ class MicroEmo(nnx.Module):
                 token_mask = jnp.concatenate([token_mask, local_mask.astype(bool)], axis=2)
         video, video_valid = self.video_qformer(tokens, token_mask, batch['frame_mask'], batch['timestamps'],
                                                 batch['utterances'], batch['utterance_mask'], dropout_rng=r_video)
+        if self.answer_words is not None and stats is not None:
+            stats['answer_word_logits'] = self.answer_words(video, video_valid)
         out = [self.video_proj(video.reshape(b, -1, video.shape[-1]))]
         valid = [jnp.repeat(video_valid, video.shape[2], axis=1)]
         if self.video_centre is not None:

@@ -14,6 +14,7 @@ import jax
 
 from microemo_jax.data import pipeline
 from microemo_jax.data.records.tfds_builder import splits
+from microemo_jax.models.answer_words import answer_words_weight
 from microemo_jax.params import export_params, load_params, write_inference_files
 from microemo_jax.runs.workdir import TrainError, check_tokenizers, resolve_data_dir, resolve_face_encoder, workdir_lock
 from microemo_jax.sharding import make_mesh, split_batch
@@ -83,7 +84,8 @@ def _run(cfg, workdir: str) -> dict:
           f"{human(flops['hardware'])} hardware (remat recomputation included, for HFU)", flush=True)
     logger = MetricsLogger(workdir, cfg.total_steps, log_every=cfg.log_every, model_flops_per_step=flops['model'],
                            hardware_flops_per_step=flops['hardware'], peak_flops_per_device=peak_flops_per_device(),
-                           resume_step=step)  # metrics.jsonl is cut back to the restored step: one curve
+                           resume_step=step,  # metrics.jsonl is cut back to the restored step: one curve
+                           averaged=('answer_words',) if answer_words_weight(cfg.model) else ())
     last, pending = {}, None  # ``pending``: (step, metrics, names) whose finiteness is checked one step late
     with PreemptionGuard() as guard:
         while step < cfg.total_steps:

@@ -34,6 +34,29 @@ def next_token_loss(logits, input_ids, loss_mask):
     return (nll * weight).sum() / jnp.maximum(count, 1.0), count
 
 
+def answer_words_loss(logits, input_ids, loss_mask):
+    """Cross-entropy of each clip's answer words under the word distribution ``softmax(logits)`` predicted from its
+    video alone (``model.answer_words``): a video-conditioned unigram model of the answer.
+
+    Why: the answer's next-token loss can be met from the prompt's words, and in some demo runs the model met it
+    so, ignoring a micro-expression that the video tokens showed (docs/ablations.md). This loss can only be met by
+    video tokens that carry what the answer says, the hidden emotion included.
+
+    logits (B, V) float32, input_ids (B, S), loss_mask (B, S) marking answer tokens (position 0 never is, as in
+    ``next_token_loss``). The target is the clip's answer tokens as a normalised bag of words. Returns the mean
+    over answer tokens (a clip weighs as many tokens as its answer has, so micro-batches add up to their batch;
+    0 without any) and the number of answer tokens."""
+    ids, weight = input_ids[:, 1:], loss_mask[:, 1:].astype(jnp.float32)
+    b, v = logits.shape
+    rows = jnp.broadcast_to(jnp.arange(b)[:, None], ids.shape)
+    counts = jnp.zeros((b, v), jnp.float32).at[rows, ids].add(weight)
+    words = counts.sum(axis=-1)
+    target = counts / jnp.maximum(words, 1.0)[:, None]
+    ce = -(target * jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)).sum(axis=-1)
+    count = words.sum()
+    return (ce * words).sum() / jnp.maximum(count, 1.0), count
+
+
 def _chunks(h, targets, weight, chunk: int):
     """(N, D), (N,), (N,) -> (n, chunk, ...) with zero-weight padding rows."""
     n = h.shape[0]

@@ -19,7 +19,12 @@ With video centring (``model.video_centring``) the step also keeps the video tok
 a slot no clip of the batch has keeps its value). The forward pass reads the mean as it was before the step,
 so a clip's tokens never depend on the other clips of its batch. A skipped step leaves it too.
 
-Metrics (replicated scalars): loss, grad_norm (before clipping), learning_rate (the schedule at optax's
+With the answer-words head (``model.answer_words.weight`` > 0) the objective adds that weight times the
+answer-words loss (``training/losses.py``: the answer's words predicted from the pooled video tokens), per answer
+token as the cross-entropy is, so the objective's mean is ``loss + weight * answer_words``. The eval step and the
+logged ``loss`` stay the answer's cross-entropy alone.
+
+Metrics (replicated scalars): loss, answer_words (with the head), grad_norm (before clipping), learning_rate (the schedule at optax's
 update count, which skipped steps do not advance: the rate this update used), tokens (answer tokens),
 input_tokens (attended prompt tokens), finite, and ``gate/NAME``: tanh of each gate after the update
 (``gate_values``: how much the global-local attention lets the face branch in).
@@ -40,9 +45,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from microemo_jax.models.answer_words import answer_words_weight
 from microemo_jax.models.microemo import RunningMean, video_centring
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
-from microemo_jax.training.losses import chunked_next_token_loss, next_token_loss
+from microemo_jax.training.losses import answer_words_loss, chunked_next_token_loss, next_token_loss
 from microemo_jax.training.optimizer import is_gate, make_optimizer, make_schedule
 
 
@@ -78,9 +84,12 @@ def device_batch(batch: dict, mesh: Mesh, rules) -> dict[str, jax.Array]:
     return out
 
 
-def _loss_sum(graphdef, params, frozen, batch, dropout_rng, loss_chunk: int = 0):
-    """(sum of answer-token NLL, (number of answer tokens, video-token statistics)) for one (micro-)batch; the
-    statistics (``MicroEmo.encode``) are {} without video centring.
+def _loss_sum(graphdef, params, frozen, batch, dropout_rng, loss_chunk: int = 0, answer_words: float = 0.0):
+    """(objective summed over answer tokens, (number of answer tokens, statistics)) for one (micro-)batch.
+
+    The objective is the answer tokens' NLL, plus ``answer_words`` times the answer-words loss per answer token
+    when the model has the head; the statistics then hold both sums (``nll_sum``, ``answer_words_sum``). They also
+    hold the video tokens' sums with video centring (``MicroEmo.encode``), and are {} with neither.
 
     ``loss_chunk`` (config ``train.loss_chunk``) > 0: the LM head is fused with the loss and walked in chunks of
     that many rows, so the (B, S, vocab) float32 logits never exist (``training/losses.py``); same value."""
@@ -93,7 +102,13 @@ def _loss_sum(graphdef, params, frozen, batch, dropout_rng, loss_chunk: int = 0)
     else:
         logits = model(batch, dropout_rng=dropout_rng, stats=stats)
         mean, count = next_token_loss(logits, batch['input_ids'], batch['loss_mask'])
-    return mean * count, (count, jax.tree.map(jax.lax.stop_gradient, stats))
+    objective = mean * count
+    word_logits = stats.pop('answer_word_logits', None)
+    if answer_words and word_logits is not None:
+        words, _ = answer_words_loss(word_logits, batch['input_ids'], batch['loss_mask'])   # same count
+        stats.update(nll_sum=objective, answer_words_sum=words * count)
+        objective = objective + answer_words * words * count
+    return objective, (count, jax.tree.map(jax.lax.stop_gradient, stats))
 
 
 def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
@@ -109,10 +124,11 @@ def _micro_batches(batch: dict, steps: int, mesh: Mesh, rules) -> dict:
     return out
 
 
-def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, loss_chunk=0):
-    """Summed loss, token count, float32 gradient of the summed loss and the summed video-token statistics
-    over ``steps`` micro-batches."""
-    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_sum(graphdef, p, frozen, b, r, loss_chunk), has_aux=True)
+def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, loss_chunk=0, answer_words=0.0):
+    """Summed objective, token count, float32 gradient of the summed objective and the summed statistics
+    (``_loss_sum``) over ``steps`` micro-batches."""
+    grad_fn = jax.value_and_grad(lambda p, b, r: _loss_sum(graphdef, p, frozen, b, r, loss_chunk, answer_words),
+                                 has_aux=True)
     if steps == 1:
         (loss_sum, (count, stats)), grads = grad_fn(params, batch, dropout_rng)
         return loss_sum, count, grads, stats
@@ -134,7 +150,7 @@ def _grads(graphdef, params, frozen, batch, dropout_rng, steps, mesh, rules, los
 def update_running_mean(params, stats, first, momentum: float):
     """``params`` with the video tokens' running mean (``RunningMean``) moved towards the batch's: set to it when
     ``first``, else ``momentum * old + (1 - momentum) * batch``; slots no clip of the batch had keep their value."""
-    if not stats:
+    if 'video_count' not in stats:
         return params
 
     def update(var):
@@ -181,20 +197,22 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
     rules = cfg.sharding_rules
     loss_chunk = cfg.train.get('loss_chunk', 0)
     _, momentum = video_centring(cfg.model)
+    answer_words = answer_words_weight(cfg.model)
 
     def train_step(state, frozen, batch):
         key = jax.random.wrap_key_data(state.rng)
         key, dropout_rng = jax.random.split(key)
         with activation_sharding(mesh, rules):
             loss_sum, count, grads, stats = _grads(graphdef, state.params, frozen, batch, dropout_rng, steps, mesh,
-                                                   rules, loss_chunk)
+                                                   rules, loss_chunk, answer_words)
         denom = jnp.maximum(count, 1.0)
-        loss = loss_sum / denom
+        loss = stats.get('nll_sum', loss_sum) / denom
+        extra = {'answer_words': stats['answer_words_sum'] / denom} if 'answer_words_sum' in stats else {}
         grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = update_running_mean(optax.apply_updates(state.params, updates), stats, state.step == 0, momentum)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        finite = jnp.isfinite(loss_sum) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731  skip a non-finite update
         new_state = state.replace(step=state.step + 1, params=jax.tree.map(keep, params, state.params),
                                   opt_state=jax.tree.map(keep, opt_state, state.opt_state),
@@ -202,7 +220,7 @@ def make_train_step(graphdef: nnx.GraphDef, cfg, mesh: Mesh, state_sharding, fro
         metrics = dict(loss=loss, grad_norm=grad_norm, learning_rate=schedule(schedule_count(state.opt_state, state.step)),
                        tokens=count,
                        input_tokens=batch['attention_mask'].sum(dtype=jnp.float32), finite=finite,
-                       **gate_values(new_state.params))
+                       **extra, **gate_values(new_state.params))
         return new_state, metrics
 
     replicated = NamedSharding(mesh, P())

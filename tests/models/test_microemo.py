@@ -281,6 +281,7 @@ def test_ablations_build_only_what_they_use():
     assert 'global_local' not in no_attention and {'local_proj', 'micro_expression'} <= no_attention
     assert not {'global_local', 'local_proj', 'micro_expression', 'face_vit'} & no_local
     assert 'local_proj' not in top()
+    assert 'answer_words' not in top() and 'answer_words' in top('model.answer_words.weight=1.0')  # a training head
     no_text = nnx.eval_shape(lambda: build('model.frame_encoder.timestamp_text=false')).frame_encoder.qformer
     assert no_text.word_embeddings is None and all(layer.ffn_text is None for layer in no_text.layers)
 

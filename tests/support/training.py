@@ -22,7 +22,8 @@ from tests.support.tiny import tiny_config
 SMALL = ['model.audio.enabled=false', 'model.micro_expression.enabled=false']
 ENABLE_ALL = ('model.audio.enabled=true', 'model.micro_expression.enabled=true')
 TRAIN = ['total_steps=20', 'optim.warmup_steps=1', 'optim.lr=0.01', 'optim.min_lr=0.001',
-         'model.train_llm=false']  # the paper's setting: the LLM base stays frozen
+         'model.train_llm=false',  # the paper's setting: the LLM base stays frozen
+         'model.answer_words.weight=0.5']  # the answer-words head (a switch, off in both configs): its loss too
 # Two layers in each scanned stack (tiny has one): remat's recomputation is then a visible share of the FLOPs.
 DEPTH = ['model.vision.num_layers=2', 'model.video_qformer.num_layers=2', 'model.llm.num_layers=2']
 BATCH, SEQ = 4, 64

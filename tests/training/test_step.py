@@ -62,7 +62,8 @@ def test_train_step_donates_state_and_the_loss_decreases(setup):
     assert losses[-1] < losses[0] - 0.02, losses  # (Adam at lr 0.01 may wobble; a frozen random LLM leaves little)
     assert int(state.step) == 5
     m = jax.device_get(metrics)
-    assert set(m) == {'loss', 'grad_norm', 'learning_rate', 'tokens', 'input_tokens', 'finite'}
+    assert set(m) == {'loss', 'answer_words', 'grad_norm', 'learning_rate', 'tokens', 'input_tokens', 'finite'}
+    assert 0 < m['answer_words'] < np.log(setup.cfg.model.llm.vocab_size) + 1  # a cross-entropy over the vocabulary
     assert bool(m['finite']) and m['grad_norm'] > 0
     assert m['tokens'] == setup.host_batch['loss_mask'][:, 1:].sum()
     assert m['input_tokens'] == setup.host_batch['attention_mask'].sum()
