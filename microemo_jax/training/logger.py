@@ -15,8 +15,8 @@ metrics at once and reports over the interval:
 * ``eta``: remaining steps at the current rate;
 * ``gate/NAME``: tanh of each global-local gate after the last step (``step.gate_values``), when the
   step reports them: whether the face branch is let in.
-* each key of ``averaged`` (stages 1-2 with the answer-words head: answer_words; stage 3: reward_mean, reward_std, each reward_<name>, kl, clip_fraction,
-  response_length, entropy, ...): its mean over the interval's steps where it is finite, as a top-level key of
+* each key of ``averaged`` (stages 1-2 with the answer-words head: answer_words; stage 3: reward_mean,
+  reward_std, each reward_<name>, kl, clip_fraction, response_length, entropy, ...): its mean over the interval's steps where it is finite, as a top-level key of
   the report (and a TensorBoard scalar), and on the progress line.
 
 ``workdir/metrics.jsonl`` gets one JSON object per report (``step``, ``loss``, ...) and one per

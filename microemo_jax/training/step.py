@@ -24,10 +24,10 @@ answer-words loss (``training/losses.py``: the answer's words predicted from the
 token as the cross-entropy is, so the objective's mean is ``loss + weight * answer_words``. The eval step and the
 logged ``loss`` stay the answer's cross-entropy alone.
 
-Metrics (replicated scalars): loss, answer_words (with the head), grad_norm (before clipping), learning_rate (the schedule at optax's
-update count, which skipped steps do not advance: the rate this update used), tokens (answer tokens),
-input_tokens (attended prompt tokens), finite, and ``gate/NAME``: tanh of each gate after the update
-(``gate_values``: how much the global-local attention lets the face branch in).
+Metrics (replicated scalars): loss, answer_words (with the head), grad_norm (before clipping), learning_rate
+(the schedule at optax's update count, which skipped steps do not advance: the rate this update used), tokens
+(answer tokens), input_tokens (attended prompt tokens), finite, and ``gate/NAME``: tanh of each gate after the
+update (``gate_values``: how much the global-local attention lets the face branch in).
 
 Batches arrive as global arrays sharded over the 'batch' rule (``device_batch``); non-numeric entries
 such as ``names`` never enter the step.
