@@ -22,7 +22,9 @@ _CACHE: dict = {}
 
 
 def overrides(root) -> list[str]:
-    return as_demo_overrides(f'data.dir={root / "prepared"}')
+    # no validation passes and one checkpoint per stage: an eval program and two saves fewer per stage, none of
+    # which these tests read
+    return as_demo_overrides(f'data.dir={root / "prepared"}', 'train.validate_every=0', 'checkpoint_every=4')
 
 
 def command(out, root) -> list[str]:
