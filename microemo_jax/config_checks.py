@@ -144,6 +144,10 @@ def value_problems(cfg) -> list[str]:
             continue  # absent, or already said above
         if not _is_number(value) or not _in_range(value, bounds, ends):
             problems.append(f"{key}={value!r} must be a number in {_shown(bounds, ends)}")
+    gain, marker = _get(cfg, 'model.video_centring.gain'), _get(cfg, 'model.video_centring.marker')
+    if marker and _is_number(gain) and gain == 0:
+        problems.append("model.video_centring.marker=True needs the centring (model.video_centring.gain > 0): "
+                        "the marker is added to the centred tokens")
     lr, min_lr = _get(cfg, 'optim.lr'), _get(cfg, 'optim.min_lr')
     if _is_number(lr) and _is_number(min_lr) and min_lr > lr:
         problems.append(f"optim.min_lr={min_lr!r} must not exceed optim.lr={lr!r} (the schedule decays from lr to it)")

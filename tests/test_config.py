@@ -164,3 +164,9 @@ def test_the_choice_tables_are_the_ones_the_code_accepts():
 def test_ambiguous_or_absurd_values_are_refused_when_the_config_loads(override, blamed):
     with pytest.raises(ConfigError, match=blamed):
         load_config(CONFIG + ':demo', [override])
+
+
+def test_the_video_marker_needs_the_centring():
+    with pytest.raises(ConfigError, match=r'marker=True needs the centring \(model.video_centring.gain > 0\)'):
+        load_config(CONFIG + ':paper', ['model.video_centring.marker=true'])
+    assert load_config(CONFIG + ':demo', ['model.video_centring.marker=true']).model.video_centring.marker

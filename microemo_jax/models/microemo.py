@@ -5,7 +5,7 @@
     (global-local attention off: the local tokens, projected, join each frame's tokens in the video Q-Former)
     log-mel --Whisper--> utterance-aware audio Q-Former --> Linear --> LLM prompt slots
     (video centring on: the video tokens minus their running mean over training clips, times a gain; see
-    ``RunningMean``)
+    ``RunningMean``; with ``video_centring.marker``, plus a learned vector per video token: ``video_marker``)
 
 The prompt (built by the data pipeline) holds ``num_video_tokens + num_audio_tokens`` placeholder
 positions, given per example in ``modality_positions``; the projected tokens replace their embeddings.
@@ -92,6 +92,16 @@ def video_centring(m) -> tuple[float, float]:
     config without the section) and the share of the running mean each training batch keeps."""
     vc = m.get('video_centring')
     return (float(vc.gain), float(vc.momentum)) if vc is not None else (0.0, 0.99)
+
+
+def video_marker(m) -> bool:
+    """Whether the centred video tokens get a learned marker (``model.video_centring.marker``; centring only).
+
+    Why: centring removes what every clip's video tokens share, and with it what tells the LLM's attention, from
+    their content, that a position holds video. The marker (one vector per video token, from 0) lets the LLM
+    learn that part back at the size its attention needs (docs/ablations.md)."""
+    vc = m.get('video_centring')
+    return vc is not None and bool(vc.get('marker', False)) and video_centring(m)[0] > 0
 
 
 def llama_config(c) -> LlamaConfig:
@@ -194,6 +204,9 @@ class MicroEmo(nnx.Module):
         self.video_centre = (param(rngs, nnx.initializers.zeros, (self.num_video_tokens, cfg.llm.hidden_size),
                                    (None, 'embed'), trained['param_dtype'], kind=RunningMean)
                              if self.video_gain else None)
+        self.video_marker = (param(rngs, nnx.initializers.zeros, (self.num_video_tokens, cfg.llm.hidden_size),
+                                   (None, 'embed'), trained['param_dtype'])
+                             if video_marker(cfg) else None)
         self.answer_words = (AnswerWordsHead(vq.hidden_size, cfg.llm.vocab_size, rngs=rngs, **trained)
                              if answer_words_weight(cfg) else None)
         llm_dtypes = trained if cfg.get('train_llm', False) else frozen  # a trained LLM keeps master weights
@@ -270,6 +283,8 @@ class MicroEmo(nnx.Module):
                 stats['video_count'] = w.sum(axis=0)
             centre = jax.lax.stop_gradient(self.video_centre[...]).astype(out[0].dtype)
             out[0] = self.video_gain * (out[0] - centre)
+            if self.video_marker is not None:
+                out[0] = out[0] + self.video_marker[...].astype(out[0].dtype)
         if self.audio is not None:
             audio, audio_valid = self.audio(batch['audio_mel'], batch['audio_mask'], batch['utterances'],
                                             batch['utterance_mask'], dropout_rng=r_audio)

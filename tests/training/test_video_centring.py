@@ -9,6 +9,7 @@ from microemo_jax.batch import synthetic_batch
 from microemo_jax.models.microemo import MicroEmo, RunningMean
 from microemo_jax.sharding import make_mesh
 from microemo_jax.training import state as state_lib, step as step_lib
+from microemo_jax.training.losses import next_token_loss
 from tests.support.training import BATCH, SEQ, config
 
 GAIN, MOMENTUM = 3.0, 0.9
@@ -94,3 +95,24 @@ def test_no_running_mean_without_centring():
     model = MicroEmo(config().model, rngs=nnx.Rngs(0))
     assert model.video_centre is None
     assert not [v for _, v in nnx.to_flat_state(nnx.state(model)) if isinstance(v, RunningMean)]
+
+
+def test_the_marker_is_added_to_the_centred_video_tokens_and_learns():
+    """model.video_centring.marker: one learned vector per video token, added after the centring (the audio
+    tokens keep theirs), built only when switched on, and trained."""
+    assert MicroEmo(config(*CENTRED).model, rngs=nnx.Rngs(0)).video_marker is None
+    cfg = config(*CENTRED, 'model.video_centring.marker=true')
+    model = MicroEmo(cfg.model, rngs=nnx.Rngs(0))
+    batch = jax.tree.map(jnp.asarray, synthetic_batch(cfg.model, BATCH, SEQ, seed=1))
+    before = np.asarray(model.encode(batch)[0])
+    marker = np.asarray(jax.random.normal(jax.random.key(0), model.video_marker.get_value().shape))
+    model.video_marker.set_value(jnp.asarray(marker))
+    after, n = np.asarray(model.encode(batch)[0]), model.num_video_tokens
+    np.testing.assert_allclose(after[:, :n] - before[:, :n], np.broadcast_to(marker, after[:, :n].shape), atol=1e-5)
+    np.testing.assert_array_equal(after[:, n:], before[:, n:])
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss(p):
+        return next_token_loss(nnx.merge(graphdef, p, rest)(batch), batch['input_ids'], batch['loss_mask'])[0]
+
+    assert np.abs(np.asarray(jax.grad(loss)(params)['video_marker'].get_value())).max() > 0
