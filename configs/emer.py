@@ -154,7 +154,7 @@ def _base_config(variant, name):
                                       # and run the encoder unmasked over it, as pretrained Whisper saw audio
     ))
     m.audio_qformer = _qformer(768, 2, 12, 3072, 1, 8) if paper else _qformer(64, 2, 4, 128, 1, 4)
-    # The video tokens minus their running mean over training clips, times `gain` (models/microemo.py RunningMean;
+    # The video tokens minus their running mean over training clips, times `gain` (models/video_centring.py RunningMean;
     # 0: off, the paper's). The demo's from-scratch LLM reads its video tokens only so: trained, they share ~94 %
     # of their size between clips (docs/ablations.md). momentum: the share of the mean each training batch keeps.
     # marker: a learned vector per video token added after the centring (starts at 0), so the LLM's attention can

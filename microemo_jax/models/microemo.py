@@ -37,22 +37,11 @@ from microemo_jax.models.lora import LoRAConfig
 from microemo_jax.models.micro_expression import MicroExpressionBranch, face_residuals, feature_residuals
 from microemo_jax.models.qformer import QFormer, QFormerConfig
 from microemo_jax.models.scratch_init import FROM_SCRATCH, fan_in_init
+from microemo_jax.models.video_centring import RunningMean, video_centring, video_marker
 from microemo_jax.models.video_qformer import VideoQFormer
 from microemo_jax.models.vit import VisionConfig, VisionTransformer
 from microemo_jax.models.whisper.encoder import WhisperEncoder, WhisperEncoderConfig
 from microemo_jax.pixels import normalise as normalise_pixels
-
-
-class RunningMean(nnx.Param):
-    """The video tokens' running mean over training clips (``model.video_centring``): saved with the parameters,
-    never differentiated (the model reads it through ``stop_gradient``), set by the train step from each batch
-    (``training/step.py``: first batch, then an exponential moving average), as BatchNorm keeps its statistics.
-
-    Why: every clip's video tokens share one large component, the learned queries' output. In the trained demo
-    models the clips' tokens differ by about 6 % of their size; a from-scratch LLM then reads none of it, even
-    where a linear probe names the face's expression from them (docs/ablations.md). Removing the shared part
-    leaves the LLM the part that differs between clips. A running mean (not the batch's own) keeps an answer
-    independent of the other clips of its batch, in training as in inference."""
 
 
 def dtype_of(name: str):
@@ -85,23 +74,6 @@ def whisper_config(c) -> WhisperEncoderConfig:
     return WhisperEncoderConfig(num_mel_bins=c.num_mel_bins, d_model=c.d_model, encoder_layers=c.encoder_layers,
                                 encoder_attention_heads=c.encoder_attention_heads, encoder_ffn_dim=c.encoder_ffn_dim,
                                 max_source_positions=c.max_source_positions)
-
-
-def video_centring(m) -> tuple[float, float]:
-    """(gain, momentum) of ``model.video_centring``: the centred video tokens' gain (0: no centring, as in an older
-    config without the section) and the share of the running mean each training batch keeps."""
-    vc = m.get('video_centring')
-    return (float(vc.gain), float(vc.momentum)) if vc is not None else (0.0, 0.99)
-
-
-def video_marker(m) -> bool:
-    """Whether the centred video tokens get a learned marker (``model.video_centring.marker``; centring only).
-
-    Why: centring removes what every clip's video tokens share, and with it what tells the LLM's attention, from
-    their content, that a position holds video. The marker (one vector per video token, from 0) lets the LLM
-    learn that part back at the size its attention needs (docs/ablations.md)."""
-    vc = m.get('video_centring')
-    return vc is not None and bool(vc.get('marker', False)) and video_centring(m)[0] > 0
 
 
 def llama_config(c) -> LlamaConfig:

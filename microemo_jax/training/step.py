@@ -14,7 +14,7 @@
   ``metrics['finite']`` is False. The loop decides what to do (log, stop, never checkpoint it).
 
 With video centring (``model.video_centring``) the step also keeps the video tokens' running mean
-(``models.microemo.RunningMean``): the first step of a run sets it to that batch's mean, each later one moves it
+(``models.video_centring.RunningMean``): the first step of a run sets it to that batch's mean, each later one moves it
 ``1 - momentum`` of the way to the batch's mean (over the tokens of valid slots, all micro-batches together;
 a slot no clip of the batch has keeps its value). The forward pass reads the mean as it was before the step,
 so a clip's tokens never depend on the other clips of its batch. A skipped step leaves it too.
@@ -46,7 +46,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from microemo_jax.models.answer_words import answer_words_weight
-from microemo_jax.models.microemo import RunningMean, video_centring
+from microemo_jax.models.video_centring import RunningMean, video_centring
 from microemo_jax.sharding import activation_sharding, batch_sharding, split_batch
 from microemo_jax.training.losses import answer_words_loss, chunked_next_token_loss, next_token_loss
 from microemo_jax.training.optimizer import is_gate, make_optimizer, make_schedule

@@ -6,7 +6,8 @@ import pytest
 from flax import nnx
 
 from microemo_jax.batch import synthetic_batch
-from microemo_jax.models.microemo import MicroEmo, RunningMean
+from microemo_jax.models.microemo import MicroEmo
+from microemo_jax.models.video_centring import RunningMean
 from microemo_jax.sharding import make_mesh
 from microemo_jax.training import state as state_lib, step as step_lib
 from microemo_jax.training.losses import next_token_loss
