@@ -159,7 +159,7 @@ def _base_config(variant, name):
     # of their size between clips (docs/ablations.md). momentum: the share of the mean each training batch keeps.
     # marker: a learned vector per video token added after the centring (starts at 0), so the LLM's attention can
     # find the video tokens again. Off: with the video path's dropout off it lifted seed 2's micro clips (1920
-    # clips) from chance to 0.58, but left seed 3's (960) at chance (docs/ablations.md)
+    # clips) from chance to 0.58, but left seed 3's (960) and seed 0's (1920) at chance (docs/ablations.md)
     m.video_centring = ml_collections.ConfigDict(dict(gain=0.0 if paper else 3.0, momentum=0.99, marker=False))
     # Answer words (training only): a linear head on the pooled video tokens predicts the words of the answer, and
     # `weight` times its cross-entropy joins the loss (models/answer_words.py; 0: no head, the paper's objective).
