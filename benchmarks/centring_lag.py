@@ -13,8 +13,8 @@ split, per mode (with and without the training augmentation, with and without dr
   between clips. In training mode it includes the dropout's noise.
 
 With ``--checkpoints`` (a run's Orbax checkpoints) also how far the running mean of those slots moved between
-consecutive saved steps. Why: the LLM reads RMS-normed tokens, so an offset or a noise larger than the spread drowns what
-tells the clips apart (docs/ablations.md, "The failing seed's LLM").
+consecutive saved steps. Why: the LLM reads RMS-normed tokens, so an offset or a noise larger than the spread
+drowns what tells the clips apart (docs/ablations.md, "The failing seed's LLM").
 """
 from __future__ import annotations
 
@@ -36,14 +36,13 @@ from micro_signal import write_json  # noqa: E402
 def token_statistics(folder, data_dir: str, batches: int) -> dict:
     """{mode: {'offset': float, 'spread': float}} over ``batches`` training batches (see the module docstring)."""
     model = folder.model
-    n, gain = model.num_video_tokens, model.video_gain
-    centre = np.asarray(model.video_centre[...])
+    slots = model.cfg.video_qformer.num_query_tokens            # the whole-video slots come first
+    centre = np.asarray(model.video_centre[...])[:slots]
 
     def uncentred(batch, rng):
-        return model.encode(batch, dropout_rng=rng)[0][:, :n] / gain + model.video_centre[...]
+        return model.encode(batch, dropout_rng=rng)[0][:, :slots] / model.video_gain + centre
 
     run = jax.jit(uncentred)
-    slots = model.cfg.video_qformer.num_query_tokens            # the whole-video slots come first
     out = {}
     for augment in (False, True):
         for dropout in (False, True):
@@ -54,10 +53,10 @@ def token_statistics(folder, data_dir: str, batches: int) -> dict:
                 if i >= batches:
                     break
                 x = run({k: a for k, a in batch.items() if k != 'names'}, jax.random.key(i) if dropout else None)
-                whole.append(np.asarray(x)[:, :slots])
+                whole.append(np.asarray(x))
             whole = np.concatenate(whole)
             out[f"augment={augment}, dropout={dropout}"] = {
-                'offset': float(np.linalg.norm(whole.mean(0) - centre[:slots], axis=-1).mean()),
+                'offset': float(np.linalg.norm(whole.mean(0) - centre, axis=-1).mean()),
                 'spread': float(np.linalg.norm(whole - whole.mean(0), axis=-1).mean())}
     return out
 
